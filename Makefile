@@ -1,0 +1,43 @@
+# The two README commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck pytest bench demo clean system-deps-run system-deps-test venv
+
+run: system-deps-run venv
+	@scripts/run.sh
+
+test: system-deps-test venv lint typecheck pytest
+
+system-deps-run:
+	@scripts/install-system-deps.sh run
+
+system-deps-test:
+	@scripts/install-system-deps.sh test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+lint: venv
+	$(BIN)/ruff check smimegate tests bench
+
+typecheck: venv
+	$(BIN)/mypy smimegate
+
+pytest: venv
+	@scripts/run-tests.sh $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python bench/smime_bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""smimegate.milter."""

@@ -1,0 +1,161 @@
+"""Shared CMS (RFC 5652) plumbing over asn1crypto: parse guard, names, certificate identifiers.
+
+asn1crypto parses lazily: a broken inner structure surfaces as ValueError, TypeError, KeyError,
+IndexError or OverflowError at the moment a field is read. ``guard`` turns all of those into
+``Malformed`` with context, so callers never leak a raw parser exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from asn1crypto import cms as acms
+from asn1crypto import core
+from asn1crypto import x509 as ax509
+from cryptography import x509
+
+from smimegate.smime.errors import Malformed, SmimeError
+from smimegate.smime.results import CertId
+
+# Upper bound for one CMS object we accept; the milter's size limit is lower (RFC-less sanity).
+MAX_DER_BYTES = 256 * 1024 * 1024
+
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
+
+# RFC 4514 2.3 short names, plus emailAddress as OpenSSL and commercial gateways print it.
+_SHORT_NAMES = {
+    "2.5.4.3": "CN",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "2.5.4.6": "C",
+    "2.5.4.9": "STREET",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "0.9.2342.19200300.100.1.1": "UID",
+    "1.2.840.113549.1.9.1": "EMAILADDRESS",
+    "2.5.4.5": "SERIALNUMBER",
+    "2.5.4.4": "SN",
+    "2.5.4.42": "GN",
+    "2.5.4.12": "T",
+}
+
+
+@contextmanager
+def guard(what: str) -> Iterator[None]:
+    """Run a parse step; any parser exception becomes ``Malformed("<what>: <detail>")``."""
+    try:
+        yield
+    except SmimeError:
+        raise
+    except _PARSE_ERRORS as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise Malformed(f"{what}: {detail}") from exc
+
+
+def load_content_info(der: bytes) -> acms.ContentInfo:
+    """Parse a DER ContentInfo strictly (no trailing data) and check its outer shape."""
+    if not der:
+        raise Malformed("CMS: empty input")
+    if len(der) > MAX_DER_BYTES:
+        raise Malformed(f"CMS: {len(der)} bytes is over the limit of {MAX_DER_BYTES}")
+    with guard("CMS ContentInfo"):
+        info = acms.ContentInfo.load(der, strict=True)
+        _ = info["content_type"].dotted
+        _ = info["content"].parsed
+    return info
+
+
+def _escape_rfc4514(value: str) -> str:
+    # RFC 4514 2.4: escape the specials everywhere, '#' and space at the start, space at the end.
+    out = []
+    for ch in value:
+        if ch in '"+,;<>\\':
+            out.append("\\" + ch)
+        elif ch == "\x00":
+            out.append("\\00")
+        else:
+            out.append(ch)
+    text = "".join(out)
+    if text.startswith(("#", " ")):
+        text = "\\" + text
+    if text.endswith(" ") and not text.endswith("\\ "):
+        text = text[:-1] + "\\ "
+    return text
+
+
+def name_to_str(name: ax509.Name) -> str:
+    """RFC 4514 string, most specific RDN first, ``, `` between attributes (CONTRACT.md)."""
+    with guard("distinguished name"):
+        rdns = list(name.chosen)
+        parts: list[str] = []
+        for rdn in reversed(rdns):
+            attrs = []
+            for atv in rdn:
+                oid = atv["type"].dotted
+                label = _SHORT_NAMES.get(oid, oid)
+                value = atv["value"]
+                if isinstance(value, core.Any):
+                    text = "#" + value.dump().hex()
+                    attrs.append(f"{label}={text}")
+                    continue
+                native = value.native
+                text = native if isinstance(native, str) else "#" + value.dump().hex()
+                attrs.append(f"{label}={_escape_rfc4514(text) if isinstance(native, str) else text}")
+            parts.append("+".join(attrs))
+    return ", ".join(parts)
+
+
+def to_asn1(cert: x509.Certificate) -> ax509.Certificate:
+    """cryptography certificate -> asn1crypto certificate (same DER)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return ax509.Certificate.load(cert.public_bytes(Encoding.DER))
+
+
+def to_crypto(cert: ax509.Certificate) -> x509.Certificate:
+    """asn1crypto certificate -> cryptography certificate; Malformed if cryptography refuses it."""
+    try:
+        return x509.load_der_x509_certificate(cert.dump())
+    except ValueError as exc:
+        raise Malformed(f"certificate: {exc}") from exc
+
+
+def subject_key_identifier(cert: x509.Certificate) -> bytes | None:
+    """The SKI extension value, or None when the certificate has none."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return None
+    except ValueError:
+        return None
+    return ext.value.digest
+
+
+def cert_id(cert: x509.Certificate) -> CertId:
+    """CertId of a certificate: issuer DN, serial and SKI (for headers and matching)."""
+    issuer = name_to_str(to_asn1(cert).issuer)
+    return CertId(issuer=issuer, serial=cert.serial_number, ski=subject_key_identifier(cert))
+
+
+def identifier_to_cert_id(sid: acms.SignerIdentifier | acms.RecipientIdentifier | acms.KeyAgreementRecipientIdentifier) -> CertId:
+    """CertId from a SignerIdentifier / RecipientIdentifier (issuerAndSerialNumber or SKI)."""
+    with guard("certificate identifier"):
+        chosen = sid.chosen
+        if isinstance(chosen, acms.IssuerAndSerialNumber):
+            return CertId(
+                issuer=name_to_str(chosen["issuer"]),
+                serial=int(chosen["serial_number"].native),
+                ski=None,
+            )
+        if isinstance(chosen, acms.RecipientKeyIdentifier):
+            return CertId(issuer="", serial=None, ski=bytes(chosen["subject_key_identifier"].native))
+        return CertId(issuer="", serial=None, ski=bytes(chosen.native))
+
+
+def matches(cid: CertId, cert: x509.Certificate) -> bool:
+    """Whether a CMS identifier names this certificate."""
+    if cid.serial is not None:
+        return cid.serial == cert.serial_number and cid.issuer == name_to_str(to_asn1(cert).issuer)
+    return cid.ski is not None and cid.ski == subject_key_identifier(cert)
