@@ -1,0 +1,147 @@
+"""A throwaway PKI for tests: a root CA and end-entity certificates of every key type we support.
+
+Made with cryptography's builders, so tests of our own CMS code do not depend on our own CA.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+NOW = dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Identity:
+    email: str
+    key: Any
+    cert: x509.Certificate
+
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def write(self, folder: Path, stem: str) -> tuple[Path, Path]:
+        """Write STEM.key and STEM.crt (PEM) into folder; return their paths."""
+        key_path, crt_path = folder / f"{stem}.key", folder / f"{stem}.crt"
+        key_path.write_bytes(self.key_pem())
+        crt_path.write_bytes(self.cert_pem())
+        return key_path, crt_path
+
+
+def new_key(kind: str) -> Any:
+    """rsa2048 | rsa3072 | ec-p256 | ec-p384 | ed25519 | x25519."""
+    if kind.startswith("rsa"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(kind[3:]))
+    if kind == "ec-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if kind == "ec-p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if kind == "x25519":
+        return x25519.X25519PrivateKey.generate()
+    raise ValueError(kind)
+
+
+def _sign_hash(key: Any) -> hashes.HashAlgorithm | None:
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+class TestCA:
+    """A root CA (RSA 2048 by default) that issues S/MIME end-entity certificates."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, cn: str = "smimegate Test Root", key_kind: str = "rsa2048") -> None:
+        self.key = new_key(key_kind)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "smimegate tests")])
+        ski = x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - dt.timedelta(days=1))
+            .not_valid_after(NOW + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .add_extension(ski, critical=False)
+            .sign(self.key, _sign_hash(self.key))
+        )
+
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def issue(
+        self,
+        email: str,
+        key_kind: str = "rsa2048",
+        *,
+        days: int = 365,
+        not_before: dt.datetime | None = None,
+        eku: bool = True,
+        key_usage: x509.KeyUsage | None = None,
+        with_ski: bool = True,
+    ) -> Identity:
+        key = new_key(key_kind)
+        public = key.public_key()
+        if key_usage is None:
+            agreement = key_kind.startswith("ec") or key_kind == "x25519"
+            key_usage = x509.KeyUsage(
+                digital_signature=key_kind != "x25519",
+                content_commitment=False,
+                key_encipherment=key_kind.startswith("rsa"),
+                data_encipherment=False,
+                key_agreement=agreement,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            )
+        start = not_before or (NOW - dt.timedelta(hours=1))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, email),
+                                     x509.NameAttribute(NameOID.EMAIL_ADDRESS, email)]))
+            .issuer_name(self.cert.subject)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(key_usage, critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+        )
+        if with_ski:
+            builder = builder.add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(public), critical=False
+            )
+        if eku:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+            )
+        cert = builder.sign(self.key, _sign_hash(self.key))
+        return Identity(email=email, key=key, cert=cert)
