@@ -25,11 +25,12 @@ class Identity:
     cert: x509.Certificate
 
     def key_pem(self) -> bytes:
-        return self.key.private_bytes(
+        pem: bytes = self.key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+        return pem
 
     def cert_pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
@@ -57,7 +58,7 @@ def new_key(kind: str) -> Any:
     raise ValueError(kind)
 
 
-def _sign_hash(key: Any) -> hashes.HashAlgorithm | None:
+def _sign_hash(key: Any) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
