@@ -63,7 +63,13 @@ def load_content_info(der: bytes) -> acms.ContentInfo:
     with guard("CMS ContentInfo"):
         info = acms.ContentInfo.load(der, strict=True)
         _ = info["content_type"].dotted
-        _ = info["content"].parsed
+        content = info["content"]
+        # asn1crypto hands known content types (SignedData, ...) over already typed; only an
+        # unknown one stays an Any that must be parsed explicitly.
+        if isinstance(content, core.Any):
+            _ = content.parsed
+        else:
+            _ = content.contents
     return info
 
 
@@ -73,8 +79,10 @@ def _escape_rfc4514(value: str) -> str:
     for ch in value:
         if ch in '"+,;<>\\':
             out.append("\\" + ch)
-        elif ch == "\x00":
-            out.append("\\00")
+        elif ch < " " or ch == "\x7f":
+            # NUL must be \00 (RFC 4514 2.4); other controls may be hex-escaped, and must be
+            # here: a CR/LF from a forged SignerIdentifier would split a result header line.
+            out.append(f"\\{ord(ch):02X}")
         else:
             out.append(ch)
     text = "".join(out)
@@ -149,7 +157,9 @@ def identifier_to_cert_id(sid: acms.SignerIdentifier | acms.RecipientIdentifier 
                 serial=int(chosen["serial_number"].native),
                 ski=None,
             )
-        if isinstance(chosen, acms.RecipientKeyIdentifier):
+        # By choice name: asn1crypto defines two classes named RecipientKeyIdentifier, and the
+        # module attribute is not the one KeyAgreementRecipientIdentifier uses.
+        if sid.name == "r_key_id":
             return CertId(issuer="", serial=None, ski=bytes(chosen["subject_key_identifier"].native))
         return CertId(issuer="", serial=None, ski=bytes(chosen.native))
 

@@ -6,6 +6,11 @@ that the milter can map it through its action table and an admin can read it in 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from smimegate.smime.results import Layer
+
 
 class SmimeError(Exception):
     """Base of all engine errors."""
@@ -24,7 +29,14 @@ class NoDecryptionKey(SmimeError):
 
     Per RFC 3218 section 2.3, a failed key unwrap is not reported differently from a wrong
     content key: both surface as this error after the content decryption ran.
+
+    layer: the Layer (decrypted=False) describing the message's recipients, when known, so
+    that result headers can still list them.
     """
+
+    def __init__(self, message: str = "", layer: Layer | None = None) -> None:
+        super().__init__(message)
+        self.layer = layer
 
 
 class Unsupported(SmimeError):

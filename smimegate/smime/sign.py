@@ -1,0 +1,343 @@
+"""Make S/MIME signatures: CMS SignedData (RFC 5652 5) as RFC 8551 profiles it.
+
+Recipe: ``sign`` turns a MIME entity into multipart/signed (detached, the default, RFC 8551
+3.5.3) or application/pkcs7-mime; smime-type=signed-data (opaque, RFC 8551 3.5.2), signing its
+canonical CRLF form (RFC 8551 3.1.1). ``sign_der`` is the same at the DER level.
+
+What we write (RFC 8551 2.5): signed attributes contentType, messageDigest, signingTime and
+SMIMECapabilities; SignerIdentifier issuerAndSerialNumber (SignerInfo version 1); the signer's
+certificate and the given chain in ``certificates``. Key types: RSA PKCS#1 v1.5, RSA-PSS (RFC
+4056), ECDSA P-256/P-384 (RFC 5753), Ed25519 (RFC 8419).
+
+``build_signer_info`` and ``assemble`` are the building blocks, public so that tests (and later
+callers) can put several SignerInfos in one SignedData.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from asn1crypto import algos, core
+from asn1crypto import cms as acms
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from smimegate.smime import algorithms as alg
+from smimegate.smime import mime
+from smimegate.smime.cms import to_asn1
+from smimegate.smime.errors import Unsupported
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+# RFC 5652 11.3: signingTime between 1950 and 2049 MUST be UTCTime, otherwise GeneralizedTime.
+_UTCTIME_END = datetime(2050, 1, 1, tzinfo=UTC)
+
+
+def effective_digest(key: PrivateKey, digest: str) -> str:
+    """The digest a signature with this key will use: ``digest`` normalised, but always sha512
+    for Ed25519 (RFC 8419 3.1: digestAlgorithm MUST be id-sha512 with signed attributes).
+
+    Raises Unsupported for a digest outside SIGNING_DIGESTS or a key type we do not sign with.
+    """
+    name = alg.signing_digest(digest)
+    _check_key(key)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return alg.ED25519_DIGEST
+    return name
+
+
+def _check_key(key: object) -> None:
+    if isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        return
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.name not in alg.SIGNING_CURVES:
+            raise Unsupported(f"key: curve {key.curve.name} is not P-256 or P-384")
+        return
+    raise Unsupported(f"key: {type(key).__name__} cannot make S/MIME signatures")
+
+
+def _public_der(public: object) -> bytes:
+    assert isinstance(
+        public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+    )
+    return public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _digest_algorithm(name: str) -> algos.DigestAlgorithm:
+    # RFC 5754 2: SHA-2 AlgorithmIdentifiers are generated with absent parameters.
+    return algos.DigestAlgorithm({"algorithm": alg.DIGEST_OIDS[name], "parameters": None})
+
+
+def _signing_time_value(when: datetime) -> acms.Time:
+    if when.tzinfo is None:
+        raise ValueError("signing_time: must be timezone-aware")
+    when = when.astimezone(UTC).replace(microsecond=0)
+    if when < _UTCTIME_END and when.year >= 1950:
+        return acms.Time({"utc_time": when})
+    return acms.Time({"generalized_time": when})
+
+
+def _capabilities_value(names: Sequence[str]) -> acms.SMIMECapabilites:
+    items = []
+    for name in names:
+        oid = alg.CAPABILITY_OIDS.get(name.lower())
+        if oid is None:
+            raise Unsupported(f"capabilities: unknown capability {name!r}")
+        # RFC 8551 2.5.2: parameters absent for AES-CBC/GCM; for rsaesOAEP absent parameters
+        # mean the RFC 4055 defaults.
+        items.append(acms.SMIMECapabilityIdentifier({"capability_id": oid}))
+    return acms.SMIMECapabilites(items)
+
+
+def signed_attributes(
+    content_digest: bytes,
+    *,
+    content_type: str = "data",
+    capabilities: Sequence[str] | None = None,
+    signing_time: datetime | None = None,
+) -> acms.CMSAttributes:
+    """The signed attributes we send (RFC 5652 11, RFC 8551 2.5), as a DER SET OF.
+
+    Raises ValueError for a naive signing_time, Unsupported for an unknown capability name.
+    """
+    when = signing_time if signing_time is not None else datetime.now(UTC)
+    caps = alg.DEFAULT_CAPABILITIES if capabilities is None else tuple(capabilities)
+    attrs = [
+        acms.CMSAttribute({"type": "content_type", "values": [content_type]}),
+        acms.CMSAttribute({"type": "signing_time", "values": [_signing_time_value(when)]}),
+        acms.CMSAttribute({"type": "message_digest", "values": [content_digest]}),
+    ]
+    if caps:
+        attrs.append(
+            acms.CMSAttribute(
+                {"type": "smime_capabilities", "values": [_capabilities_value(caps)]}
+            )
+        )
+    # asn1crypto's SetOf sorts the encodings on dump: DER SET OF order (X.690 11.6), which
+    # RFC 5652 5.4 requires for the bytes that are signed.
+    return acms.CMSAttributes(attrs)
+
+
+def _pss_algorithm(digest: str) -> algos.SignedDigestAlgorithm:
+    # RFC 4056 2.2 / RFC 4055 3.1: explicit parameters, MGF1 with the same hash, salt length
+    # the hash length, trailerField 1 (the default, so omitted).
+    hash_alg = {"algorithm": alg.DIGEST_OIDS[digest], "parameters": None}
+    params = algos.RSASSAPSSParams(
+        {
+            "hash_algorithm": hash_alg,
+            "mask_gen_algorithm": {"algorithm": alg.MGF1, "parameters": hash_alg},
+            "salt_length": alg.hash_for(digest).digest_size,
+        }
+    )
+    return algos.SignedDigestAlgorithm({"algorithm": alg.RSASSA_PSS, "parameters": params})
+
+
+def _signature(
+    key: PrivateKey, data: bytes, digest: str, pss: bool
+) -> tuple[algos.SignedDigestAlgorithm, bytes]:
+    if isinstance(key, rsa.RSAPrivateKey):
+        hash_alg = alg.hash_for(digest)
+        if pss:
+            pad = padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
+            return _pss_algorithm(digest), key.sign(data, pad, hash_alg)
+        # RFC 3370 3.2: rsaEncryption with NULL parameters, digest from digestAlgorithm.
+        algorithm = algos.SignedDigestAlgorithm(
+            {"algorithm": alg.RSA_ENCRYPTION, "parameters": core.Null()}
+        )
+        return algorithm, key.sign(data, padding.PKCS1v15(), hash_alg)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        algorithm = algos.SignedDigestAlgorithm(
+            {"algorithm": alg.ECDSA_BY_DIGEST[digest], "parameters": None}
+        )
+        return algorithm, key.sign(data, ec.ECDSA(alg.hash_for(digest)))
+    # RFC 8419 3.1: PureEdDSA over the DER of the signed attributes.
+    algorithm = algos.SignedDigestAlgorithm({"algorithm": alg.ED25519, "parameters": None})
+    return algorithm, key.sign(data)
+
+
+def build_signer_info(
+    content: bytes,
+    key: PrivateKey,
+    cert: x509.Certificate,
+    *,
+    digest: str = "sha256",
+    pss: bool = False,
+    capabilities: Sequence[str] | None = None,
+    signing_time: datetime | None = None,
+    with_signed_attributes: bool = True,
+    use_ski: bool = False,
+    content_type: str = "data",
+) -> acms.SignerInfo:
+    """One SignerInfo over ``content`` (the exact bytes; no canonicalisation here).
+
+    use_ski: identify the signer by subjectKeyIdentifier (SignerInfo version 3, RFC 5652 5.3)
+    instead of issuerAndSerialNumber. with_signed_attributes=False signs the content directly
+    (RFC 5652 5.4), for tests and old peers. content_type: the eContentType named in the
+    contentType attribute (S/MIME uses "data", RFC 8551 3.5.3; others are for tests).
+    Raises Unsupported (digest, key type, curve, capability name, pss with a non-RSA key),
+    ValueError (key does not match cert, naive signing_time, use_ski without an SKI).
+    """
+    name = effective_digest(key, digest)
+    if pss and not isinstance(key, rsa.RSAPrivateKey):
+        raise Unsupported("pss: RSA-PSS needs an RSA key")
+    if _public_der(key.public_key()) != _public_der(cert.public_key()):
+        raise ValueError("key: does not match the certificate's public key")
+    asn_cert = to_asn1(cert)
+    if use_ski:
+        from smimegate.smime.cms import subject_key_identifier
+
+        ski = subject_key_identifier(cert)
+        if ski is None:
+            raise ValueError("use_ski: the certificate has no subjectKeyIdentifier")
+        sid = acms.SignerIdentifier({"subject_key_identifier": ski})
+    else:
+        sid = acms.SignerIdentifier(
+            {
+                "issuer_and_serial_number": acms.IssuerAndSerialNumber(
+                    {"issuer": asn_cert.issuer, "serial_number": asn_cert.serial_number}
+                )
+            }
+        )
+    fields: dict[str, object] = {
+        "version": "v3" if use_ski else "v1",
+        "sid": sid,
+        "digest_algorithm": _digest_algorithm(name),
+    }
+    if with_signed_attributes:
+        hasher = hashes.Hash(alg.hash_for(name))
+        hasher.update(content)
+        attrs = signed_attributes(
+            hasher.finalize(),
+            content_type=content_type,
+            capabilities=capabilities,
+            signing_time=signing_time,
+        )
+        fields["signed_attrs"] = attrs
+        # RFC 5652 5.4: the signature covers the DER of the SET OF (tag 0x31), not [0].
+        to_sign = attrs.dump()
+    else:
+        to_sign = content
+    algorithm, signature = _signature(key, to_sign, name, pss)
+    fields["signature_algorithm"] = algorithm
+    fields["signature"] = signature
+    return acms.SignerInfo(fields)
+
+
+def assemble(
+    content: bytes,
+    signer_infos: Sequence[acms.SignerInfo],
+    certificates: Sequence[x509.Certificate],
+    *,
+    detached: bool = True,
+    content_type: str = "data",
+) -> bytes:
+    """ContentInfo(SignedData) DER from ready SignerInfos (RFC 5652 5.1).
+
+    Certificates are deduplicated. Both certificates and signerInfos are DER SET OF, so they
+    appear sorted by encoding, not in the order given. Raises ValueError without signer_infos.
+    """
+    if not signer_infos:
+        raise ValueError("signer_infos: at least one is needed")
+    digests: list[algos.DigestAlgorithm] = []
+    seen_digests: set[bytes] = set()
+    for info in signer_infos:
+        encoded = info["digest_algorithm"].dump()
+        if encoded not in seen_digests:
+            seen_digests.add(encoded)
+            digests.append(info["digest_algorithm"])
+    certs: list[acms.CertificateChoices] = []
+    seen_certs: set[bytes] = set()
+    for cert in certificates:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        if der not in seen_certs:
+            seen_certs.add(der)
+            certs.append(acms.CertificateChoices({"certificate": to_asn1(cert)}))
+    encap: dict[str, object] = {"content_type": content_type}
+    if not detached:
+        encap["content"] = content
+    # RFC 5652 5.1: version 1 when every SignerInfo is version 1 and eContentType is id-data.
+    v3 = content_type != "data" or any(info["version"].native == "v3" for info in signer_infos)
+    signed = acms.SignedData(
+        {
+            "version": "v3" if v3 else "v1",
+            "digest_algorithms": digests,
+            "encap_content_info": encap,
+            "certificates": certs,
+            "signer_infos": list(signer_infos),
+        }
+    )
+    info = acms.ContentInfo({"content_type": "signed_data", "content": signed})
+    return bytes(info.dump())
+
+
+def sign_der(
+    content: bytes,
+    key: PrivateKey,
+    cert: x509.Certificate,
+    chain: Sequence[x509.Certificate] = (),
+    *,
+    digest: str = "sha256",
+    detached: bool = True,
+    pss: bool = False,
+    capabilities: Sequence[str] | None = None,
+    signing_time: datetime | None = None,
+) -> bytes:
+    """ContentInfo(SignedData) DER signing ``content`` exactly as given.
+
+    detached: leave eContent absent (multipart/signed); False puts the content in eContent.
+    capabilities: SMIMECapabilities names (algorithms.CAPABILITY_OIDS); None announces
+    DEFAULT_CAPABILITIES, () leaves the attribute out.
+    Raises Unsupported (digest, key type, curve, capability, pss without RSA) and ValueError
+    (key does not match cert, naive signing_time).
+    """
+    info = build_signer_info(
+        content,
+        key,
+        cert,
+        digest=digest,
+        pss=pss,
+        capabilities=capabilities,
+        signing_time=signing_time,
+    )
+    return assemble(content, [info], [cert, *chain], detached=detached)
+
+
+def sign(
+    entity: bytes,
+    key: PrivateKey,
+    cert: x509.Certificate,
+    chain: Sequence[x509.Certificate] = (),
+    *,
+    digest: str = "sha256",
+    detached: bool = True,
+    pss: bool = False,
+    capabilities: Sequence[str] | None = None,
+    signing_time: datetime | None = None,
+) -> bytes:
+    """Sign a MIME entity; return the multipart/signed or pkcs7-mime signed-data entity.
+
+    The canonical CRLF form of the entity is signed (RFC 8551 3.1.1) and, for multipart/signed,
+    is also what the first body part carries, so that the bytes sent are the bytes signed.
+    micalg names the digest actually used (sha-512 for Ed25519, RFC 8419 3.1).
+    Raises what sign_der raises.
+    """
+    canonical = mime.canonicalize(entity)
+    der = sign_der(
+        canonical,
+        key,
+        cert,
+        chain,
+        digest=digest,
+        detached=detached,
+        pss=pss,
+        capabilities=capabilities,
+        signing_time=signing_time,
+    )
+    if detached:
+        micalg = mime.micalg_for_digest(effective_digest(key, digest))
+        return mime.build_multipart_signed(canonical, der, micalg)
+    return mime.build_pkcs7_mime(der, "signed-data")

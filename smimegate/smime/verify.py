@@ -1,0 +1,439 @@
+"""Check S/MIME signatures: CMS SignedData (RFC 5652 5.6) in multipart/signed or pkcs7-mime.
+
+Every SignerInfo is checked and reported in its own SignerResult. A signature that does not
+verify, a signer whose certificate is missing, or an algorithm outside our allow-lists never
+raises: the SignerResult says valid=False and why. Only a structure we cannot read at all raises
+``Malformed``. Trust (path, revocation, key usage) is decided elsewhere (smimegate.pki.trust).
+
+Choices:
+- digestAlgorithms is only a one-pass-processing hint (RFC 5652 5.1); every SignerInfo names its
+  own digest. An empty set with SignerInfos present (OpenSSL's pkcs7-empty-digest-set.eml) is
+  therefore accepted and the signers are verified as usual.
+- Detached content is first verified as given; when that fails and the bytes are not in
+  canonical CRLF form (files carrying LF line ends), it is retried over the canonical form.
+- An eContentType other than id-data (RFC 8551 3.5.3 wants id-data) still gets its signature
+  checked; a valid signature then carries a note in SignerResult.reason.
+- DSA signatures (RFC 3370 3.1, RFC 4134 era mail) are verified, read only.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from asn1crypto import algos, core
+from asn1crypto import cms as acms
+from asn1crypto import x509 as ax509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
+
+from smimegate.smime import algorithms as alg
+from smimegate.smime import mime
+from smimegate.smime.cms import (
+    guard,
+    identifier_to_cert_id,
+    load_content_info,
+    matches,
+    name_to_str,
+    to_crypto,
+)
+from smimegate.smime.errors import Malformed, SmimeError, Unsupported
+from smimegate.smime.results import CertId, Layer, SignerResult
+
+_DATA = "1.2.840.113549.1.7.1"
+_SIGNED_DATA = "1.2.840.113549.1.7.2"
+_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+_SIGNING_TIME = "1.2.840.113549.1.9.5"
+_SMIME_CAPABILITIES = "1.2.840.113549.1.9.15"
+
+
+# What asn1crypto raises on bad input when a lazily parsed field is read (as cms.guard).
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
+
+
+class _Invalid(Exception):
+    """Internal: this signer does not verify, for the reason given (never leaves the module)."""
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """The parts of one SignerInfo that verification needs, read once."""
+
+    signer_id: CertId
+    digest_oid: str
+    digest_label: str
+    signature_oid: str
+    signature_label: str
+    signature_params: algos.SignedDigestAlgorithm
+    signed_attrs: acms.CMSAttributes | None
+    signature: bytes
+    signing_time: datetime | None
+    capabilities: tuple[str, ...]
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    raw = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _attr_values(attrs: acms.CMSAttributes, oid: str) -> list[acms.CMSAttribute]:
+    return [attr for attr in attrs if attr["type"].dotted == oid]
+
+
+def _single_value(attrs: acms.CMSAttributes, oid: str, label: str) -> object | None:
+    """The one value of attribute ``oid``; _Invalid when repeated (RFC 5652 5.3, 11)."""
+    found = _attr_values(attrs, oid)
+    if not found:
+        return None
+    if len(found) > 1 or len(found[0]["values"]) != 1:
+        raise _Invalid(f"signed attribute {label} must occur once with one value")
+    value: object = found[0]["values"][0]
+    return value
+
+
+def _capabilities(attrs: acms.CMSAttributes) -> tuple[str, ...]:
+    names: list[str] = []
+    for attr in _attr_values(attrs, _SMIME_CAPABILITIES):
+        for value in attr["values"]:
+            for item in value:
+                oid = item["capability_id"].dotted
+                names.append(alg.CAPABILITY_NAMES.get(oid, oid))
+    return tuple(names)
+
+
+def _signature_label(oid: str) -> str:
+    if oid == alg.RSA_ENCRYPTION or oid in alg.RSA_PKCS1_OIDS:
+        return "rsa"
+    if oid == alg.RSASSA_PSS:
+        return "rsa-pss"
+    if oid == alg.EC_PUBLIC_KEY or oid in alg.ECDSA_OIDS:
+        return "ecdsa"
+    if oid == alg.ED25519:
+        return "ed25519"
+    if oid == alg.DSA or oid in alg.DSA_OIDS:
+        return "dsa"
+    return _oid_label(algos.SignedDigestAlgorithmId(oid))
+
+
+def _oid_label(value: algos.SignedDigestAlgorithmId | algos.DigestAlgorithmId) -> str:
+    # asn1crypto's name where it has one ("md5", "ed448"), else the dotted OID.
+    native = value.native
+    return str(native) if native is not None else value.dotted
+
+
+def _parse_signer(info: acms.SignerInfo) -> _Parsed:
+    with guard("SignerInfo"):
+        signer_id = identifier_to_cert_id(info["sid"])
+        digest_id = info["digest_algorithm"]["algorithm"]
+        sig_alg = info["signature_algorithm"]
+        sig_oid = sig_alg["algorithm"].dotted
+        attrs_field = info["signed_attrs"]
+        attrs: acms.CMSAttributes | None = None
+        signing_time: datetime | None = None
+        capabilities: tuple[str, ...] = ()
+        if not isinstance(attrs_field, core.Void):
+            attrs = attrs_field
+            for attr in attrs:
+                _ = attr["type"].dotted
+            # Informative attributes: a broken one is left out of the result rather than
+            # failing the signer (the ones the signature depends on are checked in _check).
+            # Other attributes (RFC 4134 4.10 carries many) are never parsed.
+            try:
+                when = _single_value(attrs, _SIGNING_TIME, "signingTime")
+                if isinstance(when, acms.Time):
+                    signing_time = when.native
+            except (_Invalid, *_PARSE_ERRORS):
+                signing_time = None
+            try:
+                capabilities = _capabilities(attrs)
+            except _PARSE_ERRORS:
+                capabilities = ()
+        parsed = _Parsed(
+            signer_id=signer_id,
+            digest_oid=digest_id.dotted,
+            digest_label=alg.DIGEST_NAMES.get(digest_id.dotted) or _oid_label(digest_id),
+            signature_oid=sig_oid,
+            signature_label=_signature_label(sig_oid),
+            signature_params=sig_alg,
+            signed_attrs=attrs,
+            signature=bytes(info["signature"].native),
+            signing_time=signing_time,
+            capabilities=capabilities,
+        )
+    return parsed
+
+
+def _hash(name: str, data: bytes) -> bytes:
+    hasher = hashes.Hash(alg.hash_for(name))
+    hasher.update(data)
+    return hasher.finalize()
+
+
+def _pss_padding(params_alg: algos.SignedDigestAlgorithm) -> tuple[padding.PSS, str]:
+    """PSS padding and hash name from RSASSA-PSS-params (RFC 4055 3.1, defaults SHA-1/20)."""
+    params = params_alg["parameters"]
+    if not isinstance(params, algos.RSASSAPSSParams):
+        raise _Invalid("RSASSA-PSS parameters missing")
+    hash_oid = params["hash_algorithm"]["algorithm"].dotted
+    hash_name = alg.DIGEST_NAMES.get(hash_oid)
+    if hash_name is None:
+        raise _Invalid(f"unsupported PSS hash {params['hash_algorithm']['algorithm'].native}")
+    mgf = params["mask_gen_algorithm"]
+    if mgf["algorithm"].dotted != alg.MGF1:
+        raise _Invalid(f"unsupported PSS mask generation {mgf['algorithm'].dotted}")
+    mgf_oid = mgf["parameters"]["algorithm"].dotted
+    mgf_name = alg.DIGEST_NAMES.get(mgf_oid)
+    if mgf_name is None:
+        raise _Invalid(f"unsupported MGF1 hash {mgf_oid}")
+    if params["trailer_field"].native not in ("trailer_field_bc", 1):
+        raise _Invalid("unsupported PSS trailer field")
+    salt = int(params["salt_length"].native)
+    pad = padding.PSS(mgf=padding.MGF1(alg.hash_for(mgf_name)), salt_length=salt)
+    return pad, hash_name
+
+
+def _check_signature(parsed: _Parsed, cert: x509.Certificate, data: bytes) -> None:
+    """Raise _Invalid unless ``parsed.signature`` over ``data`` verifies with cert's key."""
+    try:
+        public = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise _Invalid(f"signer public key unreadable: {exc}") from None
+    oid, label = parsed.signature_oid, parsed.signature_label
+    signature = parsed.signature
+    try:
+        if oid == alg.RSA_ENCRYPTION or oid in alg.RSA_PKCS1_OIDS:
+            if not isinstance(public, rsa.RSAPublicKey):
+                raise _Invalid(f"signature algorithm {label} does not match the signer's key")
+            # RFC 5754 3.2: with shaXWithRSAEncryption the OID names the hash.
+            name = alg.RSA_PKCS1_OIDS.get(oid) or parsed.digest_label
+            public.verify(signature, data, padding.PKCS1v15(), alg.hash_for(name))
+        elif oid == alg.RSASSA_PSS:
+            if not isinstance(public, rsa.RSAPublicKey):
+                raise _Invalid(f"signature algorithm {label} does not match the signer's key")
+            pad, name = _pss_padding(parsed.signature_params)
+            public.verify(signature, data, pad, alg.hash_for(name))
+        elif oid == alg.EC_PUBLIC_KEY or oid in alg.ECDSA_OIDS:
+            if not isinstance(public, ec.EllipticCurvePublicKey):
+                raise _Invalid(f"signature algorithm {label} does not match the signer's key")
+            name = alg.ECDSA_OIDS.get(oid) or parsed.digest_label
+            public.verify(signature, data, ec.ECDSA(alg.hash_for(name)))
+        elif oid == alg.ED25519:
+            if not isinstance(public, ed25519.Ed25519PublicKey):
+                raise _Invalid(f"signature algorithm {label} does not match the signer's key")
+            public.verify(signature, data)
+        elif oid == alg.DSA or oid in alg.DSA_OIDS:
+            if not isinstance(public, dsa.DSAPublicKey):
+                raise _Invalid(f"signature algorithm {label} does not match the signer's key")
+            name = alg.DSA_OIDS.get(oid) or parsed.digest_label
+            public.verify(signature, data, alg.hash_for(name))
+        else:
+            raise _Invalid(f"unsupported signature algorithm {label}")
+    except InvalidSignature:
+        raise _Invalid("signature does not verify") from None
+    except Unsupported as exc:
+        raise _Invalid(str(exc)) from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        # cryptography refuses e.g. a malformed DSA/ECDSA signature encoding with ValueError.
+        raise _Invalid(f"signature does not verify ({exc})") from None
+
+
+def _check(parsed: _Parsed, cert: x509.Certificate, content: bytes, content_type: str) -> None:
+    """Raise _Invalid unless this signer's signature over ``content`` checks out (RFC 5652 5.6)."""
+    if parsed.digest_oid not in alg.DIGEST_NAMES:
+        raise _Invalid(f"unsupported digest algorithm {parsed.digest_label}")
+    attrs = parsed.signed_attrs
+    if attrs is None:
+        # RFC 5652 5.4: without signed attributes the signature covers the content itself.
+        _check_signature(parsed, cert, content)
+        return
+    with guard("signed attributes"):
+        wanted = _single_value(attrs, _CONTENT_TYPE, "contentType")
+        digest_value = _single_value(attrs, _MESSAGE_DIGEST, "messageDigest")
+        _single_value(attrs, _SIGNING_TIME, "signingTime")
+        # RFC 5652 5.3: both MUST be present when there are signed attributes.
+        if wanted is None:
+            raise _Invalid("signed attributes lack contentType")
+        if digest_value is None:
+            raise _Invalid("signed attributes lack messageDigest")
+        assert isinstance(wanted, acms.ContentType)
+        assert isinstance(digest_value, core.OctetString)
+        # RFC 5652 11.1: contentType MUST match eContentType.
+        if wanted.dotted != content_type:
+            raise _Invalid("contentType attribute does not match eContentType")
+        expected = bytes(digest_value.native)
+        # RFC 5652 5.4: the signature is over the DER SET OF, i.e. the received contents under
+        # a universal SET tag instead of the [0] IMPLICIT of SignerInfo.
+        contents = attrs.contents
+    if not hmac.compare_digest(expected, _hash(parsed.digest_label, content)):
+        raise _Invalid("message digest mismatch")
+    _check_signature(parsed, cert, b"\x31" + _der_length(len(contents)) + contents)
+
+
+def _find_cert(signer_id: CertId, certs: Sequence[x509.Certificate]) -> x509.Certificate | None:
+    for cert in certs:
+        try:
+            if matches(signer_id, cert):
+                return cert
+        except SmimeError:
+            continue
+    return None
+
+
+def _names_unreadable(signer_id: CertId, cert: ax509.Certificate) -> bool:
+    """Whether an asn1crypto certificate that cryptography refused is the signer's."""
+    try:
+        if signer_id.serial is not None:
+            return bool(
+                cert.serial_number == signer_id.serial
+                and name_to_str(cert.issuer) == signer_id.issuer
+            )
+        return signer_id.ski is not None and cert.key_identifier == signer_id.ski
+    except (SmimeError, *_PARSE_ERRORS):
+        return False
+
+
+def _verify_signer(
+    info: acms.SignerInfo,
+    certs: _Certs,
+    contents: Sequence[bytes],
+    content_type: str,
+) -> SignerResult:
+    parsed = _parse_signer(info)
+    cert = _find_cert(parsed.signer_id, certs.loaded)
+    reason: str | None = None
+    if cert is None:
+        reason = "signer certificate not in message"
+        for unreadable, why in certs.unreadable:
+            if _names_unreadable(parsed.signer_id, unreadable):
+                reason = f"signer certificate unreadable: {why}"
+                break
+    else:
+        for content in contents:
+            try:
+                _check(parsed, cert, content, content_type)
+            except _Invalid as exc:
+                # Keep the first reason: it is about the bytes as received.
+                reason = reason or str(exc)
+                continue
+            reason = None
+            break
+    valid = reason is None
+    if valid and content_type != _DATA:
+        reason = f"note: eContentType {content_type} is not id-data (RFC 8551 3.5.3)"
+    return SignerResult(
+        signer_id=parsed.signer_id,
+        certificate=cert,
+        valid=valid,
+        reason=reason,
+        digest_algorithm=parsed.digest_label,
+        signature_algorithm=parsed.signature_label,
+        signing_time=parsed.signing_time,
+        capabilities=parsed.capabilities,
+    )
+
+
+@dataclass(frozen=True)
+class _Certs:
+    """Certificates of a SignedData: the ones cryptography loads, and the others with why."""
+
+    loaded: tuple[x509.Certificate, ...]
+    unreadable: tuple[tuple[ax509.Certificate, str], ...]
+
+
+def _certificates(signed: acms.SignedData) -> _Certs:
+    """Every X.509 certificate carried; ones cryptography cannot load are set aside."""
+    loaded: list[x509.Certificate] = []
+    unreadable: list[tuple[ax509.Certificate, str]] = []
+    with guard("SignedData certificates"):
+        choices = signed["certificates"]
+        if isinstance(choices, core.Void):
+            return _Certs((), ())
+        for choice in choices:
+            if choice.name != "certificate":
+                continue  # attribute certificates and others: nothing to harvest
+            try:
+                cert = to_crypto(choice.chosen)
+                # cryptography loads lazily; a key it cannot use (e.g. DSA parameters
+                # inherited from the issuer, RFC 3279 2.3.2) only fails here.
+                cert.public_key()
+            except (Malformed, ValueError, UnsupportedAlgorithm) as exc:
+                unreadable.append((choice.chosen, str(exc).splitlines()[0][:120]))
+                continue
+            loaded.append(cert)
+    return _Certs(tuple(loaded), tuple(unreadable))
+
+
+def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes, Layer]:
+    """Verify a ContentInfo(SignedData); return (content, Layer(kind="signed")).
+
+    detached_content: the signed bytes of a detached signature (multipart/signed); when given,
+    they are what is verified and returned, and an eContent that differs from them makes every
+    signer invalid. Without it the content is eContent.
+    Raises Malformed when the DER is not a readable SignedData, has no SignerInfo, or has
+    neither eContent nor detached content. Bad signatures do not raise.
+    """
+    info = load_content_info(der)
+    with guard("SignedData"):
+        if info["content_type"].dotted != _SIGNED_DATA:
+            raise Malformed(f"CMS: content type {info['content_type'].dotted} is not SignedData")
+        signed = info["content"]
+        _ = signed["version"].native
+        encap = signed["encap_content_info"]
+        content_type = encap["content_type"].dotted
+        econtent = encap["content"]
+        embedded: bytes | None = None
+        if not isinstance(econtent, core.Void):
+            # The octets themselves, whatever the content type, also when BER splits them in
+            # chunks (NSS writes constructed OCTET STRINGs).
+            embedded = bytes(econtent)
+        signer_infos = list(signed["signer_infos"])
+    if not signer_infos:
+        raise Malformed("SignedData: no SignerInfo (certs-only is not a signature)")
+    detached = detached_content is not None
+    if detached_content is not None:
+        # multipart/signed: what the reader sees is the body part, so that is what must verify,
+        # never an eContent smuggled into the signature (Thunderbird's mismatch-econtent).
+        content = detached_content
+        candidates = [detached_content]
+        canonical = mime.canonicalize(detached_content)
+        if canonical != detached_content:
+            candidates.append(canonical)
+    elif embedded is not None:
+        content = embedded
+        candidates = [embedded]
+    else:
+        raise Malformed("SignedData: no eContent and no detached content given")
+    certs = _certificates(signed)
+    signers = tuple(_verify_signer(si, certs, candidates, content_type) for si in signer_infos)
+    if detached and embedded is not None and embedded not in candidates:
+        # RFC 8551 3.5.3: eContent is absent in multipart/signed. One that differs from the
+        # body part means the signature is not about what is displayed.
+        why = "eContent in a detached signature differs from the signed body part"
+        signers = tuple(replace(s, valid=False, reason=why) for s in signers)
+    layer = Layer(kind="signed", signers=signers, certificates=certs.loaded, detached=detached)
+    return content, layer
+
+
+def verify(entity: bytes) -> tuple[bytes, Layer]:
+    """Verify a multipart/signed or application/pkcs7-mime signed-data entity.
+
+    Returns (the inner entity bytes, Layer(kind="signed", ...)): for multipart/signed the first
+    body part exactly as received, for opaque signatures the eContent.
+    Raises Malformed for broken MIME/CMS or an entity that is not signed.
+    """
+    parsed = mime.parse_entity(entity)
+    kind = mime.classify(parsed)
+    if kind == "signed":
+        content, signature, _micalg = mime.split_multipart_signed(parsed)
+        # micalg is advisory (RFC 8551 3.5.3.2); each SignerInfo names its own digest.
+        return verify_der(signature, content)
+    if kind == "opaque-signed":
+        return verify_der(mime.decode_smime_body(parsed))
+    raise Malformed(f"not a signed entity: {kind}")

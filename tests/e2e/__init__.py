@@ -1,0 +1,1 @@
+"""Interoperability tests against real S/MIME clients (openssl, gpgsm, NSS, s-nail)."""
