@@ -16,9 +16,10 @@ from collections.abc import Sequence
 
 from smimegate import __version__
 from smimegate.cli.common import OperationFailed, UsageError
+from smimegate.config import ConfigError
 
 # Command-group modules under smimegate.cli, in help order.
-GROUPS: tuple[str, ...] = ()
+GROUPS: tuple[str, ...] = ("config", "message")
 
 DEFAULT_CONFIG = "/etc/smimegate/smimegate.toml"
 
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         result = args.func(args)
         return int(result or 0)
-    except UsageError as exc:
+    except (UsageError, ConfigError) as exc:
         if debug:
             traceback.print_exc()
         print(f"smimegate: {exc}", file=sys.stderr)
