@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, p
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smimegate.smime import bulk, envelope, keytrans, mime
+from smimegate.smime import ber, bulk, envelope, keytrans, mime
 from smimegate.smime.algorithms import ContentCipher
 from smimegate.smime.cms import cert_id
 from smimegate.smime.decrypt import CANNOT_DECRYPT, NO_MATCHING_KEY, decrypt, decrypt_der
@@ -579,3 +579,35 @@ def test_mutations_only_raise_engine_errors(
         return
     # A mutation that still decrypts can only be one GCM does not cover (structure, not data).
     assert content == BODY
+
+
+# --- the BER walker's limits -------------------------------------------------------------------
+
+
+def test_ber_chunk_flood_is_refused() -> None:
+    flood = b"\x04\x00" * (ber.MAX_CHILDREN + 1)
+    indefinite = memoryview(b"\x24\x80" + flood + b"\x00\x00")
+    with pytest.raises(Malformed, match="more than"):
+        ber.read(indefinite, 0, len(indefinite), "flood")
+    definite = memoryview(ber.der_header(0x24, len(flood)) + flood)
+    top = ber.read(definite, 0, len(definite), "flood")
+    with pytest.raises(Malformed, match="more than"):
+        ber.octet_chunks(definite, top, "flood")
+
+
+def test_ber_nesting_and_truncation_are_refused() -> None:
+    deep = memoryview(b"\x30\x80" * (ber.MAX_DEPTH + 2) + b"\x00\x00" * (ber.MAX_DEPTH + 2))
+    with pytest.raises(Malformed, match="nesting"):
+        ber.read(deep, 0, len(deep), "deep")
+    for broken in (b"\x30", b"\x30\x85\x01", b"\x04\x80\x00\x00", b"\x30\x80\x04\x01"):
+        view = memoryview(broken)
+        with pytest.raises(Malformed):
+            ber.read(view, 0, len(view), "broken")
+
+
+def test_ber_constructed_octet_string_chunks_are_views() -> None:
+    data = memoryview(b"\x24\x80\x04\x02ab\x24\x80\x04\x01c\x00\x00\x04\x00\x00\x00")
+    top = ber.read(data, 0, len(data), "nested")
+    chunks = ber.octet_chunks(data, top, "nested")
+    assert [bytes(c) for c in chunks] == [b"ab", b"c", b""]
+    assert all(c.obj is data.obj for c in chunks)
