@@ -19,7 +19,7 @@ from smimegate.cli.common import OperationFailed, UsageError
 from smimegate.config import ConfigError
 
 # Command-group modules under smimegate.cli, in help order.
-GROUPS: tuple[str, ...] = ("config", "message")
+GROUPS: tuple[str, ...] = ("config", "message", "ca", "crl", "queue")
 
 DEFAULT_CONFIG = "/etc/smimegate/smimegate.toml"
 

@@ -542,6 +542,11 @@ class SqlStore:
         " crl_number, source FROM crls"
     )
 
+    # Two CRLs of one issuer made within the same second share thisUpdate: the higher cRLNumber
+    # is the newer (RFC 5280 5.2.3). Numbers are decimal text without leading zeros, so
+    # length then text orders them numerically.
+    _CRL_NUMBER_DESC = "COALESCE(LENGTH(crl_number), 0) DESC, crl_number DESC"
+
     @staticmethod
     def _crl(row: Row) -> CrlRecord:
         fp, issuer, aki, der, this, nxt, number, source = row
@@ -576,14 +581,16 @@ class SqlStore:
             # Keep only the newest CRL per issuer and key (RFC 5280 5.1.2.4: a later
             # thisUpdate supersedes); the one just added may itself be the older one.
             rows = cur.all(f"{self._CRL_SELECT} WHERE {same}"
-                           " ORDER BY this_update DESC, fingerprint", key)
+                           f" ORDER BY this_update DESC, {self._CRL_NUMBER_DESC}, fingerprint",
+                           key)
             newest = rows[0]
             cur.run(f"DELETE FROM crls WHERE {same} AND fingerprint <> ?", (*key, newest[0]))
         return self._crl(newest)
 
     def crls_for_issuer(self, issuer: x509.Name | str) -> list[CrlRecord]:
         with self._db.connection() as cur:
-            rows = cur.all(f"{self._CRL_SELECT} WHERE issuer = ? ORDER BY this_update DESC",
+            rows = cur.all(f"{self._CRL_SELECT} WHERE issuer = ?"
+                           f" ORDER BY this_update DESC, {self._CRL_NUMBER_DESC}",
                            (name_string(issuer),))
         return [self._crl(r) for r in rows]
 

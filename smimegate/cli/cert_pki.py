@@ -1,0 +1,173 @@
+"""``smimegate cert issue`` and ``smimegate cert revoke``, added to the cert group by
+smimegate.cli.cert through ``register_issue(cert_sub)`` and ``register_revoke(cert_sub)``.
+
+    smimegate cert issue EMAIL [--ca NAME] [--days 1825] [--key-type rsa2048]
+                         [--signature-algorithm ALG] [--cn CN] [--org O] [--given-name G]
+                         [--surname S] [--crl-dp URL]... [--pfx-out FILE]
+                         [--password PW | --password-file F | --generate-password]
+                         [--pfx-profile modern|legacy] [--send-pfx] [--sms-password]
+    smimegate cert revoke SERIAL [--ca NAME] [--reason REASON] [--next-update-days 365]
+
+``issue`` keeps the new key in escrow and creates the user when missing; with --pfx-out (or
+--send-pfx) it writes a PKCS#12 protected by the given or a generated password, and prints a
+generated password unless --sms-password sends it. ``revoke`` records the revocation and issues
+a new CRL that keeps the earlier entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from smimegate.cli.ca import write_output
+from smimegate.cli.common import OperationFailed, UsageError
+from smimegate.cli.crl import days_arg, print_summary, reason_arg, serial_arg
+from smimegate.cli.pkistore import opened_store
+from smimegate.delivery import DeliveryError
+from smimegate.delivery import pfx as delivery
+from smimegate.pki import authority
+from smimegate.pki.ca import DEFAULT_DAYS
+from smimegate.pki.crl import DEFAULT_NEXT_UPDATE_DAYS, REASONS
+from smimegate.pki.issue import IssueRequest, Subject
+from smimegate.pki.passwords import generate_password
+from smimegate.pki.pkcs12 import DEFAULT_PROFILE, PROFILES, make_pkcs12
+from smimegate.pki.signing import KEY_TYPES, SIGNATURE_ALGORITHMS
+from smimegate.store.certinfo import cert_info
+
+
+def register_issue(cert_sub: Any) -> None:
+    """Add ``issue`` to the subparsers of the cert group."""
+    p = cert_sub.add_parser("issue", help="issue a certificate from a built-in CA")
+    p.add_argument("email", metavar="EMAIL")
+    p.add_argument("--ca", help="CA name (default: the default CA)")
+    p.add_argument("--days", type=days_arg, default=DEFAULT_DAYS,
+                   help=f"validity in days (default {DEFAULT_DAYS}; never beyond the CA's)")
+    p.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048",
+                   help="key type of the new key (default rsa2048)")
+    p.add_argument("--signature-algorithm", choices=SIGNATURE_ALGORITHMS,
+                   help="how the CA signs (default: the usual one for the CA key)")
+    p.add_argument("--cn", help="subject common name (default: EMAIL)")
+    p.add_argument("--org", help="subject organizationName")
+    p.add_argument("--given-name", help="subject givenName")
+    p.add_argument("--surname", help="subject surname")
+    p.add_argument("--crl-dp", action="append", default=[], metavar="URL",
+                   help="CRL distribution point URL; repeatable")
+    p.add_argument("--pfx-out", metavar="FILE", help="write key and chain as PKCS#12 to FILE")
+    pw = p.add_mutually_exclusive_group()
+    pw.add_argument("--password", metavar="PW", help="password of the PKCS#12")
+    pw.add_argument("--password-file", metavar="F", help="read the PKCS#12 password from F")
+    pw.add_argument("--generate-password", action="store_true",
+                    help="generate the PKCS#12 password (printed unless --sms-password)")
+    p.add_argument("--pfx-profile", choices=tuple(PROFILES), default=DEFAULT_PROFILE,
+                   help="modern (AES-256, SHA-256; default) or legacy (3DES, SHA-1: older "
+                        "Windows and macOS, gpgsm)")
+    p.add_argument("--send-pfx", action="store_true",
+                   help="mail the PKCS#12 to EMAIL through [smtp] relay")
+    p.add_argument("--sms-password", action="store_true",
+                   help="send the password by SMS to the user's phone through [sms]")
+    p.set_defaults(func=_issue)
+
+
+def register_revoke(cert_sub: Any) -> None:
+    """Add ``revoke`` to the subparsers of the cert group."""
+    p = cert_sub.add_parser("revoke", help="revoke a certificate of a built-in CA")
+    p.add_argument("serial", type=serial_arg, metavar="SERIAL",
+                   help="serial in hex, as `openssl x509 -serial` prints it")
+    p.add_argument("--ca", help="CA name (default: the default CA)")
+    p.add_argument("--reason", type=reason_arg, metavar="REASON",
+                   help=f"one of {', '.join(REASONS)}")
+    p.add_argument("--next-update-days", type=days_arg, default=DEFAULT_NEXT_UPDATE_DAYS,
+                   metavar="DAYS", help="days until the new CRL's nextUpdate")
+    p.set_defaults(func=_revoke)
+
+
+def _password(args: argparse.Namespace, wants_pfx: bool) -> str | None:
+    """The PKCS#12 password the options ask for (None when no PKCS#12 is made)."""
+    given = args.password is not None or args.password_file or args.generate_password
+    if not wants_pfx:
+        if given or args.sms_password:
+            raise UsageError("a PKCS#12 password needs --pfx-out FILE or --send-pfx")
+        return None
+    if args.generate_password:
+        return generate_password()
+    if args.password_file:
+        try:
+            text = Path(args.password_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--password-file {args.password_file}: {exc}") from None
+        password = text.rstrip("\r\n")
+    elif args.password is not None:
+        password = args.password
+    else:
+        raise UsageError("the PKCS#12 needs --password PW, --password-file F or "
+                         "--generate-password")
+    if not password:
+        raise UsageError("the PKCS#12 password must not be empty")
+    return password
+
+
+def _issue(args: argparse.Namespace) -> int:
+    wants_pfx = bool(args.pfx_out or args.send_pfx)
+    password = _password(args, wants_pfx)
+    delivering = args.send_pfx or args.sms_password
+    try:
+        request = IssueRequest(
+            Subject(args.email.strip(), cn=args.cn, org=args.org, given_name=args.given_name,
+                    surname=args.surname),
+            days=args.days, signature_algorithm=args.signature_algorithm,
+            crl_urls=tuple(args.crl_dp),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    with opened_store(args) as (store, config):
+        if args.sms_password:
+            try:  # before issuing: a key whose password reaches nobody helps nobody
+                delivery.phone_for(store, args.email.strip())
+            except DeliveryError as exc:
+                raise OperationFailed(str(exc)) from None
+        try:
+            issued = authority.issue(store, request, ca_name=args.ca, key_type=args.key_type)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        pfx = None
+        if password is not None:
+            pfx = make_pkcs12(issued.key, issued.cert, issued.ca.chain(), password,
+                              profile_name=args.pfx_profile, friendly_name=request.subject.email)
+        if args.pfx_out and pfx is not None:
+            write_output(args.pfx_out, pfx)
+        report = None
+        if delivering:
+            try:
+                report = delivery.deliver(
+                    store=store, config=config, email=request.subject.email, pfx=pfx,
+                    password=password, send_pfx=args.send_pfx, sms_password=args.sms_password)
+            except DeliveryError as exc:
+                raise OperationFailed(str(exc)) from None
+    info = cert_info(issued.cert)
+    print(f"issued {info.subject} by CA {issued.ca.name}")
+    print(f"  serial:      {info.serial}")
+    print(f"  sha256:      {info.fingerprint}")
+    print(f"  valid until: {info.not_after.isoformat()}")
+    print(f"  profile:     {request.subject.profile.name.lower()}-validated strict")
+    if issued.user_created:
+        print(f"  user {request.subject.email} created")
+    if args.pfx_out:
+        print(f"  PKCS#12 ({args.pfx_profile}) written to {args.pfx_out}")
+    for line in report.lines() if report else ():
+        print(f"  {line}")
+    if args.generate_password and not args.sms_password:
+        print(f"password: {password}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    with opened_store(args) as (store, _config):
+        try:
+            record = authority.revoke(store, args.serial, ca_name=args.ca, reason=args.reason,
+                                      next_update_days=args.next_update_days)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    print(f"revoked serial {args.serial:X}")
+    print_summary(record)
+    return 0

@@ -1,0 +1,181 @@
+"""``smimegate crl``: revocation lists of the built-in CAs and of others.
+
+    smimegate crl create [--ca NAME] [--revoke SERIAL]... [--reason R] [--next-update-days 365]
+                         [--update-existing] [--signature-algorithm ALG]
+    smimegate crl list [--json]
+    smimegate crl export [--ca NAME] --out FILE [--format der|pem]
+    smimegate crl import FILE            refused unless a CA we know signed it
+    smimegate crl fetch                  (not available yet)
+
+SERIAL is hex as ``openssl x509 -serial`` prints it (colons and leading zeros allowed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from smimegate.cli.ca import write_output
+from smimegate.cli.common import OperationFailed, UsageError, print_json
+from smimegate.cli.pkistore import opened_store
+from smimegate.pki import authority
+from smimegate.pki.crl import DEFAULT_NEXT_UPDATE_DAYS, REASONS, parse_reason
+from smimegate.pki.signing import SIGNATURE_ALGORITHMS
+from smimegate.store import CrlRecord, InvalidData
+from smimegate.store.certinfo import parse_serial
+
+
+def serial_arg(text: str) -> int:
+    """argparse type for SERIAL. Raises ArgumentTypeError (a usage error)."""
+    try:
+        serial = parse_serial(text)
+    except InvalidData as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if serial <= 0:
+        raise argparse.ArgumentTypeError(f"serial {text!r}: must be positive")
+    return serial
+
+
+def reason_arg(text: str) -> str | None:
+    """argparse type for --reason (key-compromise, keyCompromise ...)."""
+    try:
+        return parse_reason(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def days_arg(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {days}")
+    return days
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("crl", help="create, list, export and import CRLs")
+    commands = parser.add_subparsers(dest="crl_command", metavar="ACTION", required=True)
+
+    create = commands.add_parser("create", help="issue a new CRL of a built-in CA")
+    create.add_argument("--ca", help="CA name (default: the default CA)")
+    create.add_argument("--revoke", action="append", type=serial_arg, default=[],
+                        metavar="SERIAL", help="serial to revoke (hex); repeatable")
+    create.add_argument("--reason", type=reason_arg, metavar="REASON",
+                        help=f"reason for the serials of --revoke: {', '.join(REASONS)}")
+    create.add_argument("--next-update-days", type=days_arg, default=DEFAULT_NEXT_UPDATE_DAYS,
+                        metavar="DAYS",
+                        help=f"days until nextUpdate (default {DEFAULT_NEXT_UPDATE_DAYS})")
+    create.add_argument("--update-existing", action="store_true",
+                        help="keep the entries of the CA's current CRL")
+    create.add_argument("--signature-algorithm", choices=SIGNATURE_ALGORITHMS,
+                        help="default: the usual one for the CA key")
+    create.set_defaults(func=_create)
+
+    lst = commands.add_parser("list", help="list the stored CRLs")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+    lst.set_defaults(func=_list)
+
+    export = commands.add_parser("export", help="write the current CRL of a built-in CA")
+    export.add_argument("--ca", help="CA name (default: the default CA)")
+    export.add_argument("--out", required=True, metavar="FILE", help="file to write, - for stdout")
+    export.add_argument("--format", choices=("der", "pem"), default="der",
+                        help="der (default, what HTTP distribution points serve) or pem")
+    export.set_defaults(func=_export)
+
+    imp = commands.add_parser("import", help="store a CRL signed by a CA we know")
+    imp.add_argument("file", metavar="FILE")
+    imp.set_defaults(func=_import)
+
+    fetch = commands.add_parser("fetch", help="download the CRLs of the distribution points")
+    fetch.set_defaults(func=_fetch)
+
+
+def _create(args: argparse.Namespace) -> int:
+    with opened_store(args) as (store, _config):
+        try:
+            record = authority.create_crl(
+                store, args.ca, revoke=args.revoke, reason=args.reason,
+                update_existing=args.update_existing, next_update_days=args.next_update_days,
+                signature_algorithm=args.signature_algorithm,
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    print_summary(record)
+    return 0
+
+
+def print_summary(record: CrlRecord) -> None:
+    """One line about a CRL just made or imported."""
+    entries = len(x509.load_der_x509_crl(record.der))
+    nxt = record.next_update.isoformat() if record.next_update else "-"
+    print(f"CRL {record.crl_number if record.crl_number is not None else '-'} of "
+          f"{record.issuer}: {entries} revoked, next update {nxt}")
+
+
+def _describe(record: CrlRecord, ours: dict[str, str]) -> dict[str, Any]:
+    crl = x509.load_der_x509_crl(record.der)
+    return {
+        "fingerprint": record.fingerprint,
+        "issuer": record.issuer,
+        "authority_key_id": record.authority_key_id,
+        "crl_number": record.crl_number,
+        "this_update": record.this_update.isoformat(),
+        "next_update": record.next_update.isoformat() if record.next_update else None,
+        "revoked": len(crl),
+        "source": record.source,
+        "ca": ours.get(record.fingerprint),
+    }
+
+
+def _list(args: argparse.Namespace) -> int:
+    with opened_store(args) as (store, _config):
+        ours: dict[str, str] = {}
+        for ca_record in store.list_cas():
+            current = authority.current_crl_record(store, authority.load_ca(store, ca_record.name))
+            if current is not None:
+                ours[current.fingerprint] = ca_record.name
+        rows = [_describe(r, ours) for r in store.list_crls()]
+    if args.json:
+        print_json(rows)
+        return 0
+    for row in rows:
+        ca = f"  (CA {row['ca']})" if row["ca"] else ""
+        print(f"{row['issuer']}  #{row['crl_number'] if row['crl_number'] is not None else '-'}"
+              f"  {row['revoked']} revoked  next {row['next_update'] or '-'}{ca}")
+    if not rows:
+        print("no CRLs", file=sys.stderr)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    with opened_store(args) as (store, _config):
+        ca = authority.load_ca(store, args.ca)
+        crl = authority.current_crl(store, ca)
+    if crl is None:
+        raise OperationFailed(f"CA {ca.name} has no CRL yet (smimegate crl create --ca ...)")
+    encoding = serialization.Encoding.PEM if args.format == "pem" else serialization.Encoding.DER
+    write_output(args.out, crl.public_bytes(encoding))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise OperationFailed(f"{args.file}: {exc.strerror or exc}") from None
+    with opened_store(args) as (store, _config):
+        record = authority.import_crl(store, data, source=f"import:{Path(args.file).name}")
+    print_summary(record)
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    # TODO(lead): issue 4 item 8 (CRL download from distribution points) wires this.
+    raise OperationFailed("crl fetch: not available yet")

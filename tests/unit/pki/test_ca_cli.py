@@ -1,0 +1,287 @@
+"""The ca, crl and cert issue/revoke commands end to end over a real store (SQLite; one test
+also on PostgreSQL), checked with openssl where a user would check them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+from smimegate.cli import main as main_mod
+from smimegate.cli.cert_pki import register_issue, register_revoke
+from smimegate.pki.crl import load_crl
+from smimegate.store import SqlStore
+from smimegate.store.keys import ensure_master_key
+from tests.unit.pki.ca_support import openssl
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+def _with_cert_group(build: Callable[[], argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """The real parser, plus a cert group carrying our commands when smimegate.cli.cert (another
+    helper's) is not there yet."""
+    parser = build()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if "cert" not in sub.choices:
+        cert = sub.add_parser("cert")
+        commands = cert.add_subparsers(dest="cert_command", required=True)
+        register_issue(commands)
+        register_revoke(commands)
+    return parser
+
+
+def make_config(folder: Path, url: str) -> Path:
+    key = folder / "master.key"
+    ensure_master_key(key)
+    store = SqlStore.open(url, key, create=True, check_schema=False)
+    store.migrate()
+    store.close()
+    config = folder / "smimegate.toml"
+    config.write_text(f'[store]\nurl = "{url}"\nmaster_key_file = "{key}"\n')
+    return config
+
+
+@pytest.fixture
+def cli_for(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[[Path], Cli]:
+    original = main_mod.build_parser
+    monkeypatch.setattr(main_mod, "build_parser", lambda: _with_cert_group(original))
+
+    def bind(config: Path) -> Cli:
+        def run(*argv: str) -> tuple[int, str, str]:
+            capsys.readouterr()
+            rc = main_mod.main(["-c", str(config), *argv])
+            out, err = capsys.readouterr()
+            return rc, out, err
+        return run
+    return bind
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    return make_config(tmp_path, f"sqlite:///{tmp_path / 'store.db'}")
+
+
+@pytest.fixture
+def cli(cli_for: Callable[[Path], Cli], config: Path) -> Cli:
+    return cli_for(config)
+
+
+@pytest.fixture
+def store(config: Path, tmp_path: Path) -> Iterator[SqlStore]:
+    s = SqlStore.open(f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "master.key")
+    yield s
+    s.close()
+
+
+def create_ca(cli: Cli, name: str = "Example Issuing CA", *extra: str) -> None:
+    rc, out, err = cli("ca", "create", "--root-cn", f"{name} Root", "--intermediate-cn", name,
+                       "--key-type", "ec-p256", "--org", "Example", *extra)
+    assert rc == 0, err
+    assert f"CA {name} created" in out
+
+
+def serial_of(path: Path) -> str:
+    """The serial as `openssl x509 -serial` prints it."""
+    return openssl("x509", "-in", path, "-noout", "-serial").stdout.strip().split("=", 1)[1]
+
+
+def test_ca_create_list_export_and_trust(cli: Cli, store: SqlStore, tmp_path: Path) -> None:
+    create_ca(cli)
+    create_ca(cli, "Second CA", "--key-type", "rsa2048", "--signature-algorithm",
+              "sha256-rsa-pss")
+    rc, out, err = cli("ca", "list", "--json")
+    assert rc == 0, err
+    cas = {c["name"]: c for c in json.loads(out)}
+    assert set(cas) == {"Example Issuing CA", "Second CA"}
+    assert cas["Example Issuing CA"]["default"] is True  # the first CA
+    assert cas["Second CA"]["default"] is False
+    assert cas["Second CA"]["key_type"] == "rsa2048"
+    roots = {r.fingerprint for r in store.list_roots()}
+    assert {c["root"]["fingerprint"] for c in cas.values()} == roots
+    for c in cas.values():  # both keys in escrow
+        for part in ("root", "intermediate"):
+            assert store.get_certificate(c[part]["fingerprint"]).has_key
+
+    chain = tmp_path / "chain.pem"
+    rc, _, err = cli("ca", "export", "Second CA", "--out", str(chain))
+    assert rc == 0, err
+    certs = x509.load_pem_x509_certificates(chain.read_bytes())
+    assert [c.subject.rfc4514_string() for c in certs] == ["O=Example,CN=Second CA",
+                                                           "O=Example,CN=Second CA Root"]
+    assert openssl("verify", "-CAfile", chain, chain).returncode == 0
+
+    rc, _, err = cli("ca", "create", "--root-cn", "R", "--intermediate-cn", "Second CA")
+    assert rc == 1 and "exists already" in err
+    rc, _, err = cli("ca", "create", "--root-cn", "R", "--intermediate-cn", "I", "--key-type",
+                     "ec-p256", "--signature-algorithm", "sha256-rsa")
+    assert rc == 2 and "does not fit" in err
+    rc, _, err = cli("ca", "export", "Nope", "--out", str(chain))
+    assert rc == 1 and "no CA named 'Nope'" in err
+
+
+def test_issue_pfx_verify_revoke_and_crl(cli: Cli, store: SqlStore, tmp_path: Path) -> None:
+    create_ca(cli)
+    chain = tmp_path / "chain.pem"
+    assert cli("ca", "export", "Example Issuing CA", "--out", str(chain))[0] == 0
+    root, inter = tmp_path / "root.pem", tmp_path / "inter.pem"
+    pems = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n",
+                      chain.read_bytes(), re.S)
+    inter.write_bytes(pems[0])
+    root.write_bytes(pems[1])
+
+    pfx_paths = {}
+    for who in ("carol", "dave"):
+        pfx_paths[who] = tmp_path / f"{who}.p12"
+        rc, out, err = cli("cert", "issue", f"{who}@example.org", "--key-type", "rsa2048",
+                           "--crl-dp", "http://pki.example.org/ca.crl", "--pfx-out",
+                           str(pfx_paths[who]), "--generate-password", "--pfx-profile", "legacy")
+        assert rc == 0, err
+        assert f"user {who}@example.org created" in out
+        password = re.search(r"^password: (\S+)$", out, re.M)
+        assert password is not None and len(password.group(1)) >= 16
+        loaded = pkcs12.load_pkcs12(pfx_paths[who].read_bytes(), password.group(1).encode())
+        assert loaded.cert is not None and loaded.key is not None
+        assert len(loaded.additional_certs) == 2
+        (tmp_path / f"{who}.pem").write_bytes(
+            loaded.cert.certificate.public_bytes(serialization.Encoding.PEM))
+        # escrow and the user
+        assert store.keys_for_email(f"{who}@example.org")
+        assert store.get_user(f"{who}@example.org").enabled
+
+    carol, dave = tmp_path / "carol.pem", tmp_path / "dave.pem"
+    for leaf in (carol, dave):
+        for purpose in ("smimesign", "smimeencrypt"):
+            proc = openssl("verify", "-purpose", purpose, "-CAfile", root, "-untrusted", inter,
+                           leaf)
+            assert proc.stdout.strip().endswith(": OK")
+
+    # the serial exactly as openssl prints it, with a colon and a leading zero for good measure
+    serial = serial_of(carol)
+    rc, out, err = cli("cert", "revoke", "0" + serial[:2] + ":" + serial[2:], "--reason",
+                       "keyCompromise")
+    assert rc == 0, err
+    assert "1 revoked" in out
+
+    crl_pem = tmp_path / "crl.pem"
+    rc, _, err = cli("crl", "export", "--out", str(crl_pem), "--format", "pem")
+    assert rc == 0, err
+    check = openssl("crl", "-in", crl_pem, "-CAfile", inter, "-noout")
+    assert "verify OK" in check.stdout + check.stderr
+    revoked = openssl("verify", "-crl_check", "-CRLfile", crl_pem, "-CAfile", root,
+                      "-untrusted", inter, carol, check=False)
+    assert revoked.returncode != 0 and "certificate revoked" in revoked.stdout + revoked.stderr
+    fine = openssl("verify", "-crl_check", "-CRLfile", crl_pem, "-CAfile", root,
+                   "-untrusted", inter, dave)
+    assert fine.stdout.strip().endswith(": OK")
+
+    # crl create keeps earlier entries only with --update-existing, numbers always increase
+    dave_serial = serial_of(dave)
+    rc, out, err = cli("crl", "create", "--revoke", dave_serial, "--update-existing",
+                       "--next-update-days", "7")
+    assert rc == 0 and "2 revoked" in out, err
+    der = tmp_path / "crl.der"
+    assert cli("crl", "export", "--out", str(der))[0] == 0
+    crl = load_crl(der.read_bytes())
+    assert {r.serial_number for r in crl} == {int(serial, 16), int(dave_serial, 16)}
+    assert crl.next_update_utc is not None
+    assert (crl.next_update_utc - crl.last_update_utc).days == 7
+    rc, out, err = cli("crl", "create")
+    assert rc == 0 and "0 revoked" in out
+    rc, out, _ = cli("crl", "list", "--json")
+    rows = json.loads(out)
+    assert len(rows) == 1  # the store keeps the newest per issuer
+    assert rows[0]["ca"] == "Example Issuing CA" and rows[0]["revoked"] == 0
+    assert rows[0]["crl_number"] == 4  # 1 at creation, revoke, update, fresh
+    # the revocation history stays recorded in the store
+    assert len(store.revocations("Example Issuing CA")) == 2
+
+    rc, _, err = cli("cert", "revoke", "DEADBEEF")
+    assert rc == 1 and "no certificate with serial DEADBEEF" in err
+    rc, _, err = cli("cert", "revoke", "xyz")
+    assert rc == 2 and "serial" in err
+
+
+def test_crl_import_accepts_known_issuers_only(
+    cli: Cli, tmp_path: Path, cli_for: Callable[[Path], Cli]
+) -> None:
+    create_ca(cli)
+    crl = tmp_path / "ours.der"
+    assert cli("crl", "export", "--out", str(crl))[0] == 0
+
+    # A second, unrelated installation: its CRL is refused here until its root is trusted.
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other = cli_for(make_config(other_dir, f"sqlite:///{other_dir / 'store.db'}"))
+    create_ca(other, "Other CA")
+    foreign = tmp_path / "foreign.pem"
+    assert other("crl", "export", "--out", str(foreign), "--format", "pem")[0] == 0
+    rc, _, err = cli("crl", "import", str(foreign))
+    assert rc == 1 and "refused: CRL issuer" in err and "not a CA we know" in err
+    rc, _, err = cli("crl", "import", str(crl))
+    assert rc == 0, err
+    garbage = tmp_path / "garbage.crl"
+    garbage.write_bytes(b"nonsense")
+    rc, _, err = cli("crl", "import", str(garbage))
+    assert rc == 1 and "not a CRL" in err
+
+
+def test_issue_options_and_usage_errors(cli: Cli, tmp_path: Path, store: SqlStore) -> None:
+    rc, _, err = cli("cert", "issue", "x@example.com")
+    assert rc == 1 and "no default CA" in err
+    create_ca(cli)
+    pfx = tmp_path / "erin.p12"
+    pwfile = tmp_path / "pw"
+    pwfile.write_text("file password\n")
+    rc, out, err = cli("cert", "issue", "erin@example.com", "--key-type", "ec-p384",
+                       "--given-name", "Erin", "--surname", "Example", "--cn", "Erin Example",
+                       "--days", "30", "--pfx-out", str(pfx), "--password-file", str(pwfile))
+    assert rc == 0, err
+    assert "individual-validated strict" in out and "password:" not in out
+    loaded = pkcs12.load_pkcs12(pfx.read_bytes(), b"file password")
+    assert loaded.cert is not None
+    cert = loaded.cert.certificate
+    assert [(a.oid, a.value) for a in cert.subject] == [
+        (NameOID.COMMON_NAME, "Erin Example"), (NameOID.GIVEN_NAME, "Erin"),
+        (NameOID.SURNAME, "Example"), (NameOID.EMAIL_ADDRESS, "erin@example.com")]
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 30
+    assert loaded.cert.friendly_name == b"erin@example.com"
+
+    for argv, message in [
+        (("--pfx-out", str(pfx)), "needs --password"),
+        (("--generate-password",), "needs --pfx-out"),
+        (("--key-type", "ed25519"), "invalid choice"),
+        (("--days", "0"), "at least 1"),
+        (("--crl-dp", "pki.example.com/x.crl"), "not a URL"),
+        (("--signature-algorithm", "sha256-rsa"), "needs an RSA key"),
+    ]:
+        rc, _, err = cli("cert", "issue", "frank@example.com", *argv)
+        assert rc == 2, (argv, err)
+        assert message in err, (argv, err)
+    rc, _, err = cli("cert", "issue", "frank@example.com", "--pfx-out", str(pfx),
+                     "--password", "pw", "--send-pfx")
+    assert rc == 1 and "not available yet" in err
+    assert store.find_certificates("frank@example.com") == []  # nothing issued on errors
+
+
+def test_postgresql_store(cli_for: Callable[[Path], Cli], pg_url: str, tmp_path: Path) -> None:
+    cli = cli_for(make_config(tmp_path, pg_url))
+    create_ca(cli, "PG CA")
+    rc, out, err = cli("cert", "issue", "pg@example.com", "--key-type", "ec-p256")
+    assert rc == 0, err
+    serial = re.search(r"serial:\s+(\S+)", out)
+    assert serial is not None
+    rc, out, err = cli("cert", "revoke", serial.group(1), "--ca", "PG CA")
+    assert rc == 0 and "1 revoked" in out, err
+    rc, out, err = cli("crl", "list", "--json")
+    assert rc == 0, err
+    assert json.loads(out)[0]["ca"] == "PG CA"
