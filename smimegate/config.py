@@ -343,6 +343,12 @@ class MilterConfig:
         check=_nonempty,
         path=True,
     )
+    reinject_marker: bool = opt(
+        False,
+        "Mark re-submitted copies with that HMAC header: set it when the reinject listener "
+        "runs this milter too (the milter then passes marked copies unchanged); leave it off "
+        "when the listener runs no milters, so the marker never reaches recipients.",
+    )
     max_message_size: int = opt(
         52428800,
         "Messages larger than this many bytes pass unchanged and are logged; 0: no limit.",
@@ -423,6 +429,23 @@ class SmsConfig:
     )
     file: str = opt("", "file: the file each message is appended to.", path=True)
     timeout: float = opt(30.0, "Seconds one message may take to send.", check=_positive)
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    retry_initial: int = opt(
+        60, "Seconds before the first retry of a failed delivery; each retry doubles it.",
+        check=_at_least(1),
+    )
+    retry_max: int = opt(
+        21600, "Most seconds between two retries of a delivery.", check=_at_least(1)
+    )
+    give_up_days: float = opt(
+        5.0,
+        "Days after which a delivery that keeps failing is given up (status failed; "
+        "`smimegate queue retry ID` tries it again).",
+        check=_positive,
+    )
 
 
 @dataclass(frozen=True)
@@ -522,6 +545,9 @@ class Config:
     crl: CrlConfig = section(CrlConfig, "Revocation: CRL download and the missing-CRL rule.")
     smtp: SmtpConfig = section(SmtpConfig, "Outgoing notifications (PKCS#12 delivery).")
     sms: SmsConfig = section(SmsConfig, "Sending PKCS#12 passwords by SMS.")
+    queue: QueueConfig = section(
+        QueueConfig, "Retries of queued deliveries (PKCS#12 mail, SMS)."
+    )
     ldap: LdapConfig = section(
         LdapConfig, "Optional: users, policy and certificates from a directory."
     )

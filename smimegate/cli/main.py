@@ -19,7 +19,10 @@ from smimegate.cli.common import OperationFailed, UsageError
 from smimegate.config import ConfigError
 
 # Command-group modules under smimegate.cli, in help order.
-GROUPS: tuple[str, ...] = ("config", "message", "ca", "crl", "queue")
+GROUPS: tuple[str, ...] = (
+    "db", "settings", "domain", "user", "root", "cert", "config", "message", "ca", "crl", "queue",
+
+)
 
 DEFAULT_CONFIG = "/etc/smimegate/smimegate.toml"
 
@@ -67,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         result = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the BrokenPipeError handler
         return int(result or 0)
     except (UsageError, ConfigError) as exc:
         if debug:
@@ -79,4 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"smimegate: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`smimegate cert list --json | head`): stop quietly. Point
+        # stdout at /dev/null so the interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 1

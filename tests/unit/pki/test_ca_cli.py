@@ -268,8 +268,8 @@ def test_issue_options_and_usage_errors(cli: Cli, tmp_path: Path, store: SqlStor
         assert rc == 2, (argv, err)
         assert message in err, (argv, err)
     rc, _, err = cli("cert", "issue", "frank@example.com", "--pfx-out", str(pfx),
-                     "--password", "pw", "--send-pfx")
-    assert rc == 1 and "not available yet" in err
+                     "--password", "pw", "--sms-password")
+    assert rc == 1 and "no phone number for frank@example.com" in err
     assert store.find_certificates("frank@example.com") == []  # nothing issued on errors
 
 

@@ -1,0 +1,209 @@
+"""``smimegate cert``: certificates and the private keys that go with them.
+
+    smimegate cert import FILE [--password PW | --password-file F]
+    smimegate cert list [--email EMAIL] [--json]
+    smimegate cert show FINGERPRINT [--json]
+    smimegate cert export FINGERPRINT --out FILE [--format pem|der|pfx]
+                          [--password PW | --password-file F] [--pfx-profile modern|legacy]
+    smimegate cert issue ... | revoke ...      (smimegate.cli.cert_pki)
+
+``import`` reads PEM or DER certificates, PKCS#7 bundles and PKCS#12 files (every key and the
+whole chain; keys are stored wrapped by the master key). Importing a certificate that is
+already stored is not an error: it is stored once, and a key that was missing is added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from smimegate.cli import cert_pki, certview
+from smimegate.cli.common import OperationFailed, UsageError, print_json
+from smimegate.cli.context import open_store, read_password_file, write_output
+from smimegate.pki import certfile
+from smimegate.pki.anchors import load_anchors
+from smimegate.pki.pkcs12 import DEFAULT_PROFILE, PROFILES, make_pkcs12
+from smimegate.store import NotFound, Store
+from smimegate.store.certinfo import cert_info
+
+MAX_CHAIN = 8  # no real S/MIME chain is longer; stops a loop of cross-certificates
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("cert", help="import, list, show, export, issue, revoke certificates")
+    commands = parser.add_subparsers(dest="cert_command", metavar="ACTION", required=True)
+
+    imp = commands.add_parser("import", help="import certificates and keys from FILE")
+    imp.add_argument("file", metavar="FILE")
+    _password_options(imp, "password of a PKCS#12 file")
+    imp.set_defaults(func=_import)
+
+    lst = commands.add_parser("list", help="list certificates")
+    lst.add_argument("--email", help="only certificates for this address")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+    lst.set_defaults(func=_list)
+
+    show = commands.add_parser("show", help="show one certificate")
+    show.add_argument("fingerprint", metavar="FINGERPRINT")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=_show)
+
+    export = commands.add_parser("export", help="write a certificate (or key and chain)")
+    export.add_argument("fingerprint", metavar="FINGERPRINT")
+    export.add_argument("--out", required=True, metavar="FILE", help="file to write, - for stdout")
+    export.add_argument("--format", choices=("pem", "der", "pfx"), default="pem",
+                        help="pem or der: the certificate; pfx: PKCS#12 with key and chain")
+    _password_options(export, "password of the PKCS#12 (--format pfx)")
+    export.add_argument("--pfx-profile", choices=tuple(PROFILES), default=DEFAULT_PROFILE,
+                        help="modern (AES-256, default) or legacy (3DES, for old clients)")
+    export.set_defaults(func=_export)
+
+    cert_pki.register_issue(commands)
+    cert_pki.register_revoke(commands)
+
+
+def _password_options(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--password", metavar="PW", help=what)
+    group.add_argument("--password-file", metavar="F", help=f"read the {what} from F")
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if args.password_file:
+        return read_password_file(args.password_file)
+    return args.password  # type: ignore[no-any-return]
+
+
+def _import(args: argparse.Namespace) -> int:
+    try:
+        found = certfile.read_file(args.file, _password(args))
+    except certfile.NeedsPassword as exc:
+        raise UsageError(str(exc)) from None
+    except certfile.CertFileError as exc:
+        raise OperationFailed(str(exc)) from None
+    keys = {p.certificate.public_bytes(Encoding.DER): p.key for p in found.pairs}
+    new = again = stored_keys = 0
+    with open_store(args, keys=bool(found.pairs)) as ctx:
+        for cert in found.certificates:
+            fingerprint = cert_info(cert).fingerprint
+            try:
+                before = ctx.store.get_certificate(fingerprint)
+            except NotFound:
+                before = None
+            key = keys.get(cert.public_bytes(Encoding.DER))
+            record = ctx.store.add_certificate(cert, source="import", key=key)
+            status = "imported" if before is None else "already stored"
+            if key is not None and (before is None or not before.has_key):
+                status += ", private key stored"
+                stored_keys += 1
+            new += before is None
+            again += before is not None
+            emails = ",".join(record.emails) or "-"
+            print(f"{status}: {record.fingerprint}  {emails}  {record.subject}")
+    print(f"{args.file}: {new} new, {again} already stored, {stored_keys} private key(s) stored")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    email = args.email.strip().lower() if args.email else None
+    with open_store(args) as ctx:
+        anchors = load_anchors(ctx.store)
+        items = [certview.describe(r, anchors) for r in ctx.store.list_certificates(email)]
+    if args.json:
+        print_json(items)
+        return 0
+    for item in items:
+        print(certview.line(item))
+    if not items:
+        print("no certificates" + (f" for {email}" if email else ""), file=sys.stderr)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    with open_store(args) as ctx:
+        fingerprint = certview.pick(ctx.store.list_certificates(), args.fingerprint)
+        record = ctx.store.get_certificate(fingerprint)
+        item = certview.describe(record, load_anchors(ctx.store))
+    if args.json:
+        print_json(item)
+        return 0
+    labels = (
+        ("fingerprint", "sha256"), ("subject", "subject"), ("issuer", "issuer"),
+        ("serial", "serial"), ("emails", "emails"), ("not_before", "not before"),
+        ("not_after", "not after"), ("ski", "key id"), ("is_ca", "CA"),
+        ("has_key", "private key"), ("trusted_root", "trusted root"), ("trusted", "trusted"),
+        ("trust_info", "why not"), ("source", "source"), ("blocked", "blocked"),
+    )
+    for key, label in labels:
+        value = item[key]
+        if key == "trust_info" and value is None:
+            continue
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, list):
+            value = ", ".join(value) or "-"
+        print(f"{label + ':':<14}{value if value is not None else '-'}")
+    return 0
+
+
+def issuer_chain(store: Store, cert: x509.Certificate) -> list[x509.Certificate]:
+    """The stored CA certificates above cert, nearest first, up to a self-signed one.
+
+    Each link is checked by signature, not just by name. Raises StoreError.
+    """
+    # Trusted roots first: a cross-certificate shares its subject and key with a root, and
+    # the chain that ends at the root is the one a client can use.
+    records = sorted((r for r in store.list_certificates() if r.is_ca),
+                     key=lambda r: not r.trusted_root)
+    candidates = [r.certificate() for r in records]
+    chain: list[x509.Certificate] = []
+    current = cert
+    while len(chain) < MAX_CHAIN and current.issuer != current.subject:
+        parent = next((c for c in candidates if c.subject == current.issuer
+                       and c not in chain and _issued_by(current, c)), None)
+        if parent is None:
+            break
+        chain.append(parent)
+        current = parent
+    return chain
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _export(args: argparse.Namespace) -> int:
+    password = _password(args)
+    if args.format != "pfx" and password is not None:
+        raise UsageError("--password and --password-file apply to --format pfx only")
+    if args.format == "pfx" and not password:
+        raise UsageError("--format pfx needs a non-empty --password or --password-file")
+    with open_store(args, keys=args.format == "pfx") as ctx:
+        fingerprint = certview.pick(ctx.store.list_certificates(), args.fingerprint)
+        record = ctx.store.get_certificate(fingerprint)
+        cert = record.certificate()
+        if args.format == "pem":
+            data = cert.public_bytes(Encoding.PEM)
+        elif args.format == "der":
+            data = record.der
+        else:
+            if not record.has_key:
+                raise OperationFailed(f"no private key stored for certificate {fingerprint}")
+            key = ctx.store.get_private_key(fingerprint)
+            chain = issuer_chain(ctx.store, cert)
+            assert password is not None
+            data = make_pkcs12(key, cert, chain, password, profile_name=args.pfx_profile,
+                               friendly_name=record.emails[0] if record.emails else None)
+    write_output(args.out, data, secret=args.format == "pfx")
+    if args.out != "-":
+        print(f"{args.format} of {fingerprint} written to {args.out}")
+    return 0

@@ -1,0 +1,57 @@
+"""``smimegate settings``: global policy properties.
+
+    smimegate settings show [--json]          every property, its value and where it comes from
+    smimegate settings set PROPERTY VALUE     validated by smimegate.policy (normal form stored)
+    smimegate settings unset PROPERTY         back to the built-in default
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from smimegate.cli import props
+from smimegate.cli.context import open_store
+from smimegate.store import NotFound
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("settings", help="show or set global policy properties")
+    commands = parser.add_subparsers(dest="settings_command", metavar="ACTION", required=True)
+    show = commands.add_parser("show", help="every property, its value and its level")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=_show)
+    set_ = commands.add_parser("set", help="set a global property")
+    set_.add_argument("property", metavar="PROPERTY")
+    set_.add_argument("value", metavar="VALUE")
+    set_.set_defaults(func=_set)
+    unset = commands.add_parser("unset", help="drop a global property (use the default)")
+    unset.add_argument("property", metavar="PROPERTY")
+    unset.set_defaults(func=_unset)
+
+
+def _show(args: argparse.Namespace) -> int:
+    with open_store(args) as ctx:
+        policy = props.effective_global(ctx.store)
+    props.print_policy(policy, args.json, "global settings:")
+    return 0
+
+
+def _set(args: argparse.Namespace) -> int:
+    value = props.checked(args.property, args.value, "global")
+    with open_store(args) as ctx:
+        ctx.store.set_setting(args.property, value)
+    print(f"global {args.property} = {value}")
+    return 0
+
+
+def _unset(args: argparse.Namespace) -> int:
+    props.checked_name(args.property, "global")
+    with open_store(args) as ctx:
+        try:
+            ctx.store.delete_setting(args.property)
+        except NotFound:
+            print(f"global {args.property} was not set")
+            return 0
+    print(f"global {args.property} unset (default applies)")
+    return 0

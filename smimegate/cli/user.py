@@ -1,0 +1,121 @@
+"""``smimegate user``: users and their policy properties.
+
+    smimegate user add EMAIL [--phone NUMBER] [--smime allow|deny]
+                             [--encrypt-mode none|allow|mandatory] [--disabled]
+    smimegate user set EMAIL PROPERTY VALUE | unset EMAIL PROPERTY
+    smimegate user show EMAIL [--json] | list [--domain DOMAIN] [--json] | remove EMAIL
+
+``enabled`` is kept in the users table's enabled column (see smimegate.cli.props); ``true`` and
+``false`` are accepted and shown in normal form as ``yes`` and ``no``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from smimegate.cli import props
+from smimegate.cli.common import print_json
+from smimegate.cli.context import open_store
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("user", help="manage users and their properties")
+    commands = parser.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+
+    add = commands.add_parser("add", help="add a user")
+    add.add_argument("email", metavar="EMAIL")
+    add.add_argument("--phone", metavar="NUMBER", help="mobile number for PKCS#12 passwords")
+    add.add_argument("--smime", metavar="allow|deny")
+    add.add_argument("--encrypt-mode", metavar="none|allow|mandatory")
+    add.add_argument("--disabled", action="store_true", help="add the user disabled")
+    add.set_defaults(func=_add)
+
+    set_ = commands.add_parser("set", help="set a property of a user")
+    set_.add_argument("email", metavar="EMAIL")
+    set_.add_argument("property", metavar="PROPERTY")
+    set_.add_argument("value", metavar="VALUE")
+    set_.set_defaults(func=_set)
+
+    unset = commands.add_parser("unset", help="drop a property of a user (inherit it)")
+    unset.add_argument("email", metavar="EMAIL")
+    unset.add_argument("property", metavar="PROPERTY")
+    unset.set_defaults(func=_unset)
+
+    show = commands.add_parser("show", help="the effective properties of a user")
+    show.add_argument("email", metavar="EMAIL")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=_show)
+
+    lst = commands.add_parser("list", help="list users")
+    lst.add_argument("--domain", help="only users of this domain")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+    lst.set_defaults(func=_list)
+
+    remove = commands.add_parser("remove", help="remove a user (its certificates stay)")
+    remove.add_argument("email", metavar="EMAIL")
+    remove.set_defaults(func=_remove)
+
+
+def _add(args: argparse.Namespace) -> int:
+    email = props.email_arg(args.email)
+    given = {"phone": args.phone, "smime": args.smime, "encrypt_mode": args.encrypt_mode}
+    values = {name: props.checked(name, value, "user")
+              for name, value in given.items() if value is not None}
+    with open_store(args) as ctx:
+        ctx.store.add_user(email, values, enabled=not args.disabled)
+    extra = "".join(f" {k}={v}" for k, v in values.items())
+    print(f"user {email} added{' (disabled)' if args.disabled else ''}{extra}")
+    return 0
+
+
+def _set(args: argparse.Namespace) -> int:
+    email = props.email_arg(args.email)
+    with open_store(args) as ctx:
+        value = props.set_user_property(ctx.store, email, args.property, args.value)
+        effective = props.effective_user(ctx.store, email)[args.property]
+    print(f"user {email} {args.property} = {value}")
+    if effective.value != value:
+        print(f"note: the effective value is {effective.value} (from {effective.source})")
+    return 0
+
+
+def _unset(args: argparse.Namespace) -> int:
+    email = props.email_arg(args.email)
+    with open_store(args) as ctx:
+        props.unset_user_property(ctx.store, email, args.property)
+    print(f"user {email} {args.property} unset (inherited)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    email = props.email_arg(args.email)
+    with open_store(args) as ctx:
+        policy = props.effective_user(ctx.store, email)
+    props.print_policy(policy, args.json, f"user {email}:")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    domain = props.domain_arg(args.domain) if args.domain else None
+    with open_store(args) as ctx:
+        users = ctx.store.list_users(domain)
+    if args.json:
+        print_json([{"email": u.email, "enabled": u.enabled, "properties": dict(u.properties)}
+                    for u in users])
+        return 0
+    for u in users:
+        values = " ".join(f"{k}={v}" for k, v in sorted(props.user_values(u).items()))
+        print(f"{u.email}  {values}".rstrip())
+    if not users:
+        print("no users (add one with `smimegate user add`)", file=sys.stderr)
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    email = props.email_arg(args.email)
+    with open_store(args) as ctx:
+        ctx.store.remove_user(email)
+    print(f"user {email} removed")
+    return 0
