@@ -5,7 +5,7 @@
     smimegate crl list [--json]
     smimegate crl export [--ca NAME] --out FILE [--format der|pem]
     smimegate crl import FILE            refused unless a CA we know signed it
-    smimegate crl fetch                  (not available yet)
+    smimegate crl fetch [--url URL]...   download the CRLs of the distribution points
 
 SERIAL is hex as ``openssl x509 -serial`` prints it (colons and leading zeros allowed).
 """
@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from smimegate.cli.ca import write_output
 from smimegate.cli.common import OperationFailed, UsageError, print_json
+from smimegate.cli.crlfetch import register_fetch
 from smimegate.cli.pkistore import opened_store
 from smimegate.pki import authority
 from smimegate.pki.crl import DEFAULT_NEXT_UPDATE_DAYS, REASONS, parse_reason
@@ -93,8 +94,7 @@ def register(sub: Any) -> None:
     imp.add_argument("file", metavar="FILE")
     imp.set_defaults(func=_import)
 
-    fetch = commands.add_parser("fetch", help="download the CRLs of the distribution points")
-    fetch.set_defaults(func=_fetch)
+    register_fetch(commands)  # smimegate.cli.crlfetch (issue 4, item 8)
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -174,8 +174,3 @@ def _import(args: argparse.Namespace) -> int:
         record = authority.import_crl(store, data, source=f"import:{Path(args.file).name}")
     print_summary(record)
     return 0
-
-
-def _fetch(args: argparse.Namespace) -> int:
-    # TODO(lead): issue 4 item 8 (CRL download from distribution points) wires this.
-    raise OperationFailed("crl fetch: not available yet")

@@ -3,9 +3,8 @@
 ``message inspect FILE`` unwraps every S/MIME layer of FILE (smimegate.smime.unwrap) with the
 keys given on the command line and prints the result headers exactly as the milter adds them
 (``Name: value`` lines, CONTRACT.md "Result headers"), or with ``--json`` the layers with all
-their fields. Trust is not evaluated yet: every signer reads Trusted False with "trust not
-evaluated"; ``--trust`` files are read, checked and listed in the JSON output so scripts can
-already pass them.
+their fields. Signers are checked against the configured store's roots, CA certificates and
+CRLs, plus the ``--trust`` roots (smimegate.cli.inspecttrust); with neither, "no trusted roots".
 
 Keys: ``--key`` takes a private key in PEM or DER (PKCS#8 or traditional OpenSSL/PKCS#1/SEC1),
 a PEM file holding both key and certificate, or a PKCS#12 file (key + certificate inside);
@@ -23,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import dataclasses
 import hashlib
 import sys
 import warnings
@@ -36,7 +36,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from smimegate.cli import message_process
 from smimegate.cli.common import OperationFailed, UsageError, print_json
+from smimegate.cli.inspecttrust import (
+    InspectTrust,
+    apply_inspect_trust,
+    load_inspect_trust,
+    trust_report,
+)
 from smimegate.smime import mime
 from smimegate.smime.cms import name_to_str, to_asn1
 from smimegate.smime.errors import Malformed, Unsupported
@@ -86,7 +93,8 @@ def register(subparsers: Any) -> None:
     )
     inspect.add_argument(
         "--trust", action="append", default=[], metavar="CA",
-        help="trusted root certificate(s) (PEM/DER); recorded, trust is not evaluated yet",
+        help="trusted root certificate(s) (PEM/DER) added to the store's for this run; "
+        "repeatable",
     )
     secret = inspect.add_mutually_exclusive_group()
     secret.add_argument("--password", help="password of encrypted keys and PKCS#12 files")
@@ -97,6 +105,7 @@ def register(subparsers: Any) -> None:
     )
     inspect.add_argument("--json", action="store_true", help="print the layers as JSON")
     inspect.set_defaults(func=cmd_inspect)
+    message_process.register(sub)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -107,14 +116,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     keys = _pair_keys([_load_key_file(p, password) for p in args.key],
                       [_load_certificate(p) for p in args.cert])
     roots = [cert for path in args.trust for cert in _load_certificates(path)]
+    trust = load_inspect_trust(args, roots)
     message = _read_message(args.file)
     try:
         result = unwrap(message, keys, max_depth=args.max_depth)
     except (Malformed, Unsupported) as exc:
         raise OperationFailed(f"{args.file}: {exc}") from exc
-    headers = result_headers(result.layers, DEFAULT_HEADER_PREFIX)
+    result = dataclasses.replace(result, layers=apply_inspect_trust(result.layers, trust.anchors))
+    headers = result_headers(result.layers, trust.header_prefix)
     if args.json:
-        print_json(_report(args.file, result, headers, roots))
+        print_json(_report(args.file, result, headers, trust))
     else:
         for name, value in headers:
             sys.stdout.write(f"{name}: {value}\n")
@@ -346,7 +357,7 @@ def _report(
     path: str,
     result: Unwrapped,
     headers: Sequence[tuple[str, str]],
-    roots: Sequence[x509.Certificate],
+    trust: InspectTrust,
 ) -> dict[str, Any]:
     return {
         "file": path,
@@ -355,5 +366,5 @@ def _report(
         "error": result.error,
         "content_type": _content_type(result.content),
         "content_bytes": len(result.content),
-        "trust": {"evaluated": False, "roots": [_cert_summary(c) for c in roots]},
+        "trust": trust_report(trust, _cert_summary),
     }

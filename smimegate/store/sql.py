@@ -7,10 +7,12 @@ and queued payloads are sealed with the master key (smimegate.store.keys) before
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -597,6 +599,30 @@ class SqlStore:
     def list_crls(self) -> list[CrlRecord]:
         with self._db.connection() as cur:
             return [self._crl(r) for r in cur.all(f"{self._CRL_SELECT} ORDER BY issuer")]
+
+    # -- periodic jobs --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def job_lock(self, name: str) -> Iterator[bool]:
+        """While the block runs, hold the lock of the periodic job ``name`` if no other node
+        holds it; yields whether this node got it (DESIGN.md "Scale-out").
+
+        PostgreSQL: a session advisory lock (pg_try_advisory_lock, never waits) on a pool
+        connection kept for the block, so the block's own queries use a second connection.
+        SQLite serves one node: always True. Raises StoreUnavailable.
+        """
+        if self._db.name != "postgresql":
+            yield True
+            return
+        key = int.from_bytes(hashlib.sha256(f"smimegate job {name}".encode()).digest()[:8],
+                             "big", signed=True)
+        with self._db.connection() as cur:
+            row = cur.one("SELECT pg_try_advisory_lock(?)", (key,))
+            got = bool(row and row[0])
+            try:
+                yield got
+            finally:
+                if got:
+                    cur.one("SELECT pg_advisory_unlock(?)", (key,))
 
     # -- CAs ------------------------------------------------------------------------------
     _CA_SELECT = (

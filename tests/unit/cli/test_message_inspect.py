@@ -41,7 +41,8 @@ def test_headers_exactly_as_the_milter_adds_them(capsys):
         f"X-Smimegate-Info-Signer-ID-0-1: {NSS_CA}/1E/",
         "X-Smimegate-Info-Signer-Verified-0-1: True",
         "X-Smimegate-Info-Signer-Trusted-0-1: False",
-        "X-Smimegate-Info-Signer-Trusted-Info-0-1: trust not evaluated",
+        # No store configured and no --trust (issue 4, item 10).
+        "X-Smimegate-Info-Signer-Trusted-Info-0-1: no trusted roots",
     ]
 
 
@@ -57,8 +58,9 @@ def test_json_lists_layers_and_records_trust_roots(capsys):
     assert signer["valid"] is True and signer["reason"] is None
     assert signer["digest_algorithm"] == "sha256"
     assert signer["certificate"]["emails"] == ["Alice@example.com"]
-    assert signer["trusted"] is False and signer["trust_info"] == "trust not evaluated"
-    assert report["trust"]["evaluated"] is False
+    # --trust of the issuing CA makes Alice trusted (issue 4, item 10).
+    assert signer["trusted"] is True and signer["trust_info"] is None
+    assert report["trust"]["evaluated"] is True
     assert report["trust"]["roots"][0]["subject"] == NSS_CA
     assert report["error"] is None
     assert report["content_type"] == "text/plain"

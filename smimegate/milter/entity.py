@@ -1,0 +1,59 @@
+"""Swap the top-level MIME entity of a message for another one, as header edits + a body.
+
+The message's own fields (From, To, Subject, Received ...) stay; its Content-* fields are
+deleted and the new entity's Content-* fields added, MIME-Version: 1.0 added when missing
+(RFC 2045 4), and the body replaced. Lines end in CRLF (RFC 8551 3.1.1 canonical form).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from smimegate.milter.headers import fold
+from smimegate.milter.transaction import HeaderEdit
+from smimegate.smime import mime
+from smimegate.smime.errors import Malformed
+
+
+def message_entity(headers: Sequence[tuple[str, str]], body: bytes) -> bytes:
+    """The top-level entity (Content-* fields, blank line, body) of a message."""
+    lines = [f"{n}: {v}".encode("utf-8", "surrogateescape") for n, v in headers
+             if n.lower().startswith("content-")]
+    head = b"".join(mime.canonicalize(line) + b"\r\n" for line in lines)
+    return head + b"\r\n" + body
+
+
+def replace_entity(
+    headers: Sequence[tuple[str, str]], new_entity: bytes
+) -> tuple[tuple[HeaderEdit, ...], bytes]:
+    """Edits and the new body that turn a message with ``headers`` into one carrying
+    ``new_entity``. Never raises: an entity that is not MIME is delivered as a text body."""
+    try:
+        parsed = mime.parse_entity(new_entity)
+        fields = [(n, v.decode("utf-8", "replace")) for n, v in parsed.headers]
+        body = parsed.body
+    except Malformed:
+        fields, body = [], new_entity
+    counts: dict[str, int] = {}
+    deletes: list[tuple[str, int]] = []
+    has_version = False
+    for name, _value in headers:
+        key = name.lower()
+        counts[key] = counts.get(key, 0) + 1
+        if key.startswith("content-"):
+            deletes.append((name, counts[key]))
+        has_version = has_version or key == "mime-version"
+    deletes.sort(key=lambda item: (item[0].lower(), -item[1]))
+    edits = [HeaderEdit("delete", n, i) for n, i in deletes]
+    if not has_version and fields:
+        edits.append(HeaderEdit("add", "MIME-Version", 1, "1.0"))
+    for name, value in fields:
+        if name.lower() == "mime-version":
+            continue
+        edits.append(HeaderEdit("add", name, 1, fold(name, mime_unfold(value))))
+    return tuple(edits), mime.canonicalize(body)
+
+
+def mime_unfold(value: str) -> str:
+    """One line: folding (CRLF or LF followed by a blank) undone."""
+    return " ".join(part.strip() for part in value.replace("\r\n", "\n").split("\n"))

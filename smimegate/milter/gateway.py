@@ -1,0 +1,530 @@
+"""The gateway: one message's decisions and rewriting, independent of pymilter.
+
+``Gateway.process(envelope, headers, body)`` -> ``Outcome``; the session (session.py) applies it.
+Steps, after CONTRACT.md "What the milter does to a message" and issue 5 items 2-8:
+
+1. A copy we re-submitted ourselves (reinject.py) with a valid marker is accepted as it is.
+2. Result headers (``header_prefix``), Authentication-Results naming our authserv-id and any
+   reinjection marker are removed: they are ours alone (headers.py).
+3. Over ``max_message_size``: passed unchanged and logged (actions.py: refused when a
+   recipient requires encryption, since nothing may go out in clear).
+4. Direction and per-recipient treatment come from smimegate.policy.decide with the facts
+   gathered here: the client is authorised to send as an internal user when it used SMTP
+   AUTH, sits in ``trusted_networks`` or came through an ``originating_daemons`` listener;
+   signing keys, encryption certificates (pki.trust) and the keys that open an encrypted
+   message come from the store (services.py).
+5. Outbound: sign (clear or opaque), then encrypt per group (outbound.py shares nothing with
+   inbound.py). A message that is already encrypted passes as it is.
+   Inbound: every layer verified and trusted against the store's roots and CRLs, encrypted
+   layers opened for the recipients entitled to them, result headers and an RFC 7281
+   Authentication-Results added, signer certificates harvested.
+6. Recipients needing different copies are split: groups[0] stays in this transaction, every
+   other group's copy is finished now and returned as a Reinjection.
+7. One log line per message (smimegate.log.message_line); warnings on their own lines.
+
+``process`` never raises: every failure goes through the action table (actions.py).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from smimegate import log
+from smimegate.config import Config
+from smimegate.milter import actions, reinject, replies
+from smimegate.milter import headers as hdr
+from smimegate.milter.edit import apply_header_edits, build_message
+from smimegate.milter.entity import message_entity, replace_entity
+from smimegate.milter.inbound import (
+    addressed_to,
+    first_recipients,
+    is_encrypted,
+    is_smime,
+    open_entity,
+)
+from smimegate.milter.services import Services, SigningIdentity
+from smimegate.milter.transaction import Envelope, HeaderEdit, Outcome, Reinjection
+from smimegate.pki import trust
+from smimegate.policy import (
+    Decision,
+    EffectivePolicy,
+    Group,
+    Recipient,
+    Sender,
+    decide,
+    decide_at_rcpt,
+    is_outbound,
+)
+from smimegate.smime import encrypt as smime_encrypt
+from smimegate.smime import sign as smime_sign
+from smimegate.smime.errors import Malformed, SmimeError, Unsupported
+from smimegate.smime.results import Layer, result_headers
+from smimegate.store.base import Store, StoreUnavailable
+
+_LOG = logging.getLogger("smimegate.milter")
+
+
+class _Failure(Exception):
+    """Internal: a failure kind with its reason, raised inside and mapped by the action table."""
+
+    def __init__(self, kind: actions.FailureKind, reason: str,
+                 encryption_required: bool = False) -> None:
+        super().__init__(reason)
+        self.kind: actions.FailureKind = kind
+        self.reason = reason
+        self.encryption_required = encryption_required
+
+
+@dataclass
+class _Run:
+    """Per-message working state: the input and the log fields gathered on the way."""
+
+    envelope: Envelope
+    headers: Sequence[tuple[str, str]]
+    body: bytes
+    started: float
+    strip: tuple[HeaderEdit, ...] = ()
+    kept: list[tuple[str, str]] = field(default_factory=list)
+    fields: dict[str, object] = field(default_factory=dict)
+    to: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """One group's finished copy: edits (after the strip edits), new body, log facts."""
+
+    edits: tuple[HeaderEdit, ...]
+    new_body: bytes | None
+    reply: replies.Reply = replies.CONTINUE
+    facts: tuple[tuple[str, object], ...] = ()
+
+
+def _bare(address: str) -> str:
+    text = address.strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1]
+    return text
+
+
+def _client_ip(addr: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not addr:
+        return None
+    text = addr.strip().strip("[]")
+    if text.lower().startswith("ipv6:"):
+        text = text[5:]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+class Gateway:
+    """Built once per process (``Gateway.create``); holds per-process caches."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.store = store
+        self.services = Services(store)
+        self._configure(config)
+
+    def _configure(self, config: Config) -> None:
+        self.config = config
+        milter = config.milter
+        self.prefix = milter.header_prefix
+        self.authserv_id = milter.authserv_id or socket.gethostname()
+        self.networks = tuple(ipaddress.ip_network(n, strict=False)
+                              for n in milter.trusted_networks)
+        self._secret: bytes | None = None
+        if milter.reinject_marker:
+            # Read (or made) now, before the daemon drops privileges.
+            self._secret = reinject.load_or_create_secret(milter.reinject_secret_file)
+
+    @classmethod
+    def create(cls, config: Config, store: Store | None = None) -> Gateway:
+        """A gateway over ``store``, or over the store ``config`` names (opened here).
+
+        Raises what SqlStore.open raises (StoreUnavailable, SchemaError, MasterKeyError ...)
+        and reinject.MarkerKeyError when reinject_marker is on and its key cannot be read.
+        """
+        if store is None:
+            from smimegate.store.sql import SqlStore
+
+            store = SqlStore.open(
+                config.store.url,
+                config.store.master_key_file,
+                connect_timeout=config.store.connect_timeout,
+                statement_timeout=config.store.query_timeout,
+                pool_size=config.store.pool_max,
+            )
+        return cls(config, store)
+
+    def reload(self, config: Config | None = None) -> None:
+        """Clear the caches; take ``config`` (milter options) when given. Raises like create."""
+        self.services.reload()
+        if config is not None:
+            self._configure(config)
+
+    # -- facts ----------------------------------------------------------------------------
+    def authorised(self, envelope: Envelope) -> bool:
+        """The client may send as an internal user (SMTP AUTH, trusted network, originating
+        listener)."""
+        if envelope.auth_authen:
+            return True
+        if envelope.daemon_name and envelope.daemon_name in self.config.milter.originating_daemons:
+            return True
+        ip = _client_ip(envelope.client_addr)
+        return ip is not None and any(ip in net for net in self.networks)
+
+    def _sender(self, envelope: Envelope, policy: EffectivePolicy,
+                identity: SigningIdentity | None) -> Sender:
+        return Sender(_bare(envelope.sender), policy, self.authorised(envelope),
+                      identity is not None)
+
+    # -- RCPT -----------------------------------------------------------------------------
+    def rcpt_check(self, envelope_so_far: Envelope, recipient: str) -> replies.Reply:
+        """CONTINUE, or the refusal of a mandatory recipient known at RCPT time, or a
+        tempfail when the store is down. Never raises."""
+        sender_addr, rcpt = _bare(envelope_so_far.sender), _bare(recipient)
+        try:
+            pol = self.services.policies([sender_addr, rcpt])
+            sender = self._sender(envelope_so_far, pol[sender_addr], None)
+            rpol = pol[rcpt]
+            if (not is_outbound(sender) or rpol.value("locality") == "internal"
+                    or rpol.value("encrypt_mode") != "mandatory"):
+                return replies.CONTINUE
+            choice = self.services.encryption_certificate(rcpt)
+            refusal = decide_at_rcpt(sender, Recipient(rcpt, rpol,
+                                                       choice.certificate is not None))
+            return replies.reject_policy(refusal.text) if refusal else replies.CONTINUE
+        except StoreUnavailable:
+            return replies.TEMPFAIL_STORE
+        except Exception as exc:  # noqa: BLE001 - boundary: rcpt_check never raises (Style 5)
+            _LOG.warning(log.warning_line(envelope_so_far.queue_id or "",
+                                          "internal error at RCPT",
+                                          {"error": f"{type(exc).__name__}: {exc}"}))
+            return actions.reply_for("internal",
+                                     on_internal_error=self.config.milter.on_internal_error)
+
+    # -- end of message -------------------------------------------------------------------
+    def process(self, envelope: Envelope, headers: Sequence[tuple[str, str]],
+                body: bytes) -> Outcome:
+        """Decide and rewrite one message. Never raises (see the module docstring)."""
+        run = _Run(envelope, headers, body, time.monotonic())
+        try:
+            run.strip, run.kept = hdr.strip_edits(headers, self.prefix, self.authserv_id,
+                                                  (reinject.MARKER_HEADER,))
+            return self._process(run)
+        except _Failure as failure:
+            return self._failed(run, failure.kind, failure.reason,
+                                failure.encryption_required)
+        except StoreUnavailable as exc:
+            return self._failed(run, "store-unavailable", str(exc) or "store unavailable")
+        except Exception as exc:  # noqa: BLE001 - boundary: process never raises (Style 5)
+            _LOG.debug("internal error", exc_info=True)
+            return self._failed(run, "internal", f"{type(exc).__name__}: {exc}")
+
+    def _failed(self, run: _Run, kind: actions.FailureKind, reason: str,
+                encryption_required: bool = False) -> Outcome:
+        milter = self.config.milter
+        reply = actions.reply_for(kind, on_internal_error=milter.on_internal_error,
+                                  on_malformed=milter.on_malformed,
+                                  encryption_required=encryption_required)
+        run.fields.setdefault("direction", "unknown")
+        run.fields["action"] = "none"
+        if kind != "oversize" or reply.refuses:
+            self._warn(run, f"{actions.result_word(kind)}: {reason}")
+        return Outcome(reply=reply, header_edits=() if reply.refuses else run.strip,
+                       log_line=self._line(run, len(run.body), actions.result_word(kind),
+                                           reply))
+
+    def _warn(self, run: _Run, text: str) -> None:
+        _LOG.warning(log.warning_line(run.envelope.queue_id or "", text))
+
+    def _line(self, run: _Run, size_after: int, result: str, reply: replies.Reply) -> str:
+        env = run.envelope
+        to = run.to if run.to is not None else env.recipients
+        fields: list[tuple[str, object]] = [
+            ("direction", run.fields.pop("direction", "unknown")),
+            ("action", run.fields.pop("action", "none")),
+            ("from", f"<{_bare(env.sender)}>"),
+            ("to", ",".join(f"<{_bare(r)}>" for r in to)),
+        ]
+        fields += list(run.fields.items())
+        fields += [
+            ("size", f"{len(run.body)}->{size_after}"),
+            ("delay", round(time.monotonic() - run.started, 2)),
+            ("result", result),
+        ]
+        if reply.refuses:
+            fields.append(("reply", reply.line()))
+        return log.message_line(env.queue_id, fields)
+
+    def _process(self, run: _Run) -> Outcome:
+        env = run.envelope
+        marker = hdr.find(run.headers, reinject.MARKER_HEADER)
+        if marker is not None:
+            verdict = self._check_marker(marker, env, run.body)
+            if verdict.valid:
+                run.fields.update(direction="reinjected", action="none")
+                edits = tuple(e for e in run.strip
+                              if e.name.lower() == reinject.MARKER_HEADER.lower())
+                return Outcome(replies.CONTINUE, edits, log_line=self._line(
+                    run, len(run.body), "ok", replies.CONTINUE))
+            self._warn(run, f"reinjection marker ignored: {verdict.reason}")
+
+        recipients = [_bare(r) for r in env.recipients]
+        sender_addr = _bare(env.sender)
+        policies = self.services.policies([sender_addr, *recipients])
+        sender_policy = policies[sender_addr]
+        probe = self._sender(env, sender_policy, None)
+        outbound = is_outbound(probe)
+
+        limit = self.config.milter.max_message_size
+        if limit and len(run.body) > limit:
+            required = outbound and any(
+                policies[r].value("locality") != "internal"
+                and policies[r].value("encrypt_mode") == "mandatory" for r in recipients)
+            run.fields["direction"] = "outbound" if outbound else "inbound"
+            raise _Failure("oversize", f"{len(run.body)} bytes over max_message_size {limit}",
+                           required)
+
+        entity = message_entity(run.kept, run.body)
+        if outbound:
+            return self._outbound(run, entity, policies, sender_policy, recipients)
+        return self._inbound(run, entity, policies, sender_policy, recipients)
+
+    def _check_marker(self, value: str, env: Envelope, body: bytes) -> reinject.MarkerCheck:
+        if self._secret is None:
+            try:
+                self._secret = reinject.load_or_create_secret(
+                    self.config.milter.reinject_secret_file)
+            except reinject.MarkerKeyError as exc:
+                return reinject.MarkerCheck(False, f"no key to check it ({exc})")
+        return reinject.check_marker(self._secret, value, [_bare(r) for r in env.recipients],
+                                     body)
+
+    # -- splitting ------------------------------------------------------------------------
+    def _finish(self, run: _Run, decision: Decision, copies: Sequence[_Copy],
+                groups: Sequence[Group]) -> Outcome:
+        """This transaction keeps groups[0]; the others become reinjections."""
+        kept = copies[0]
+        if kept.reply.refuses:
+            run.fields.update(dict(kept.facts))
+            return Outcome(kept.reply, log_line=self._line(run, len(run.body), "refused",
+                                                           kept.reply))
+        reinjections: list[Reinjection] = []
+        removed: list[str] = []
+        by_bare = {_bare(r): r for r in run.envelope.recipients}
+        for group, copy in zip(groups[1:], copies[1:], strict=True):
+            if copy.reply.refuses:
+                return Outcome(copy.reply, log_line=self._line(run, len(run.body), "refused",
+                                                               copy.reply))
+            edited = apply_header_edits(run.headers, (*run.strip, *copy.edits))
+            new_body = copy.new_body if copy.new_body is not None else run.body
+            if self.config.milter.reinject_marker and self._secret is not None:
+                value = reinject.make_marker(self._secret, run.envelope.queue_id,
+                                             group.addresses, new_body)
+                edited.insert(0, (reinject.MARKER_HEADER, value))
+            reinjections.append(Reinjection(group.addresses, build_message(edited, new_body)))
+            removed.extend(by_bare.get(a, a) for a in group.addresses)
+        run.to = groups[0].addresses if groups else ()
+        run.fields.update(dict(kept.facts))
+        if reinjections:
+            run.fields["split"] = len(groups)
+        size_after = len(kept.new_body) if kept.new_body is not None else len(run.body)
+        return Outcome(
+            reply=kept.reply,
+            header_edits=(*run.strip, *kept.edits),
+            new_body=kept.new_body,
+            remove_recipients=tuple(removed),
+            reinjections=tuple(reinjections),
+            log_line=self._line(run, size_after, "ok", kept.reply),
+        )
+
+    # -- outbound -------------------------------------------------------------------------
+    def _outbound(self, run: _Run, entity: bytes, policies: dict[str, EffectivePolicy],
+                  sender_policy: EffectivePolicy, recipients: list[str]) -> Outcome:
+        run.fields["direction"] = "outbound"
+        try:
+            encrypted_already = is_encrypted(entity)
+            signed_already = is_smime(entity)
+        except SmimeError:
+            encrypted_already = signed_already = False  # not S/MIME we can read: wrap it whole
+        if encrypted_already:
+            run.fields.update(action="none", reason="already-encrypted")
+            return Outcome(replies.CONTINUE, run.strip, log_line=self._line(
+                run, len(run.body), "ok", replies.CONTINUE))
+
+        identity = None
+        if sender_policy.flag("sign") and sender_policy.value("smime") == "allow" \
+                and sender_policy.flag("enabled") and not signed_already:
+            identity = self.services.signing_identity(_bare(run.envelope.sender))
+        sender = self._sender(run.envelope, sender_policy, identity)
+        facts: list[Recipient] = []
+        for address in recipients:
+            pol = policies[address]
+            has_cert = False
+            if (pol.value("locality") != "internal" and pol.value("encrypt_mode") != "none"
+                    and pol.value("smime") == "allow"):
+                choice = self.services.encryption_certificate(address)
+                has_cert = choice.certificate is not None
+            facts.append(Recipient(address, pol, has_cert))
+        subject_value = hdr.find(run.kept, "Subject")
+        subject = hdr.decode_subject(subject_value) if subject_value is not None else None
+        decision = decide(sender, facts, subject)
+        if decision.refusal is not None:
+            reply = replies.reject_policy(decision.refusal.text)
+            run.fields.update(action="refuse",
+                              refused=",".join(f"<{r.address}>" for r in decision.refused))
+            return Outcome(reply, log_line=self._line(run, len(run.body), "refused", reply))
+        if not decision.groups:
+            raise _Failure("internal", "policy left no recipient")
+        copies = [self._seal(run, entity, decision, group, identity)
+                  for group in decision.groups]
+        return self._finish(run, decision, copies, decision.groups)
+
+    def _seal(self, run: _Run, entity: bytes, decision: Decision, group: Group,
+              identity: SigningIdentity | None) -> _Copy:
+        edits: list[HeaderEdit] = []
+        facts: list[tuple[str, object]] = [("action", decision.action(group))]
+        if decision.subject is not None:
+            edits.append(HeaderEdit("change", "Subject", 1, hdr.encode_subject(decision.subject)))
+        new_entity = entity
+        if decision.sign and identity is not None:
+            new_entity = smime_sign.sign(new_entity, identity.key, identity.certificate,
+                                         identity.chain,
+                                         detached=decision.sign_mode != "opaque")
+        if group.treatment.encrypt:
+            wanted = {d.address: d for d in decision.recipients}
+            targets = []
+            for address in group.addresses:
+                choice = self.services.encryption_certificate(address)
+                if choice.certificate is None:
+                    # The certificate vanished between decide and now (cache expiry): never
+                    # send in clear what policy meant to encrypt.
+                    raise _Failure("internal", f"no certificate for <{address}> any more")
+                transport = wanted[address].key_transport or "rsa-pkcs1"
+                targets.append(smime_encrypt.Recipient(choice.certificate, transport))
+            cipher = group.treatment.cipher or smime_encrypt.DEFAULT_CIPHER
+            new_entity = smime_encrypt.encrypt(new_entity, targets, cipher=cipher)
+            facts += [("rcpt_certs", len(targets)), ("cipher", cipher)]
+        if decision.sign and identity is not None:
+            facts.append(("sign_mode", decision.sign_mode))
+        if new_entity is entity:
+            return _Copy(tuple(edits), None, facts=tuple(facts))
+        entity_edits, new_body = replace_entity(run.kept, new_entity)
+        return _Copy((*edits, *entity_edits), new_body, facts=tuple(facts))
+
+    # -- inbound --------------------------------------------------------------------------
+    def _inbound(self, run: _Run, entity: bytes, policies: dict[str, EffectivePolicy],
+                 sender_policy: EffectivePolicy, recipients: list[str]) -> Outcome:
+        try:
+            rids = first_recipients(entity)
+        except (Malformed, Unsupported) as exc:
+            rids = None
+            malformed: str | None = f"{type(exc).__name__.lower()}: {exc}"
+        else:
+            malformed = None
+        facts: list[Recipient] = []
+        for address in recipients:
+            pol = policies[address]
+            holds = False
+            if rids is not None and pol.value("locality") == "internal":
+                holds = any(addressed_to(c, rids)
+                            for c in self.services.key_certificates(address))
+            facts.append(Recipient(address, pol, False, holds_key=holds))
+        sender = self._sender(run.envelope, sender_policy, None)
+        decision = decide(sender, facts, None)
+        run.fields["direction"] = decision.direction
+        if decision.direction == "relay":
+            run.fields["action"] = "none"
+            return Outcome(replies.CONTINUE, run.strip, log_line=self._line(
+                run, len(run.body), "ok", replies.CONTINUE))
+        if malformed is not None:
+            return self._malformed(run, malformed)
+        internal = {d.address for d in decision.recipients if d.internal}
+        copies = [self._open(run, entity, decision, group, internal, rids is not None)
+                  for group in decision.groups]
+        return self._finish(run, decision, copies, decision.groups)
+
+    def _malformed(self, run: _Run, reason: str) -> Outcome:
+        milter = self.config.milter
+        reply = actions.reply_for("malformed", on_malformed=milter.on_malformed)
+        run.fields["action"] = "none"
+        self._warn(run, f"malformed S/MIME: {reason}")
+        if reply.refuses:
+            return Outcome(reply, log_line=self._line(run, len(run.body), "malformed", reply))
+        edits = (
+            *run.strip,
+            HeaderEdit("insert", "Authentication-Results", 1, hdr.authentication_results(
+                self.authserv_id, [f"smime=permerror reason={hdr.quote(reason[:200])}"])),
+            HeaderEdit("add", f"{self.prefix}Error", 1, hdr.fold(
+                f"{self.prefix}Error", " ".join(reason.split())[:400])),
+        )
+        return Outcome(reply, edits, log_line=self._line(run, len(run.body), "malformed",
+                                                         reply))
+
+    def _open(self, run: _Run, entity: bytes, decision: Decision, group: Group,
+              internal: set[str], encrypted: bool) -> _Copy:
+        facts: list[tuple[str, object]] = [("action", decision.action(group))]
+        if not any(a in internal for a in group.addresses):
+            return _Copy((), None, facts=(("action", "none"),))
+        keys = (self.services.decryption_keys([a for a in group.addresses if a in internal])
+                if group.treatment.decrypt else [])
+        try:
+            opened = open_entity(entity, keys)
+        except (Malformed, Unsupported) as exc:
+            raise _Failure("malformed", f"{type(exc).__name__.lower()}: {exc}") from exc
+        if not opened.layers:
+            return _Copy((), None, facts=(("action", "none"),))
+        anchors = self.services.anchors() if any(
+            layer.kind == "signed" for layer in opened.layers) else trust.TrustAnchors()
+        layers = tuple(trust.apply_trust(layer, anchors) for layer in opened.layers)
+        harvested = self.services.import_signers(layers)
+        error = opened.error
+        if error and group.treatment.decrypt:
+            # Entitled recipients whose key did not open it: a failure (on_malformed).
+            reply = actions.reply_for("malformed", on_malformed=self.config.milter.on_malformed)
+            self._warn(run, f"cannot decrypt: {error}")
+            if reply.refuses:
+                return _Copy((), None, reply, tuple(facts))
+        edits: list[HeaderEdit] = []
+        new_body: bytes | None = None
+        if opened.deliverable is not None:
+            entity_edits, new_body = replace_entity(run.kept, opened.deliverable)
+            edits.extend(entity_edits)
+        edits.append(HeaderEdit("insert", "Authentication-Results", 1,
+                                hdr.authentication_results(
+                                    self.authserv_id, hdr.smime_results(layers, error))))
+        for name, value in result_headers(layers, self.prefix):
+            edits.append(HeaderEdit("add", name, 1, hdr.fold(name, value)))
+        if error:
+            edits.append(HeaderEdit("add", f"{self.prefix}Error", 1,
+                                    hdr.fold(f"{self.prefix}Error", error)))
+        facts += _layer_facts(layers, harvested, error)
+        return _Copy(tuple(edits), new_body, facts=tuple(facts))
+
+
+def _layer_facts(layers: Sequence[Layer], harvested: int,
+                 error: str | None) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for layer in layers:
+        if layer.kind != "signed":
+            out.append(("rcpt_certs", len(layer.recipients)))
+            if layer.cipher:
+                out.append(("cipher", layer.cipher.lower()))
+            break
+    signers = [s for layer in layers if layer.kind == "signed" for s in layer.signers]
+    if signers:
+        out.append(("signers", len(signers)))
+        out.append(("verified", all(s.valid for s in signers)))
+        out.append(("trusted", all(s.trusted for s in signers)))
+    if harvested:
+        out.append(("harvested", harvested))
+    if error:
+        out.append(("note", error))
+    return out

@@ -1,0 +1,122 @@
+"""Opening inbound S/MIME: every layer verified, encrypted layers opened with the keys given,
+and the entity to deliver.
+
+Like smimegate.smime.unwrap, but it also returns the entity right after the innermost layer it
+decrypted: the signature stays in the delivered message (issue 5 item 4), so a signed and then
+encrypted message is delivered as its signed entity, not as the bare content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+
+from smimegate.smime import mime
+from smimegate.smime.cms import name_to_str, to_asn1
+from smimegate.smime.decrypt import decrypt
+from smimegate.smime.errors import Malformed, NoDecryptionKey
+from smimegate.smime.results import CertId, Layer, RecipientResult
+from smimegate.smime.unwrap import DEFAULT_MAX_DEPTH
+from smimegate.smime.verify import verify
+
+_SIGNED = ("signed", "opaque-signed")
+_ENCRYPTED = ("enveloped", "auth-enveloped")
+_RFC822 = "message/rfc822"
+
+
+@dataclass(frozen=True)
+class Opened:
+    """layers: outermost first (LEVEL 0 first). deliverable: the entity after the innermost
+    decrypted layer, None when nothing was decrypted. error: why a layer stayed closed."""
+
+    layers: tuple[Layer, ...]
+    deliverable: bytes | None
+    error: str | None
+
+
+def is_smime(entity: bytes) -> bool:
+    """Whether the top-level entity is S/MIME (signed or encrypted). Raises Malformed,
+    Unsupported as mime.classify does."""
+    return mime.classify(mime.parse_entity(entity)) not in ("plain", "certs-only")
+
+
+def is_encrypted(entity: bytes) -> bool:
+    """Whether the top-level entity is enveloped or auth-enveloped. Raises like is_smime."""
+    return mime.classify(mime.parse_entity(entity)) in _ENCRYPTED
+
+
+def open_entity(entity: bytes, keys: Sequence[tuple[x509.Certificate, Any]],
+                max_depth: int = DEFAULT_MAX_DEPTH) -> Opened:
+    """Verify and decrypt every layer of ``entity``. Raises Malformed / Unsupported for broken
+    or unsupported S/MIME at any layer (see smime.unwrap)."""
+    layers: list[Layer] = []
+    deliverable: bytes | None = None
+    stepped = False
+    while True:
+        try:
+            parsed = mime.parse_entity(entity)
+        except Malformed:
+            if not layers:
+                raise
+            break  # plaintext that is not MIME inside a layer: content, not an error
+        kind = mime.classify(parsed)
+        if kind in ("plain", "certs-only"):
+            ctype, _params = mime.content_type(parsed)
+            if ctype == _RFC822 and layers and not stepped:
+                # RFC 8551 3.1 header protection: look inside the wrapped message once.
+                stepped = True
+                _protected, entity = mime.split_message(parsed.body)
+                continue
+            break
+        if len(layers) >= max_depth:
+            raise Malformed(f"nesting deeper than {max_depth} layers")
+        if kind in _SIGNED:
+            entity, layer = verify(entity)
+        else:
+            try:
+                entity, layer = decrypt(entity, keys)
+            except NoDecryptionKey as exc:
+                closed = exc.layer if isinstance(exc.layer, Layer) else Layer(
+                    kind="auth-enveloped" if kind == "auth-enveloped" else "enveloped")
+                layers.append(closed)
+                text = str(exc).strip() or "no matching key"
+                return Opened(tuple(layers), deliverable, f"not decrypted: {text}")
+            deliverable = entity
+        layers.append(layer)
+        stepped = False
+    return Opened(tuple(layers), deliverable, None)
+
+
+def first_recipients(entity: bytes) -> tuple[RecipientResult, ...] | None:
+    """The RecipientInfos of the first encrypted layer (signed layers around it are verified
+    to reach it), or None when the message is not encrypted. No private key is used.
+    Raises Malformed / Unsupported."""
+    opened = open_entity(entity, ())
+    for layer in opened.layers:
+        if layer.kind in _ENCRYPTED:
+            return layer.recipients
+    return None
+
+
+def _ski(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+
+
+def addressed_to(cert: x509.Certificate, recipients: Sequence[RecipientResult]) -> bool:
+    """Whether one of the RecipientInfos names ``cert`` (issuer and serial, or SKI; RFC 5652
+    6.2.1)."""
+    issuer = name_to_str(to_asn1(cert).issuer)
+    ski = _ski(cert)
+    for recipient in recipients:
+        rid: CertId = recipient.recipient_id
+        if rid.serial is not None and rid.serial == cert.serial_number and rid.issuer == issuer:
+            return True
+        if rid.ski is not None and ski is not None and rid.ski == ski:
+            return True
+    return False

@@ -1,0 +1,178 @@
+"""Inbound: decrypt + verify with exact result header names, undecryptable and malformed mail,
+harvesting signer certificates, stripping forged headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from smimegate.milter.edit import apply_header_edits, apply_outcome_to_message
+from smimegate.milter.transaction import Outcome
+from tests.milter.gateway_support import (
+    AUTHSERV,
+    World,
+    envelope,
+    make_world,
+    openssl,
+    parse,
+    plain,
+)
+
+ALICE, BOB = "alice@internal.test", "bob@internal.test"
+FRANK, CAROL = "frank@external.test", "carol@external.test"
+P = "X-Smimegate-Info-"
+OUTSIDE = "198.51.100.7"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return make_world(tmp_path_factory.mktemp("inbound"))
+
+
+def signed_encrypted(world: World, to: tuple[str, ...], sign: bool = True) -> bytes:
+    """A message from frank (outside), signed with openssl, encrypted to ``to``."""
+    message = plain(FRANK, ", ".join(f"{n}@internal.test" for n in to), "from outside")
+    head, _sep, body = message.partition(b"\r\n\r\n")
+    entity = b"Content-Type: text/plain; charset=us-ascii\r\n\r\n" + body
+    if sign:
+        key, crt = world.pem("frank")
+        entity = openssl("smime", "-sign", "-signer", str(crt), "-inkey", str(key),
+                         data=entity)
+    certs = [str(world.pem(n)[1]) for n in to]
+    envelope_part = openssl("smime", "-encrypt", "-aes256", *certs, data=entity)
+    outer = b"\r\n".join(line for line in head.split(b"\r\n")
+                         if not line.lower().startswith((b"content-", b"mime-version")))
+    return outer + b"\r\n" + envelope_part
+
+
+def deliver(world: World, raw: bytes, *rcpts: str) -> tuple[Outcome, list[tuple[str, str]], bytes]:
+    headers, body = parse(raw)
+    outcome = world.gateway.process(envelope(FRANK, *rcpts, client=OUTSIDE), headers, body)
+    edited = apply_header_edits(headers, outcome.header_edits)
+    return outcome, edited, apply_outcome_to_message(headers, body, outcome)
+
+
+def names(headers: list[tuple[str, str]]) -> list[str]:
+    return [n for n, _v in headers if n.startswith(P)]
+
+
+def value(headers: list[tuple[str, str]], name: str) -> str:
+    return next(v for n, v in headers if n == name)
+
+
+def test_decrypt_and_verify_with_index_level_headers(world: World) -> None:
+    raw = signed_encrypted(world, ("alice",))
+    outcome, headers, message = deliver(world, raw, ALICE)
+    assert outcome.reply.kind == "continue"
+    assert names(headers) == [
+        f"{P}Encryption-Algorithm-0", f"{P}Encryption-Recipient-0-0",
+        f"{P}Signer-ID-0-1", f"{P}Signer-Verified-0-1", f"{P}Signer-Trusted-0-1",
+    ]
+    assert value(headers, f"{P}Encryption-Algorithm-0") == "AES256, Key size: 256"
+    assert value(headers, f"{P}Signer-Verified-0-1") == "True"
+    assert value(headers, f"{P}Signer-Trusted-0-1") == "True"
+    assert value(headers, f"{P}Encryption-Recipient-0-0").endswith("/1.2.840.113549.1.1.1")
+    ar = value(headers, "Authentication-Results")
+    assert ar.startswith(f"{AUTHSERV}; smime=pass")
+    assert "body.smime-identifier=frank@external.test" in ar
+    assert headers[0][0] == "Authentication-Results"
+    # The signature stays: the delivered entity is the signed one, readable and verifiable.
+    assert b"multipart/signed" in message and b"pkcs7-mime;" not in message
+    ca = world.root / "ca.pem"
+    ca.write_bytes(world.ca.cert_pem())
+    assert b"Hello there." in openssl("smime", "-verify", "-CAfile", str(ca), data=message)
+    assert "direction=inbound action=decrypt" in outcome.log_line
+    # frank's certificate was harvested so that replies can be encrypted.
+    assert world.store.find_certificates(FRANK)
+
+
+def test_two_recipients_number_by_index(world: World) -> None:
+    raw = signed_encrypted(world, ("alice", "bob"), sign=False)
+    outcome, headers, _message = deliver(world, raw, ALICE, BOB)
+    assert names(headers) == [f"{P}Encryption-Algorithm-0", f"{P}Encryption-Recipient-0-0",
+                              f"{P}Encryption-Recipient-1-0"]
+    assert not outcome.reinjections
+    assert "smime=none" in value(headers, "Authentication-Results")
+
+
+def test_not_entitled_recipients_are_split(world: World) -> None:
+    # Encrypted to alice only; bob is internal too but holds no key that opens it.
+    raw = signed_encrypted(world, ("alice",))
+    outcome, _headers, message = deliver(world, raw, ALICE, BOB)
+    assert outcome.new_body is not None and b"multipart/signed" in message
+    assert outcome.remove_recipients == (BOB,)
+    (copy,) = outcome.reinjections
+    assert copy.recipients == (BOB,)
+    assert b"pkcs7-mime" in copy.message  # bob's copy stays encrypted
+    assert f"{P}Error: not decrypted".encode() in copy.message
+
+
+def test_undecryptable_delivered_unchanged_with_failure_headers(world: World) -> None:
+    raw = signed_encrypted(world, ("bob",), sign=False)
+    headers_in, body_in = parse(raw)
+    outcome, headers, message = deliver(world, raw, ALICE)
+    assert outcome.reply.kind == "continue" and outcome.new_body is None
+    assert value(headers, f"{P}Error").startswith("not decrypted")
+    assert f"{P}Encryption-Recipient-0-0" in names(headers)
+    assert message.endswith(body_in)
+
+
+def test_malformed_smime_delivered_with_error(world: World) -> None:
+    raw = (b"From: x@external.test\r\nTo: alice@internal.test\r\nSubject: broken\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; "
+           b"smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           b"AAAAbm90IENNUw==\r\n")
+    outcome, headers, _message = deliver(world, raw, ALICE)
+    assert outcome.reply.kind == "continue" and outcome.new_body is None
+    assert f"{P}Error" in names(headers)
+    assert "smime=permerror" in value(headers, "Authentication-Results")
+    assert "result=malformed" in outcome.log_line
+
+
+def test_malformed_tempfail_when_configured(tmp_path: Path) -> None:
+    world = make_world(tmp_path, on_malformed="tempfail")
+    raw = (b"From: x@external.test\r\nTo: alice@internal.test\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\nAAAA\r\n")
+    outcome, _headers, _message = deliver(world, raw, ALICE)
+    assert (outcome.reply.kind, outcome.reply.code) == ("tempfail", "451")
+
+
+def test_forged_result_headers_and_our_authentication_results_are_stripped(
+        world: World) -> None:
+    raw = plain(FRANK, ALICE).replace(
+        b"Subject:",
+        b"X-Smimegate-Info-Signer-Trusted-0-0: True\r\n"
+        b"x-smimegate-info-signer-verified-0-0: True\r\n"
+        + f"Authentication-Results: {AUTHSERV}; smime=pass\r\n".encode()
+        + b"Authentication-Results: (comment) MX.INTERNAL.TEST;\r\n\tsmime=pass\r\n"
+        b"Authentication-Results: other.example; dkim=pass\r\nSubject:")
+    outcome, headers, _message = deliver(world, raw, ALICE)
+    assert names(headers) == []
+    assert [v for n, v in headers if n == "Authentication-Results"] == [
+        "other.example; dkim=pass"]
+    deletes = [(e.name, e.index) for e in outcome.header_edits if e.op == "delete"]
+    assert ("Authentication-Results", 2) in deletes and ("Authentication-Results", 1) in deletes
+    # Highest index first within a name, so counting stays right whatever the MTA does.
+    ar = [i for n, i in deletes if n == "Authentication-Results"]
+    assert ar == sorted(ar, reverse=True)
+
+
+def test_plain_inbound_mail_is_left_alone(world: World) -> None:
+    raw = plain(FRANK, ALICE)
+    headers_in, body_in = parse(raw)
+    outcome, headers, message = deliver(world, raw, ALICE)
+    assert outcome.header_edits == () and outcome.new_body is None
+    assert "direction=inbound" in outcome.log_line
+
+
+def test_signed_only_inbound_gets_signer_headers(world: World) -> None:
+    key, crt = world.pem("frank")
+    entity = openssl("smime", "-sign", "-signer", str(crt), "-inkey", str(key),
+                     data=b"Content-Type: text/plain\r\n\r\nsigned text\r\n")
+    raw = b"From: frank@external.test\r\nTo: alice@internal.test\r\nSubject: s\r\n" + entity
+    outcome, headers, _message = deliver(world, raw, ALICE)
+    assert names(headers) == [f"{P}Signer-ID-0-0", f"{P}Signer-Verified-0-0",
+                              f"{P}Signer-Trusted-0-0"]
+    assert outcome.new_body is None and "action=verify" in outcome.log_line
