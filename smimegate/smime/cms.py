@@ -126,7 +126,8 @@ def to_crypto(cert: ax509.Certificate) -> x509.Certificate:
     """asn1crypto certificate -> cryptography certificate; Malformed if cryptography refuses it."""
     try:
         return x509.load_der_x509_certificate(cert.dump())
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
+        # InvalidVersion (a version field other than v1-v3) is not a ValueError.
         raise Malformed(f"certificate: {exc}") from exc
 
 

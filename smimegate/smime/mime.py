@@ -581,6 +581,39 @@ def _der_length(der: bytes) -> int | None:
     return 2 + count + int.from_bytes(der[2 : 2 + count], "big")
 
 
+_BASE64_BLANKS = b" \t\r\n"
+# Strict base64 is decoded a slice at a time: a whitespace-free copy of a 30 MB body would
+# otherwise live beside the body and the DER (bench/smime_bench.py measures the peak).
+_BASE64_SLICE = 1 << 20
+
+
+def _decode_base64(body: bytes) -> bytes:
+    """Strict base64 (RFC 2045 6.8) with blanks and line ends ignored. Raises Malformed."""
+    total = len(body) - sum(body.count(blank) for blank in (b" ", b"\t", b"\r", b"\n"))
+    if not total:
+        raise Malformed("base64: empty body")
+    if total % 4:
+        raise Malformed(f"base64: length {total} is not a multiple of 4 (truncated or garbage)")
+    out = io.BytesIO()
+    carry = b""
+    padded = False
+    for start in range(0, len(body), _BASE64_SLICE):
+        data = carry + body[start : start + _BASE64_SLICE].translate(None, _BASE64_BLANKS)
+        # Decode whole 4-character groups; the rest waits for the next slice.
+        keep = len(data) - len(data) % 4
+        chunk, carry = data[:keep], data[keep:]
+        if not chunk:
+            continue
+        if padded:
+            raise Malformed("base64: Excess data after padding")
+        try:
+            out.write(binascii.a2b_base64(chunk, strict_mode=True))
+        except binascii.Error as exc:
+            raise Malformed(f"base64: {exc}") from exc
+        padded = chunk.endswith(b"=")
+    return out.getvalue()
+
+
 def decode_smime_body(entity: Entity) -> bytes:
     """The DER of an application/pkcs7-* entity, undoing its Content-Transfer-Encoding.
 
@@ -593,17 +626,7 @@ def decode_smime_body(entity: Entity) -> bytes:
     encoding = transfer_encoding(entity)
     body = entity.body
     if encoding == "base64":
-        data = body.translate(None, b" \t\r\n")
-        if not data:
-            raise Malformed("base64: empty body")
-        if len(data) % 4:
-            raise Malformed(
-                f"base64: length {len(data)} is not a multiple of 4 (truncated or garbage)"
-            )
-        try:
-            return binascii.a2b_base64(data, strict_mode=True)
-        except binascii.Error as exc:
-            raise Malformed(f"base64: {exc}") from exc
+        return _decode_base64(body)
     if encoding in ("7bit", "8bit", "binary"):
         der = body
     elif encoding == "quoted-printable":
