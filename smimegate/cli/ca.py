@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from smimegate.cli.common import OperationFailed, UsageError, print_json
-from smimegate.cli.pkistore import opened_store
+from smimegate.cli.context import open_store, write_output
 from smimegate.pki import authority
 from smimegate.pki.ca import DEFAULT_DAYS, create_ca
 from smimegate.pki.signing import KEY_TYPES, SIGNATURE_ALGORITHMS, check_pair, key_type_of
@@ -63,8 +62,8 @@ def _create(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     name = args.name or args.intermediate_cn
-    with opened_store(args) as (store, _config):
-        if any(r.name == name for r in store.list_cas()):
+    with open_store(args, keys=True) as ctx:
+        if any(r.name == name for r in ctx.store.list_cas()):
             raise OperationFailed(f"a CA named {name!r} exists already")
         try:
             pair = create_ca(
@@ -73,7 +72,7 @@ def _create(args: argparse.Namespace) -> int:
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        ca = authority.store_ca(store, name, pair, default=args.default)
+        ca = authority.store_ca(ctx.store, name, pair, default=args.default)
     root, inter = cert_info(ca.root), cert_info(ca.intermediate)
     print(f"CA {ca.name} created{' (default)' if ca.record.is_default else ''}")
     print(f"  root:         {root.subject}  sha256 {root.fingerprint}  (trusted)")
@@ -97,8 +96,8 @@ def _describe(ca: authority.LoadedCa) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    with opened_store(args) as (store, _config):
-        cas = [_describe(authority.load_ca(store, r.name)) for r in store.list_cas()]
+    with open_store(args) as ctx:
+        cas = [_describe(authority.load_ca(ctx.store, r.name)) for r in ctx.store.list_cas()]
     if args.json:
         print_json(cas)
         return 0
@@ -112,19 +111,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    with opened_store(args) as (store, _config):
-        pem = authority.load_ca(store, args.name).chain_pem()
+    with open_store(args) as ctx:
+        pem = authority.load_ca(ctx.store, args.name).chain_pem()
     write_output(args.out, pem)
     return 0
 
-
-def write_output(out: str, data: bytes) -> None:
-    """Write data to the file out ("-": stdout). Raises OperationFailed when it cannot."""
-    if out == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-        return
-    try:
-        Path(out).write_bytes(data)
-    except OSError as exc:
-        raise OperationFailed(f"{out}: {exc.strerror or exc}") from None

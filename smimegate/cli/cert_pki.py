@@ -17,13 +17,12 @@ a new CRL that keeps the earlier entries.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from smimegate.cli.ca import write_output
+from smimegate.cli import ldap as ldap_cli
 from smimegate.cli.common import OperationFailed, UsageError
+from smimegate.cli.context import open_store, read_password_file, write_output
 from smimegate.cli.crl import days_arg, print_summary, reason_arg, serial_arg
-from smimegate.cli.pkistore import opened_store
 from smimegate.delivery import DeliveryError
 from smimegate.delivery import pfx as delivery
 from smimegate.pki import authority
@@ -92,11 +91,7 @@ def _password(args: argparse.Namespace, wants_pfx: bool) -> str | None:
     if args.generate_password:
         return generate_password()
     if args.password_file:
-        try:
-            text = Path(args.password_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--password-file {args.password_file}: {exc}") from None
-        password = text.rstrip("\r\n")
+        password = read_password_file(args.password_file)
     elif args.password is not None:
         password = args.password
     else:
@@ -120,14 +115,14 @@ def _issue(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    with opened_store(args) as (store, config):
+    with open_store(args, keys=True) as ctx:
         if args.sms_password:
             try:  # before issuing: a key whose password reaches nobody helps nobody
-                delivery.phone_for(store, args.email.strip())
+                delivery.phone_for(ctx.store, args.email.strip())
             except DeliveryError as exc:
                 raise OperationFailed(str(exc)) from None
         try:
-            issued = authority.issue(store, request, ca_name=args.ca, key_type=args.key_type)
+            issued = authority.issue(ctx.store, request, ca_name=args.ca, key_type=args.key_type)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         pfx = None
@@ -135,12 +130,12 @@ def _issue(args: argparse.Namespace) -> int:
             pfx = make_pkcs12(issued.key, issued.cert, issued.ca.chain(), password,
                               profile_name=args.pfx_profile, friendly_name=request.subject.email)
         if args.pfx_out and pfx is not None:
-            write_output(args.pfx_out, pfx)
+            write_output(args.pfx_out, pfx, secret=True)
         report = None
         if delivering:
             try:
                 report = delivery.deliver(
-                    store=store, config=config, email=request.subject.email, pfx=pfx,
+                    store=ctx.store, config=ctx.config, email=request.subject.email, pfx=pfx,
                     password=password, send_pfx=args.send_pfx, sms_password=args.sms_password)
             except DeliveryError as exc:
                 raise OperationFailed(str(exc)) from None
@@ -156,15 +151,19 @@ def _issue(args: argparse.Namespace) -> int:
         print(f"  PKCS#12 ({args.pfx_profile}) written to {args.pfx_out}")
     for line in report.lines() if report else ():
         print(f"  {line}")
+    published = ldap_cli.publish_issued(ctx.config, request.subject.email, issued.cert,
+                                        issued.ca.chain())
+    if published:
+        print(f"  {published}")
     if args.generate_password and not args.sms_password:
         print(f"password: {password}")
     return 0
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    with opened_store(args) as (store, _config):
+    with open_store(args, keys=True) as ctx:
         try:
-            record = authority.revoke(store, args.serial, ca_name=args.ca, reason=args.reason,
+            record = authority.revoke(ctx.store, args.serial, ca_name=args.ca, reason=args.reason,
                                       next_update_days=args.next_update_days)
         except ValueError as exc:
             raise UsageError(str(exc)) from None

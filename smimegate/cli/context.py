@@ -4,9 +4,11 @@
         ...
 
 The configuration comes from -c/--config, $SMIMEGATE_CONFIG or the default path
-(smimegate.cli.config.load_from_args; a bad one raises ConfigError, exit 2). Store errors raised
-while opening or inside the block become OperationFailed (exit 1) with their one-line message,
-so command code does not catch them one by one.
+(smimegate.cli.config.load_from_args; a bad one raises ConfigError, exit 2); the store is
+opened by smimegate.store.configured, as the milter opens it. Store errors raised while opening
+or inside the block, and the built-in CA's PkiError, become OperationFailed (exit 1) with their
+one-line message, so command code does not catch them one by one. Also the output and password
+file helpers every command group uses.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 from smimegate.cli.common import OperationFailed, UsageError
 from smimegate.cli.config import load_from_args
 from smimegate.config import Config
-from smimegate.store import SchemaError, SqlStore, Store, StoreError
+from smimegate.pki.authority import PkiError
+from smimegate.store import Store, StoreError
+from smimegate.store.configured import open_configured
 
 
 @dataclass(frozen=True)
@@ -37,32 +41,35 @@ class Context:
 def open_store(args: argparse.Namespace, *, keys: bool = False) -> Iterator[Context]:
     """Open the configured store for one command; closed afterwards.
 
-    keys: the command reads or writes private keys, so the master key file must be readable.
-    Without it the store opens without the master key, so an admin who may not read the key
-    can still manage policy and certificates.
+    keys: the command reads or writes private keys or the delivery queue, so the master key
+    file must be readable. Without it the store opens without the master key, so an admin who
+    may not read the key can still manage policy and certificates.
 
     Raises ConfigError (exit 2); OperationFailed (exit 1) for StoreError from opening the store
-    or from inside the block, with a hint to run `smimegate db init` for a missing schema.
+    or from inside the block (a missing schema says to run `smimegate db init`), and for
+    PkiError from the built-in CA's operations inside the block.
     """
     config = load_from_args(args)
     try:
-        store = SqlStore.open(
-            config.store.url,
-            config.store.master_key_file if keys else None,
-            connect_timeout=config.store.connect_timeout,
-            statement_timeout=config.store.query_timeout,
-            pool_size=1,  # one command, one connection at a time
-        )
-    except SchemaError as exc:
-        raise OperationFailed(str(exc)) from None
+        store = open_configured(config.store, keys=keys, pool_size=1)  # one command at a time
     except StoreError as exc:
         raise OperationFailed(str(exc)) from None
     try:
         yield Context(store, config)
-    except StoreError as exc:
+    except (PkiError, StoreError) as exc:
         raise OperationFailed(str(exc)) from None
     finally:
         store.close()
+
+
+def read_input(path: str) -> bytes:
+    """The content of the file path ("-": stdin). Raises OperationFailed naming the file."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise OperationFailed(f"{path}: {exc.strerror or exc}") from None
 
 
 def write_output(out: str, data: bytes, *, secret: bool = False) -> None:

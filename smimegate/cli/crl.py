@@ -20,10 +20,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from smimegate.cli.ca import write_output
 from smimegate.cli.common import OperationFailed, UsageError, print_json
+from smimegate.cli.context import open_store, write_output
 from smimegate.cli.crlfetch import register_fetch
-from smimegate.cli.pkistore import opened_store
 from smimegate.pki import authority
 from smimegate.pki.crl import DEFAULT_NEXT_UPDATE_DAYS, REASONS, parse_reason
 from smimegate.pki.signing import SIGNATURE_ALGORITHMS
@@ -98,10 +97,10 @@ def register(sub: Any) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
-    with opened_store(args) as (store, _config):
+    with open_store(args, keys=True) as ctx:
         try:
             record = authority.create_crl(
-                store, args.ca, revoke=args.revoke, reason=args.reason,
+                ctx.store, args.ca, revoke=args.revoke, reason=args.reason,
                 update_existing=args.update_existing, next_update_days=args.next_update_days,
                 signature_algorithm=args.signature_algorithm,
             )
@@ -135,13 +134,13 @@ def _describe(record: CrlRecord, ours: dict[str, str]) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    with opened_store(args) as (store, _config):
+    with open_store(args) as ctx:
         ours: dict[str, str] = {}
-        for ca_record in store.list_cas():
-            current = authority.current_crl_record(store, authority.load_ca(store, ca_record.name))
+        for ca_record in ctx.store.list_cas():
+            current = authority.current_crl_record(ctx.store, authority.load_ca(ctx.store, ca_record.name))
             if current is not None:
                 ours[current.fingerprint] = ca_record.name
-        rows = [_describe(r, ours) for r in store.list_crls()]
+        rows = [_describe(r, ours) for r in ctx.store.list_crls()]
     if args.json:
         print_json(rows)
         return 0
@@ -155,9 +154,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    with opened_store(args) as (store, _config):
-        ca = authority.load_ca(store, args.ca)
-        crl = authority.current_crl(store, ca)
+    with open_store(args) as ctx:
+        ca = authority.load_ca(ctx.store, args.ca)
+        crl = authority.current_crl(ctx.store, ca)
     if crl is None:
         raise OperationFailed(f"CA {ca.name} has no CRL yet (smimegate crl create --ca ...)")
     encoding = serialization.Encoding.PEM if args.format == "pem" else serialization.Encoding.DER
@@ -170,7 +169,7 @@ def _import(args: argparse.Namespace) -> int:
         data = Path(args.file).read_bytes()
     except OSError as exc:
         raise OperationFailed(f"{args.file}: {exc.strerror or exc}") from None
-    with opened_store(args) as (store, _config):
-        record = authority.import_crl(store, data, source=f"import:{Path(args.file).name}")
+    with open_store(args) as ctx:
+        record = authority.import_crl(ctx.store, data, source=f"import:{Path(args.file).name}")
     print_summary(record)
     return 0

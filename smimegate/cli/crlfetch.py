@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from smimegate.cli.common import OperationFailed, print_json
-from smimegate.cli.pkistore import opened_store
+from smimegate.cli.context import open_store
 from smimegate.pki.fetch import SCHEMES, fetch_all
 
 
@@ -43,8 +43,8 @@ def register_fetch(commands: Any) -> None:
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Handler of ``crl fetch``. Raises OperationFailed (exit 1) when every URL failed or the
     store cannot be used; ConfigError (exit 2) for a bad configuration."""
-    with opened_store(args) as (store, config):
-        report = fetch_all(store, timeout=config.crl.fetch_timeout, urls=args.url)
+    with open_store(args) as ctx:
+        report = fetch_all(ctx.store, timeout=ctx.config.crl.fetch_timeout, urls=args.url)
     if args.json:
         print_json([dataclasses.asdict(o) for o in report.outcomes])
     else:

@@ -13,12 +13,12 @@ A-labels.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from smimegate.cli import props
 from smimegate.cli.common import print_json
 from smimegate.cli.context import open_store
+from smimegate.cli.propcmds import add_property_actions, print_entries
 
 
 def register(sub: Any) -> None:
@@ -32,21 +32,8 @@ def register(sub: Any) -> None:
     add.add_argument("--smime", metavar="allow|deny")
     add.set_defaults(func=_add)
 
-    set_ = commands.add_parser("set", help="set a property of a domain rule")
-    set_.add_argument("domain", metavar="DOMAIN")
-    set_.add_argument("property", metavar="PROPERTY")
-    set_.add_argument("value", metavar="VALUE")
-    set_.set_defaults(func=_set)
-
-    unset = commands.add_parser("unset", help="drop a property of a domain rule (inherit it)")
-    unset.add_argument("domain", metavar="DOMAIN")
-    unset.add_argument("property", metavar="PROPERTY")
-    unset.set_defaults(func=_unset)
-
-    show = commands.add_parser("show", help="the effective properties of a domain rule")
-    show.add_argument("domain", metavar="DOMAIN")
-    show.add_argument("--json", action="store_true", help="print JSON")
-    show.set_defaults(func=_show)
+    add_property_actions(commands, "a domain rule", ("domain", "DOMAIN"),
+                         set_=_set, unset=_unset, show=_show)
 
     lst = commands.add_parser("list", help="list the domain rules")
     lst.add_argument("--json", action="store_true", help="print JSON")
@@ -101,11 +88,8 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print_json([{"name": d.name, "properties": dict(d.properties)} for d in domains])
         return 0
-    for d in domains:
-        values = " ".join(f"{k}={v}" for k, v in sorted(d.properties.items()))
-        print(f"{d.name}  {values}".rstrip())
-    if not domains:
-        print("no domain rules (add one with `smimegate domain add`)", file=sys.stderr)
+    print_entries(((d.name, d.properties) for d in domains),
+                  "no domain rules (add one with `smimegate domain add`)")
     return 0
 
 

@@ -1,16 +1,19 @@
-"""Trust for ``message inspect`` (issue 4, item 10): the store's roots and CRLs, plus --trust.
+"""The store and trust for ``message inspect`` (issue 4, item 10): the store's roots and CRLs,
+plus --trust, and the store's keys (smimegate.cli.inspectkeys).
 
 When a configuration is available (-c, $SMIMEGATE_CONFIG, or the default path when that file
 exists), its store provides the anchors (smimegate.pki.anchors.load_anchors: roots, stored CA
-certificates, CRLs) and ``[milter] header_prefix``; ``--trust`` files add roots for this run.
-With neither, every signer reads Trusted False with "no trusted roots".
+certificates, CRLs), the private keys of the recipients, and ``[milter] header_prefix``;
+``--trust`` files add roots for this run. With neither, every signer reads Trusted False with
+"no trusted roots".
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +26,8 @@ from smimegate.cli.config import load_from_args
 from smimegate.pki.anchors import load_anchors
 from smimegate.pki.trust import TrustAnchors, apply_trust
 from smimegate.smime.results import Layer
-from smimegate.store import SchemaError, SqlStore, StoreError
+from smimegate.store import MasterKeyError, SchemaError, Store, StoreError
+from smimegate.store.configured import open_configured
 
 DEFAULT_HEADER_PREFIX = "X-Smimegate-Info-"
 NO_ROOTS = "no trusted roots"
@@ -41,41 +45,64 @@ class InspectTrust:
     header_prefix: str = DEFAULT_HEADER_PREFIX
 
 
-def load_inspect_trust(
-    args: argparse.Namespace, extra_roots: Sequence[x509.Certificate]
-) -> InspectTrust:
-    """The anchors for this run (see the module docstring).
+@dataclass(frozen=True)
+class InspectStore:
+    """The configured store for one ``message inspect`` run, or None without a configuration.
+
+    keys_problem: why the store's private keys cannot be used (the master key could not be
+    read), None when they can or were not asked for.
+    """
+
+    store: Store | None
+    config_file: str | None = None
+    header_prefix: str = DEFAULT_HEADER_PREFIX
+    keys_problem: str | None = None
+
+    def trust(self, extra_roots: Sequence[x509.Certificate]) -> InspectTrust:
+        """The store's anchors (none without a store) plus ``extra_roots``.
+
+        Raises StoreError from the store.
+        """
+        return InspectTrust(load_anchors(self.store, extra_roots), self.config_file,
+                            self.header_prefix)
+
+
+@contextmanager
+def open_inspect_store(args: argparse.Namespace, *, keys: bool) -> Iterator[InspectStore]:
+    """The store of the configuration in use (see the module docstring); closed afterwards.
+
+    keys: the store's private keys are wanted; when the master key cannot be read the store
+    still opens for trust, and keys_problem says why there are no keys. Trust needs no master
+    key, so an admin who may not read it can still inspect messages.
 
     Raises ConfigError (exit 2) for a bad or missing named configuration; OperationFailed
-    (exit 1) when the configured store cannot be opened or read.
+    (exit 1) for StoreError while opening the store or inside the block.
     """
     from smimegate.cli.main import config_path  # main imports the command modules
 
     path, explicit = config_path(args)
     if not explicit and not Path(path).exists():
-        return InspectTrust(load_anchors(None, extra_roots), None)
+        yield InspectStore(None)
+        return
     config = load_from_args(args)
+    problem: str | None = None
     try:
-        # Trust needs no private keys: no master key, so an admin who may not read it can
-        # still inspect messages.
-        store = SqlStore.open(
-            config.store.url, None,
-            connect_timeout=config.store.connect_timeout,
-            statement_timeout=config.store.query_timeout,
-            pool_size=1,
-        )
+        try:
+            store = open_configured(config.store, keys=keys, pool_size=1)
+        except MasterKeyError as exc:
+            problem = str(exc)
+            store = open_configured(config.store, keys=False, pool_size=1)
     except SchemaError as exc:
         raise OperationFailed(f"{exc} (or inspect without a configuration: --trust CA.pem)") \
             from None
     except StoreError as exc:
         raise OperationFailed(str(exc)) from None
     try:
-        anchors = load_anchors(store, extra_roots)
+        yield InspectStore(store, path, config.milter.header_prefix, problem)
     except StoreError as exc:
         raise OperationFailed(str(exc)) from None
     finally:
         store.close()
-    return InspectTrust(anchors, path, config.milter.header_prefix)
 
 
 def apply_inspect_trust(

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from smimegate.cli.common import OperationFailed
+from smimegate.cli.context import read_input, write_output
 from smimegate.milter.edit import apply_outcome_to_message
 from smimegate.milter.transaction import Envelope
 
@@ -50,15 +50,6 @@ def register(sub: Any) -> None:
     process.set_defaults(func=cmd_process)
 
 
-def _read(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise OperationFailed(f"{path}: {exc.strerror or exc}") from exc
-
-
 def split_headers(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
     """(headers as an MTA passes them to a milter: name, value without the blank after the
     colon, folds joined with "\\n"), body with CRLF line ends)."""
@@ -84,7 +75,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     from smimegate.store import StoreError
 
     config = load_from_args(args)
-    headers, body = split_headers(_read(args.file))
+    headers, body = split_headers(read_input(args.file))
     try:
         gateway = Gateway.create(config)
     except (StoreError, OSError) as exc:
@@ -110,13 +101,13 @@ def cmd_process(args: argparse.Namespace) -> int:
         return 1
     message = apply_outcome_to_message(headers, body, outcome)
     if args.out:
-        Path(args.out).write_bytes(message)
+        write_output(args.out, message)
         for number, copy in enumerate(outcome.reinjections, 1):
-            Path(f"{args.out}.{number}").write_bytes(copy.message)
+            write_output(f"{args.out}.{number}", copy.message)
             print(f"smimegate: copy for {', '.join(copy.recipients)} in {args.out}.{number}",
                   file=sys.stderr)
     else:
-        sys.stdout.buffer.write(message)
+        write_output("-", message)
         for copy in outcome.reinjections:
             print(f"smimegate: a separate copy goes to {', '.join(copy.recipients)} "
                   "(use --out to keep it)", file=sys.stderr)

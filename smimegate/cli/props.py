@@ -5,14 +5,12 @@ only ever holds normal forms (``true`` becomes ``yes``). A bad name or value typ
 command line is a usage error (exit 2) whose one line lists the allowed names or values. A bad
 row already in the store, met while resolving, is an operation failure (exit 1).
 
-``enabled`` at the user level: the users table has an ``enabled`` column (what ``ldap sync``
-and the milter's lookups use), and smimegate.policy has an ``enabled`` property. The column is
-the one source of truth for a disabled user: ``user set EMAIL enabled no`` clears the column,
-and a cleared column is the user-level value ``no``. ``user set EMAIL enabled yes`` sets the
-column and also records ``enabled = yes`` as a user property, so that an explicitly enabled
-user overrides a domain or global ``enabled = no``; ``user unset EMAIL enabled`` sets the
-column and drops the property, so the user inherits again. user_values() is that mapping, and
-every user-level view of the policy must go through it.
+``enabled`` at the user level lives in the users table's enabled column
+(smimegate.store.policyrows explains how it folds into the policy): ``user set EMAIL enabled no``
+clears the column; ``user set EMAIL enabled yes`` sets the column and also records
+``enabled = yes`` as a user property, so that an explicitly enabled user overrides a domain or
+global ``enabled = no``; ``user unset EMAIL enabled`` sets the column and drops the property, so
+the user inherits again.
 """
 
 from __future__ import annotations
@@ -27,15 +25,13 @@ from smimegate.policy import (
     check_level,
     normalise_rule,
     resolve,
-    resolve_for_address,
     validate,
 )
-from smimegate.policy.properties import NO, YES
-from smimegate.store import Store, User
+from smimegate.policy.properties import YES
+from smimegate.store import Store
 from smimegate.store.base import InvalidData
 from smimegate.store.certinfo import normalize_email
-
-ENABLED = "enabled"
+from smimegate.store.policyrows import ENABLED, address_policy
 
 
 def checked(name: str, value: str, level: Level) -> str:
@@ -71,14 +67,6 @@ def email_arg(text: str) -> str:
         return normalize_email(text)
     except InvalidData as exc:
         raise UsageError(str(exc)) from None
-
-
-def user_values(user: User) -> dict[str, str]:
-    """The user-level property values of a stored user, the enabled column folded in."""
-    values = dict(user.properties)
-    if not user.enabled:
-        values[ENABLED] = NO
-    return values
 
 
 def set_user_property(store: Store, email: str, name: str, value: str) -> str:
@@ -135,9 +123,8 @@ def effective_user(store: Store, email: str) -> EffectivePolicy:
     """
     user = store.get_user(email)
     rows = store.policy_rows([user.email])
-    rules = {name: dom.properties for name, dom in rows.domains.items()}
     try:
-        return resolve_for_address(user.email, rows.settings, rules, user_values(user))
+        return address_policy(rows, user.email)
     except PolicyError as exc:
         raise OperationFailed(f"stored policy is invalid: {exc}") from None
 

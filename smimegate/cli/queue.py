@@ -15,7 +15,7 @@ import argparse
 from typing import Any
 
 from smimegate.cli.common import OperationFailed, UsageError, print_json
-from smimegate.cli.pkistore import opened_store
+from smimegate.cli.context import open_store
 from smimegate.delivery.queue import attempt, recipient_of, run_due
 from smimegate.store.base import QueueItem
 
@@ -71,8 +71,8 @@ def _row(item: QueueItem) -> dict[str, object]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    with opened_store(args) as (store, _config):
-        rows = [_row(i) for i in store.list_queue(args.status)]
+    with open_store(args, keys=True) as ctx:
+        rows = [_row(i) for i in ctx.store.list_queue(args.status)]
     if args.json:
         print_json(rows)
         return 0
@@ -92,12 +92,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
-    with opened_store(args) as (store, config):
-        item = store.get_queue_item(args.id)
+    with open_store(args, keys=True) as ctx:
+        item = ctx.store.get_queue_item(args.id)
         if item.status == "running":
             raise OperationFailed(f"queue item {item.id} is being sent by a worker right now; "
                                   "see `smimegate queue list` in a few minutes")
-        outcome = attempt(store, config, item)
+        outcome = attempt(ctx.store, ctx.config, item)
     if not outcome.sent:
         then = (f"next attempt {outcome.retry_at.isoformat(timespec='seconds')}"
                 if outcome.retry_at else "given up")
@@ -107,8 +107,8 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    with opened_store(args) as (store, _config):
-        store.delete_queue_item(args.id)
+    with open_store(args, keys=True) as ctx:
+        ctx.store.delete_queue_item(args.id)
     print(f"queue item {args.id} deleted")
     return 0
 
@@ -116,8 +116,8 @@ def _delete(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.max < 1:
         raise UsageError("queue run --max: must be at least 1")
-    with opened_store(args) as (store, config):
-        outcomes = run_due(store, config, max_items=args.max)
+    with open_store(args, keys=True) as ctx:
+        outcomes = run_due(ctx.store, ctx.config, max_items=args.max)
     sent = sum(1 for o in outcomes if o.sent)
     print(f"{len(outcomes)} due, {sent} sent, {len(outcomes) - sent} not sent")
     return 0

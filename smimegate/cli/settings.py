@@ -12,22 +12,15 @@ from typing import Any
 
 from smimegate.cli import props
 from smimegate.cli.context import open_store
+from smimegate.cli.propcmds import add_property_actions
 from smimegate.store import NotFound
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("settings", help="show or set global policy properties")
     commands = parser.add_subparsers(dest="settings_command", metavar="ACTION", required=True)
-    show = commands.add_parser("show", help="every property, its value and its level")
-    show.add_argument("--json", action="store_true", help="print JSON")
-    show.set_defaults(func=_show)
-    set_ = commands.add_parser("set", help="set a global property")
-    set_.add_argument("property", metavar="PROPERTY")
-    set_.add_argument("value", metavar="VALUE")
-    set_.set_defaults(func=_set)
-    unset = commands.add_parser("unset", help="drop a global property (use the default)")
-    unset.add_argument("property", metavar="PROPERTY")
-    unset.set_defaults(func=_unset)
+    add_property_actions(commands, "the global settings", None, set_=_set, unset=_unset,
+                         show=_show, unset_help="(use the default)")
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -5,19 +5,20 @@
     smimegate user set EMAIL PROPERTY VALUE | unset EMAIL PROPERTY
     smimegate user show EMAIL [--json] | list [--domain DOMAIN] [--json] | remove EMAIL
 
-``enabled`` is kept in the users table's enabled column (see smimegate.cli.props); ``true`` and
+``enabled`` is kept in the users table's enabled column (see smimegate.store.policyrows); ``true`` and
 ``false`` are accepted and shown in normal form as ``yes`` and ``no``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from smimegate.cli import props
 from smimegate.cli.common import print_json
 from smimegate.cli.context import open_store
+from smimegate.cli.propcmds import add_property_actions, print_entries
+from smimegate.store.policyrows import user_values
 
 
 def register(sub: Any) -> None:
@@ -32,21 +33,8 @@ def register(sub: Any) -> None:
     add.add_argument("--disabled", action="store_true", help="add the user disabled")
     add.set_defaults(func=_add)
 
-    set_ = commands.add_parser("set", help="set a property of a user")
-    set_.add_argument("email", metavar="EMAIL")
-    set_.add_argument("property", metavar="PROPERTY")
-    set_.add_argument("value", metavar="VALUE")
-    set_.set_defaults(func=_set)
-
-    unset = commands.add_parser("unset", help="drop a property of a user (inherit it)")
-    unset.add_argument("email", metavar="EMAIL")
-    unset.add_argument("property", metavar="PROPERTY")
-    unset.set_defaults(func=_unset)
-
-    show = commands.add_parser("show", help="the effective properties of a user")
-    show.add_argument("email", metavar="EMAIL")
-    show.add_argument("--json", action="store_true", help="print JSON")
-    show.set_defaults(func=_show)
+    add_property_actions(commands, "a user", ("email", "EMAIL"),
+                         set_=_set, unset=_unset, show=_show)
 
     lst = commands.add_parser("list", help="list users")
     lst.add_argument("--domain", help="only users of this domain")
@@ -105,11 +93,8 @@ def _list(args: argparse.Namespace) -> int:
         print_json([{"email": u.email, "enabled": u.enabled, "properties": dict(u.properties)}
                     for u in users])
         return 0
-    for u in users:
-        values = " ".join(f"{k}={v}" for k, v in sorted(props.user_values(u).items()))
-        print(f"{u.email}  {values}".rstrip())
-    if not users:
-        print("no users (add one with `smimegate user add`)", file=sys.stderr)
+    print_entries(((u.email, user_values(u)) for u in users),
+                  "no users (add one with `smimegate user add`)")
     return 0
 
 

@@ -65,6 +65,7 @@ from smimegate.smime import sign as smime_sign
 from smimegate.smime.errors import Malformed, SmimeError, Unsupported
 from smimegate.smime.results import Layer, result_headers
 from smimegate.store.base import Store, StoreUnavailable
+from smimegate.store.configured import open_configured
 
 _LOG = logging.getLogger("smimegate.milter")
 
@@ -147,19 +148,11 @@ class Gateway:
     def create(cls, config: Config, store: Store | None = None) -> Gateway:
         """A gateway over ``store``, or over the store ``config`` names (opened here).
 
-        Raises what SqlStore.open raises (StoreUnavailable, SchemaError, MasterKeyError ...)
-        and reinject.MarkerKeyError when reinject_marker is on and its key cannot be read.
+        Raises what store.configured.open_configured raises (StoreUnavailable, SchemaError,
+        MasterKeyError ...) and reinject.MarkerKeyError when reinject_marker is on and its key cannot be read.
         """
         if store is None:
-            from smimegate.store.sql import SqlStore
-
-            store = SqlStore.open(
-                config.store.url,
-                config.store.master_key_file,
-                connect_timeout=config.store.connect_timeout,
-                statement_timeout=config.store.query_timeout,
-                pool_size=config.store.pool_max,
-            )
+            store = open_configured(config.store)
         return cls(config, store)
 
     def reload(self, config: Config | None = None) -> None:

@@ -1,9 +1,10 @@
 """Opening inbound S/MIME: every layer verified, encrypted layers opened with the keys given,
 and the entity to deliver.
 
-Like smimegate.smime.unwrap, but it also returns the entity right after the innermost layer it
-decrypted: the signature stays in the delivered message (issue 5 item 4), so a signed and then
-encrypted message is delivered as its signed entity, not as the bare content.
+smimegate.smime.unwrap does the work; the entity delivered is the one right after the innermost
+layer it decrypted (``Unwrapped.opened``), not the bare content: the signature stays in the
+delivered message (issue 5 item 4), so a signed and then encrypted message is delivered as its
+signed entity.
 """
 
 from __future__ import annotations
@@ -16,15 +17,10 @@ from cryptography import x509
 
 from smimegate.smime import mime
 from smimegate.smime.cms import name_to_str, to_asn1
-from smimegate.smime.decrypt import decrypt
-from smimegate.smime.errors import Malformed, NoDecryptionKey
 from smimegate.smime.results import CertId, Layer, RecipientResult
-from smimegate.smime.unwrap import DEFAULT_MAX_DEPTH
-from smimegate.smime.verify import verify
+from smimegate.smime.unwrap import DEFAULT_MAX_DEPTH, unwrap
 
-_SIGNED = ("signed", "opaque-signed")
 _ENCRYPTED = ("enveloped", "auth-enveloped")
-_RFC822 = "message/rfc822"
 
 
 @dataclass(frozen=True)
@@ -50,44 +46,10 @@ def is_encrypted(entity: bytes) -> bool:
 
 def open_entity(entity: bytes, keys: Sequence[tuple[x509.Certificate, Any]],
                 max_depth: int = DEFAULT_MAX_DEPTH) -> Opened:
-    """Verify and decrypt every layer of ``entity``. Raises Malformed / Unsupported for broken
-    or unsupported S/MIME at any layer (see smime.unwrap)."""
-    layers: list[Layer] = []
-    deliverable: bytes | None = None
-    stepped = False
-    while True:
-        try:
-            parsed = mime.parse_entity(entity)
-        except Malformed:
-            if not layers:
-                raise
-            break  # plaintext that is not MIME inside a layer: content, not an error
-        kind = mime.classify(parsed)
-        if kind in ("plain", "certs-only"):
-            ctype, _params = mime.content_type(parsed)
-            if ctype == _RFC822 and layers and not stepped:
-                # RFC 8551 3.1 header protection: look inside the wrapped message once.
-                stepped = True
-                _protected, entity = mime.split_message(parsed.body)
-                continue
-            break
-        if len(layers) >= max_depth:
-            raise Malformed(f"nesting deeper than {max_depth} layers")
-        if kind in _SIGNED:
-            entity, layer = verify(entity)
-        else:
-            try:
-                entity, layer = decrypt(entity, keys)
-            except NoDecryptionKey as exc:
-                closed = exc.layer if isinstance(exc.layer, Layer) else Layer(
-                    kind="auth-enveloped" if kind == "auth-enveloped" else "enveloped")
-                layers.append(closed)
-                text = str(exc).strip() or "no matching key"
-                return Opened(tuple(layers), deliverable, f"not decrypted: {text}")
-            deliverable = entity
-        layers.append(layer)
-        stepped = False
-    return Opened(tuple(layers), deliverable, None)
+    """Verify and decrypt every layer of ``entity`` (smime.unwrap). Raises Malformed /
+    Unsupported for broken or unsupported S/MIME at any layer."""
+    result = unwrap(entity, keys, max_depth=max_depth)
+    return Opened(result.layers, result.opened, result.error)
 
 
 def first_recipients(entity: bytes) -> tuple[RecipientResult, ...] | None:

@@ -2,8 +2,8 @@
 are per process and hold nothing another node needs).
 
 Every method may raise StoreUnavailable (the action table turns it into 451 4.7.1). Cached:
-the trust anchors (roots, stored CA certificates as intermediates, CRLs; rebuilt on reload
-and when the set of stored CRLs changes, looked at every CRL_CHECK_INTERVAL seconds), signing
+the trust anchors (smimegate.pki.anchors.CachedAnchors: roots, stored CA certificates as
+intermediates, CRLs; read again on reload and when older than ANCHORS_MAX_AGE seconds), signing
 identities and encryption certificates (CACHE_TTL seconds, so a newly imported certificate
 is used within that time). Private keys for decryption are not cached: they are only taken
 from the store for a message that needs them.
@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cryptography import x509
 
 from smimegate.pki import trust
-from smimegate.policy import EffectivePolicy, resolve, resolve_for_address
+from smimegate.pki.anchors import CachedAnchors
+from smimegate.policy import EffectivePolicy, resolve
 from smimegate.smime.results import Layer
 from smimegate.store.base import InvalidData, PolicyRows, Store
+from smimegate.store.policyrows import address_policy
 
 CACHE_TTL = 60.0
-CRL_CHECK_INTERVAL = 60.0
+ANCHORS_MAX_AGE = 60.0
 
 _T = TypeVar("_T")
 
@@ -78,18 +80,13 @@ class Services:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._lock = threading.Lock()
-        self._anchors: trust.TrustAnchors | None = None
-        self._crl_key: tuple[str, ...] = ()
-        self._crl_checked = 0.0
+        self._anchors = CachedAnchors(store, max_age=ANCHORS_MAX_AGE)
         self._signing = _TtlCache(CACHE_TTL)
         self._encryption = _TtlCache(CACHE_TTL)
 
     def reload(self) -> None:
         """Forget every cached value."""
-        with self._lock:
-            self._anchors = None
-            self._crl_checked = 0.0
+        self._anchors.invalidate()
         self._signing.clear()
         self._encryption.clear()
 
@@ -102,48 +99,21 @@ class Services:
         """
         real = [a for a in addresses if "@" in a]
         rows: PolicyRows = self.store.policy_rows(real)
-        rules: dict[str, Mapping[str, str | bool]] = {
-            name: dict(domain.properties) for name, domain in rows.domains.items()
-        }
         out: dict[str, EffectivePolicy] = {}
         for address in addresses:
             if address not in real:
                 out[address] = resolve(rows.settings, None, {"locality": "external"})
                 continue
-            user = rows.users.get(address.lower())
-            user_values: dict[str, str | bool] | None = None
-            if user is not None:
-                user_values = dict(user.properties)
-                if not user.enabled:
-                    user_values["enabled"] = "no"
-            out[address] = resolve_for_address(address, rows.settings, rules, user_values)
+            # The same mapping as the CLI's ``user show``: a user whose enabled column is
+            # cleared is disabled here too (smimegate.store.policyrows).
+            out[address] = address_policy(rows, address)
         return out
 
     # -- trust ----------------------------------------------------------------------------
     def anchors(self) -> trust.TrustAnchors:
-        """Roots, intermediates (stored CA certificates that are not roots) and CRLs."""
-        now = time.monotonic()
-        with self._lock:
-            current, checked = self._anchors, self._crl_checked
-        if current is not None and now - checked < CRL_CHECK_INTERVAL:
-            return current
-        crls = self.store.list_crls()
-        crl_key = tuple(sorted(c.fingerprint for c in crls))
-        if current is not None and crl_key == self._crl_key:
-            with self._lock:
-                self._crl_checked = now
-            return current
-        roots = tuple(r.certificate() for r in self.store.list_roots())
-        root_prints = {r.fingerprint for r in self.store.list_roots()}
-        intermediates = tuple(
-            c.certificate() for c in self.store.list_certificates()
-            if c.is_ca and c.fingerprint not in root_prints and not c.blocked
-        )
-        loaded = tuple(x509.load_der_x509_crl(c.der) for c in crls)
-        anchors = trust.TrustAnchors(roots=roots, intermediates=intermediates, crls=loaded)
-        with self._lock:
-            self._anchors, self._crl_key, self._crl_checked = anchors, crl_key, now
-        return anchors
+        """Roots, intermediates (stored CA certificates that are not roots) and CRLs
+        (smimegate.pki.anchors), read again when older than ANCHORS_MAX_AGE seconds."""
+        return self._anchors.get()
 
     # -- keys and certificates ------------------------------------------------------------
     def signing_identity(self, address: str) -> SigningIdentity | None:

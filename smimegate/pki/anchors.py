@@ -11,7 +11,8 @@ this module reads them from the store (issue 4, item 1):
 
 Blocked certificates are left out of both lists. ``CachedAnchors`` keeps one TrustAnchors per
 process (the milter checks trust for every signer and recipient, the store changes rarely)
-and reloads it on refresh(), after a CRL download, or when it is older than max_age.
+and reloads it on refresh(), after a CRL download, or when it is older than max_age;
+invalidate() makes the next get() reload.
 """
 
 from __future__ import annotations
@@ -143,6 +144,12 @@ class CachedAnchors:
         """
         with self._lock:
             return self._load()
+
+    def invalidate(self) -> None:
+        """Forget the value: the next get() reads the store again (a reload signal). Never
+        raises, so a reload does not fail when the store is down."""
+        with self._lock:
+            self._value = None
 
     def _load(self) -> TrustAnchors:
         value = load_anchors(self._store)

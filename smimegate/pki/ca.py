@@ -68,6 +68,18 @@ def ca_name(cn: str, org: str | None = None, email: str | None = None) -> x509.N
     return x509.Name(attrs)
 
 
+def aki_for(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The AKI of what ``issuer`` signs (certificates, CRLs): its SKI as keyIdentifier (RFC 5280
+    4.2.1.1), computed from its public key when it has none."""
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            issuer.public_key()  # type: ignore[arg-type]
+        )
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
 _CA_KEY_USAGE = x509.KeyUsage(
     digital_signature=False,
     content_commitment=False,

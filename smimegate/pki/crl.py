@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
+from smimegate.pki.ca import aki_for
 from smimegate.pki.signing import PrivateKey, default_signature_algorithm, signature_params
 
 DEFAULT_NEXT_UPDATE_DAYS = 365
@@ -119,7 +120,7 @@ def build_crl(
         .issuer_name(issuer.subject)
         .last_update(this_update)
         .next_update(this_update + dt.timedelta(days=next_update_days))
-        .add_extension(_aki(issuer), critical=False)
+        .add_extension(aki_for(issuer), critical=False)
         .add_extension(x509.CRLNumber(crl_number), critical=False)
     )
     for entry in merge(entries):
@@ -132,16 +133,6 @@ def build_crl(
             revoked = revoked.add_extension(x509.CRLReason(REASONS[entry.reason]), critical=False)
         builder = builder.add_revoked_certificate(revoked.build())
     return builder.sign(issuer_key, sig.hash, rsa_padding=sig.rsa_padding)
-
-
-def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    try:
-        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            issuer.public_key()  # type: ignore[arg-type]
-        )
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
 def load_crl(data: bytes) -> x509.CertificateRevocationList:

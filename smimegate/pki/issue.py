@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from smimegate.pki.ca import BACKDATE, DEFAULT_DAYS, random_serial
+from smimegate.pki.ca import BACKDATE, DEFAULT_DAYS, aki_for, random_serial
 from smimegate.pki.signing import (
     PrivateKey,
     PublicKey,
@@ -168,7 +168,7 @@ def issue_certificate(
             x509.SubjectAlternativeName([x509.RFC822Name(subject.email)]), critical=False
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_aki(issuer), critical=False)
+        .add_extension(aki_for(issuer), critical=False)
         .add_extension(
             x509.CertificatePolicies(
                 [x509.PolicyInformation(x509.ObjectIdentifier(subject.profile.value), None)]
@@ -193,12 +193,3 @@ def issue_certificate(
     return builder.sign(issuer_key, sig.hash, rsa_padding=sig.rsa_padding)
 
 
-def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    """The issuer's SKI as keyIdentifier (RFC 5280 4.2.1.1), computed when it has none."""
-    try:
-        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            issuer.public_key()  # type: ignore[arg-type]
-        )
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)

@@ -93,11 +93,16 @@ class Layer:
 
 @dataclass(frozen=True)
 class Unwrapped:
-    """What unwrapping a message gave: the innermost entity and the layers, outermost first."""
+    """What unwrapping a message gave: the innermost entity and the layers, outermost first.
+
+    opened: the entity right after the innermost layer that was decrypted (None when none
+    was): what a gateway delivers, so that signatures inside stay verifiable by the reader.
+    """
 
     content: bytes
     layers: tuple[Layer, ...] = field(default_factory=tuple)
     error: str | None = None
+    opened: bytes | None = None
 
 
 def result_headers(layers: Sequence[Layer], prefix: str = "X-Smimegate-Info-") -> list[tuple[str, str]]:

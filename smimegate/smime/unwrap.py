@@ -68,9 +68,10 @@ def unwrap(
     ``message`` is a whole RFC 5322 message or a bare MIME entity (CRLF or LF line ends).
     ``keys`` are (certificate, private key) pairs tried on every encrypted layer.
 
-    Returns ``Unwrapped(content, layers, error)``: content is the innermost entity (or, after a
-    message/rfc822 header-protection wrapper, the inner message); error is None, or why an
-    encrypted layer could not be opened (then content is that still-encrypted entity).
+    Returns ``Unwrapped(content, layers, error, opened)``: content is the innermost entity (or,
+    after a message/rfc822 header-protection wrapper, the inner message); error is None, or why
+    an encrypted layer could not be opened (then content is that still-encrypted entity);
+    opened is the entity right after the innermost decrypted layer, None when none was.
 
     Raises ValueError when max_depth < 1; Malformed for broken MIME/CMS at any layer or more than
     ``max_depth`` layers; Unsupported for a CMS type or algorithm outside our allow-lists.
@@ -87,6 +88,7 @@ def unwrap(
     # The whole inner message after a message/rfc822 step; it is the content if nothing more
     # is wrapped inside it.
     inner_message: bytes | None = None
+    opened: bytes | None = None  # the entity right after the innermost decrypted layer
     while True:
         try:
             parsed = mime.parse_entity(entity)
@@ -98,7 +100,7 @@ def unwrap(
             # there, but the bytes were decrypted or verified fine: deliver them as a body
             # without header fields, which RFC 2045 5.2 reads as text/plain; us-ascii.
             newline = b"\r\n" if b"\r\n" in entity else b"\n"
-            return Unwrapped(content=newline + entity, layers=tuple(layers))
+            return Unwrapped(content=newline + entity, layers=tuple(layers), opened=opened)
         kind = mime.classify(parsed)
         if kind in ("plain", "certs-only"):
             ctype, _params = mime.content_type(parsed)
@@ -110,7 +112,7 @@ def unwrap(
                 _protected, entity = mime.split_message(parsed.body)
                 continue
             content = inner_message if inner_message is not None else _entity(entity, layers)
-            return Unwrapped(content=content, layers=tuple(layers))
+            return Unwrapped(content=content, layers=tuple(layers), opened=opened)
         if len(layers) >= max_depth:
             raise Malformed(f"nesting deeper than {max_depth} layers")
         # The parsed entity holds a copy of the body; verify/decrypt make their own, so drop
@@ -124,7 +126,9 @@ def unwrap(
             except NoDecryptionKey as exc:
                 layers.append(_undecrypted_layer(exc, kind))
                 content = _entity(entity, layers[:-1])
-                return Unwrapped(content=content, layers=tuple(layers), error=_reason(exc))
+                return Unwrapped(content=content, layers=tuple(layers), error=_reason(exc),
+                                 opened=opened)
+            opened = entity
         layers.append(layer)
         inner_message = None
 

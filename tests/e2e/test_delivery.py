@@ -5,7 +5,6 @@ SMS by cryptography and by `openssl pkcs12`. The password shows up nowhere else.
 
 from __future__ import annotations
 
-import argparse
 import email
 import email.policy
 import json
@@ -24,7 +23,6 @@ import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from smimegate.cli import main as main_mod
-from smimegate.cli.cert_pki import register_issue
 from smimegate.pki.passwords import ALPHABET
 from smimegate.store import SqlStore
 from smimegate.store.keys import ensure_master_key
@@ -112,20 +110,7 @@ def setup(tmp_path: Path, sink: SmtpSink, sms_endpoint: tuple[str, HttpBehaviour
 
 
 @pytest.fixture
-def cli(setup: tuple[Path, SqlStore], monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> Iterator[Cli]:
-    original = main_mod.build_parser
-
-    def with_cert_issue() -> argparse.ArgumentParser:
-        # `cert issue` as registered by smimegate.cli.cert once that group exists.
-        parser = original()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "cert" not in sub.choices:
-            register_issue(sub.add_parser("cert").add_subparsers(dest="cert_command",
-                                                                 required=True))
-        return parser
-
-    monkeypatch.setattr(main_mod, "build_parser", with_cert_issue)
+def cli(setup: tuple[Path, SqlStore], capsys: pytest.CaptureFixture[str]) -> Iterator[Cli]:
     outputs: list[str] = []
 
     def run(*argv: str) -> tuple[int, str, str]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smimegate import config as cfg
+from smimegate.cli.message_process import split_headers
 from smimegate.milter.gateway import Gateway
 from smimegate.milter.transaction import Envelope
 from smimegate.store import SqlStore
@@ -80,18 +81,9 @@ def envelope(sender: str, *recipients: str, client: str = "127.0.0.1",
 
 
 def parse(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
-    """(headers as Postfix passes them to a milter, body with CRLF)."""
-    raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    head, _sep, body = raw.partition(b"\r\n\r\n")
-    headers: list[tuple[str, str]] = []
-    for line in head.decode("utf-8", "surrogateescape").split("\r\n"):
-        if line[:1] in (" ", "\t") and headers:
-            name, value = headers[-1]
-            headers[-1] = (name, value + "\n" + line)
-        else:
-            name, _colon, value = line.partition(":")
-            headers.append((name, value.lstrip(" ")))
-    return headers, body
+    """(headers as Postfix passes them to a milter, body with CRLF): what `message process`
+    does with a file (smimegate.cli.message_process.split_headers)."""
+    return split_headers(raw)
 
 
 def plain(sender: str, to: str, subject: str = "hello", text: str = "Hello there.\r\n") -> bytes:

@@ -18,11 +18,6 @@ TEXT = b"Content-Type: text/plain\r\n\r\nhello\r\n"
 P = "X-Smimegate-Info-"
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SMIMEGATE_CONFIG", raising=False)
-
-
 def _signed(tmp_path: Path, leaf: fs.Leaf, name: str = "signed.eml") -> Path:
     # Only the signer's certificate travels: the intermediate must come from the store.
     path = tmp_path / name
@@ -105,7 +100,7 @@ def test_trust_option_without_a_store(tmp_path, capsys):
     issuing.write_bytes(pair.intermediate.public_bytes(Encoding.PEM))
     root = tmp_path / "root.pem"
     root.write_bytes(pair.root.public_bytes(Encoding.PEM))
-    # The default config path does not exist here: no store.
+    # The default config path does not exist here (tests/unit/cli/conftest.py): no store.
     code, headers, err = _inspect(capsys, "message", "inspect", message, "--trust", str(issuing))
     assert code == 0, err
     assert headers[f"{P}Signer-Trusted-0-0"] == "True"

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from smimegate.cli.main import main
 from smimegate.smime.encrypt import encrypt
 from smimegate.smime.sign import sign
+from smimegate.store import SqlStore
 from tests.conftest import ROOT, VECTORS
 from tests.helpers.testpki import TestCA
 
@@ -214,10 +215,17 @@ def test_message_without_subcommand_is_usage(capsys):
     assert main(["message"]) == 2
 
 
-def test_console_script_reads_stdin():
-    # The real entry point, as an admin runs it: python -m smimegate ... - < FILE
+def test_console_script_reads_stdin(tmp_path):
+    # The real entry point, as an admin runs it: python -m smimegate ... - < FILE. With -c,
+    # so that a configuration on this machine (/etc/smimegate) plays no part.
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = SqlStore.open(url, None, create=True, check_schema=False)
+    store.migrate()
+    store.close()
+    config = tmp_path / "smimegate.toml"
+    config.write_text(f'[store]\nurl = "{url}"\nmaster_key_file = "{tmp_path / "none.key"}"\n')
     done = subprocess.run(
-        [sys.executable, "-m", "smimegate", "message", "inspect", "-"],
+        [sys.executable, "-m", "smimegate", "-c", str(config), "message", "inspect", "-"],
         input=(TB / "alice.sig.SHA256.opaque.eml").read_bytes(),
         capture_output=True, cwd=ROOT, timeout=60, check=False,
     )

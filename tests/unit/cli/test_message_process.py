@@ -66,3 +66,12 @@ def test_mandatory_refusal_exits_1(world: World) -> None:
     assert done.returncode == 1
     assert b"550 5.7.1" in done.stderr and MAND.encode() in done.stderr
     assert done.stdout == b""
+
+
+def test_unwritable_out_fails_with_one_line(world: World) -> None:
+    done = cli(world, "--sender", ALICE, "--recipient", CAROL, "--authenticated",
+               "--out", str(world.root / "missing" / "out.eml"))
+    assert done.returncode == 1
+    err = done.stderr.decode()
+    assert "smimegate: error: " in err and "missing/out.eml" in err
+    assert "Traceback" not in err

@@ -3,7 +3,6 @@ through the console entry point, over SQLite, with real servers on loopback."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from smimegate.cli import main as main_mod
-from smimegate.cli.cert_pki import register_issue
 from smimegate.delivery.queue import PFX_MAIL, SMS, PfxMailJob, SmsJob
 from smimegate.store import SqlStore
 from tests.unit.delivery.conftest import EMAIL, PASSWORD, PHONE, MakeConfig
@@ -20,23 +18,8 @@ from tests.unit.delivery.servers import free_port, smtp_server
 Cli = Callable[..., tuple[int, str, str]]
 
 
-def _with_cert_issue(build: Callable[[], argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """The real parser, plus `cert issue` while smimegate.cli.cert (another helper's) is not
-    registered yet."""
-    parser = build()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "cert" not in sub.choices:
-        cert = sub.add_parser("cert")
-        register_issue(cert.add_subparsers(dest="cert_command", required=True))
-    return parser
-
-
 @pytest.fixture
-def cli_for(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-            ) -> Callable[[Path], Cli]:
-    original = main_mod.build_parser
-    monkeypatch.setattr(main_mod, "build_parser", lambda: _with_cert_issue(original))
-
+def cli_for(capsys: pytest.CaptureFixture[str]) -> Callable[[Path], Cli]:
     def bind(config: Path) -> Cli:
         def run(*argv: str) -> tuple[int, str, str]:
             capsys.readouterr()

@@ -89,3 +89,17 @@ def test_cached_anchors_keep_the_last_value_through_a_store_outage(tmp_path):
         CachedAnchors(store).get()  # nothing loaded yet: nothing to fall back on
     with pytest.raises(ValueError, match="max_age"):
         CachedAnchors(store, max_age=0)
+
+
+def test_cached_anchors_invalidate_reloads_on_the_next_get(tmp_path):
+    pair = ca_pair()
+    store = _store(tmp_path)
+    cached = CachedAnchors(store)  # no max_age: only invalidate() or refresh() reload
+    try:
+        assert cached.get().roots == ()
+        store.add_root(pair.root)
+        assert cached.get().roots == ()
+        cached.invalidate()
+        assert cached.get().roots == (pair.root,)
+    finally:
+        store.close()

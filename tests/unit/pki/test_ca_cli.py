@@ -3,7 +3,6 @@ also on PostgreSQL), checked with openssl where a user would check them."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -16,26 +15,12 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from smimegate.cli import main as main_mod
-from smimegate.cli.cert_pki import register_issue, register_revoke
 from smimegate.pki.crl import load_crl
 from smimegate.store import SqlStore
 from smimegate.store.keys import ensure_master_key
 from tests.unit.pki.ca_support import openssl
 
 Cli = Callable[..., tuple[int, str, str]]
-
-
-def _with_cert_group(build: Callable[[], argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """The real parser, plus a cert group carrying our commands when smimegate.cli.cert (another
-    helper's) is not there yet."""
-    parser = build()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "cert" not in sub.choices:
-        cert = sub.add_parser("cert")
-        commands = cert.add_subparsers(dest="cert_command", required=True)
-        register_issue(commands)
-        register_revoke(commands)
-    return parser
 
 
 def make_config(folder: Path, url: str) -> Path:
@@ -50,12 +35,7 @@ def make_config(folder: Path, url: str) -> Path:
 
 
 @pytest.fixture
-def cli_for(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[[Path], Cli]:
-    original = main_mod.build_parser
-    monkeypatch.setattr(main_mod, "build_parser", lambda: _with_cert_group(original))
-
+def cli_for(capsys: pytest.CaptureFixture[str]) -> Callable[[Path], Cli]:
     def bind(config: Path) -> Cli:
         def run(*argv: str) -> tuple[int, str, str]:
             capsys.readouterr()

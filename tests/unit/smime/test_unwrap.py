@@ -130,6 +130,23 @@ def test_triple_wrapping_three_levels(pki):
     assert result.content == TEXT
 
 
+def test_opened_is_the_entity_right_after_the_innermost_decrypted_layer(pki):
+    # What a gateway delivers: the signed entity inside the encryption, still verifiable.
+    alice, bob, dave = pki["alice"], pki["bob"], pki["dave"]
+    signed = sign(TEXT, alice.key, alice.cert)
+    result = unwrap(message(encrypt(signed, [bob.cert])), bob_keys(pki))
+    assert result.content == TEXT
+    assert result.opened is not None
+    assert mime.classify(mime.parse_entity(result.opened)) == "signed"
+    assert unwrap(result.opened).layers[0].signers[0].valid is True
+    # Signed around the encryption: still the entity the decryption gave.
+    outer = sign(encrypt(signed, [bob.cert]), dave.key, dave.cert)
+    assert unwrap(message(outer), bob_keys(pki)).opened == result.opened
+    # Nothing decrypted: nothing opened.
+    assert unwrap(message(signed)).opened is None
+    assert unwrap(message(encrypt(signed, [bob.cert]))).opened is None
+
+
 def test_bad_outer_signature_does_not_hide_inner_layers(pki):
     alice, bob, dave = pki["alice"], pki["bob"], pki["dave"]
     inner = sign(TEXT, alice.key, alice.cert)

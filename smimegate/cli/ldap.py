@@ -1,0 +1,135 @@
+"""``smimegate ldap``: the directory.
+
+    smimegate ldap sync [--dry-run] [--remove] [--json]
+        provision users and their policy from the directory into the store; users gone from
+        it are disabled, or removed with --remove (smimegate.store.ldapsync says exactly how)
+    smimegate ldap lookup EMAIL [--json]
+        show what the directory says about an address, as the milter sees it
+
+``publish_issued`` is what ``cert issue`` calls to publish a new certificate when
+``[ldap] publish_certificates`` names attributes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from cryptography import x509
+
+from smimegate.cli.common import OperationFailed, UsageError, print_json
+from smimegate.cli.config import load_from_args
+from smimegate.cli.context import open_store
+from smimegate.config import Config
+from smimegate.store.certinfo import cert_info
+from smimegate.store.ldap import DirectoryError, DirectoryUsers
+from smimegate.store.ldapsync import managed_properties, sync
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("ldap", help="users, policy and certificates from the directory")
+    commands = parser.add_subparsers(dest="ldap_command", metavar="ACTION", required=True)
+
+    s = commands.add_parser("sync", help="provision users and their policy from the directory")
+    s.add_argument("--dry-run", action="store_true", help="report the changes, write nothing")
+    s.add_argument("--remove", action="store_true",
+                   help="remove users gone from the directory instead of disabling them")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.set_defaults(func=_sync)
+
+    lk = commands.add_parser("lookup", help="what the directory says about an address")
+    lk.add_argument("email", metavar="EMAIL")
+    lk.add_argument("--json", action="store_true", help="print JSON")
+    lk.set_defaults(func=_lookup)
+
+
+def _directory(config: Config) -> DirectoryUsers:
+    """Raises UsageError without an [ldap] section, OperationFailed for an unreadable
+    password file."""
+    if not config.ldap.enabled:
+        raise UsageError("no [ldap] section in the configuration (or enabled = false)")
+    try:
+        return DirectoryUsers(config.ldap)
+    except DirectoryError as exc:
+        raise OperationFailed(str(exc)) from None
+
+
+def _sync(args: argparse.Namespace) -> int:
+    with open_store(args) as ctx:
+        directory = _directory(ctx.config)
+        try:
+            users = directory.all_users()  # before any write: a failed search changes nothing
+        except DirectoryError as exc:
+            raise OperationFailed(str(exc)) from None
+        finally:
+            directory.close()
+        report = sync(ctx.store, users, managed_properties(ctx.config.ldap),
+                      remove=args.remove, dry_run=args.dry_run)
+    if args.json:
+        print_json(report.as_dict())
+        return 0
+    for change in report.changes:
+        detail = f" ({'; '.join(change.details)})" if change.details else ""
+        print(f"{change.action} {change.email}{detail}")
+    print(report.summary())
+    return 0
+
+
+def _lookup(args: argparse.Namespace) -> int:
+    config = load_from_args(args)
+    directory = _directory(config)
+    try:
+        user = directory.fetch(args.email)
+    except DirectoryError as exc:
+        raise OperationFailed(str(exc)) from None
+    finally:
+        directory.close()
+    if user is None:
+        raise OperationFailed(f"no directory entry for {args.email}")
+    data = {
+        "dn": user.dn,
+        "email": user.email,
+        "addresses": list(user.addresses),
+        "properties": dict(user.properties),
+        "groups": list(user.groups),
+        "certificates": [cert_info(c).fingerprint for c in user.certificates],
+    }
+    if args.json:
+        print_json(data)
+        return 0
+    print(f"dn: {user.dn}")
+    print(f"addresses: {', '.join(user.addresses)}")
+    for name, value in user.properties.items():
+        print(f"  {name} = {value}")
+    for group in user.groups:
+        print(f"group: {group}")
+    for cert in user.certificates:
+        info = cert_info(cert)
+        print(f"certificate: {info.fingerprint} {info.subject}")
+    return 0
+
+
+def publish_issued(
+    config: Config, email: str, cert: x509.Certificate, chain: Sequence[x509.Certificate] = ()
+) -> str | None:
+    """Publish a certificate the built-in CA issued when ``[ldap] publish_certificates`` is
+    set; returns a line for the command's output, or None when publishing is off.
+
+    Raises OperationFailed when the directory cannot be written (the certificate is issued and
+    stored by then; the message says so).
+    """
+    if not (config.ldap.enabled and config.ldap.publish_certificates):
+        return None
+    try:
+        directory = DirectoryUsers(config.ldap)
+        try:
+            dn = directory.publish_certificate(email, cert, chain)
+        finally:
+            directory.close()
+    except DirectoryError as exc:
+        print(f"smimegate: the certificate was issued and stored, but not published: {exc}",
+              file=sys.stderr)
+        raise OperationFailed(f"publishing to the directory failed: {exc}") from None
+    return f"published to {dn} ({', '.join(config.ldap.publish_certificates)})"

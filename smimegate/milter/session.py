@@ -1,0 +1,420 @@
+"""The pymilter glue: one ``Session`` per MTA connection, collecting and then applying.
+
+libmilter runs one thread per MTA connection and pymilter makes one ``Session`` per connection
+(``Milter.factory``). The instance is reused for every message of that connection, so all
+per-message state is reset at MAIL FROM (DESIGN.md "One message").
+
+- connect/helo/envfrom/header/eoh/body only collect; they are ``@noreply`` so that the MTA does
+  not wait for them (Postfix then sends a whole header block in one write). The body is spooled
+  to a SpooledTemporaryFile that moves to disk past SPOOL_IN_MEMORY, so a 100 MB message is
+  not held in memory while it arrives; the gateway decides what the size means.
+- envrcpt asks Gateway.rcpt_check, so that a mandatory-encryption refusal known at RCPT time is
+  answered there (CONTRACT.md: ``550 5.7.1`` naming the address).
+- eom builds the Envelope, calls Gateway.process and applies the Outcome: header edits in order
+  (smfi_chgheader with no value deletes, smfi_addheader appends, smfi_insheader at 0 inserts at
+  the top, smfi_chgheader changes), the new body in MILTER_CHUNK_SIZE pieces
+  (smfi_replacebody), recipients moved to other copies removed (smfi_delrcpt), then every
+  Reinjection submitted over SMTP to ``[milter] reinject`` BEFORE the reply: if one fails the
+  whole message is tempfailed, so that the client retries and nobody loses the mail.
+- Every callback is a boundary (DESIGN.md Style 5): an exception escaping one is a bug; it is
+  logged with the queue id and answered with ``[milter] on_internal_error`` (in the collecting
+  callbacks, which cannot answer, it is remembered and answered at end of message).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import smtplib
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import IO, Any, Protocol, TypeVar
+
+import Milter
+
+from smimegate import log
+from smimegate.config import Config
+from smimegate.milter import macros as mac
+from smimegate.milter import replies
+from smimegate.milter.transaction import Envelope, Outcome, Reinjection
+
+_LOG = logging.getLogger("smimegate.milter.session")
+
+# Bodies up to this size stay in memory while they arrive; larger ones go to a temp file.
+SPOOL_IN_MEMORY = 1 << 20
+# libmilter's MILTER_CHUNK_SIZE: the largest body packet without the MDS_256K/1M extensions.
+REPLBODY_CHUNK = 65535
+# Tell the MTA we are alive (smfi_progress) when a step took longer than this (seconds);
+# Postfix's milter_content_timeout and Sendmail's T=E: count from the last packet.
+PROGRESS_AFTER = 1.0
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# pymilter is untyped: its return codes and decorator, typed once here.
+CONTINUE: int = Milter.CONTINUE
+ACCEPT: int = Milter.ACCEPT
+DISCARD: int = Milter.DISCARD
+REJECT: int = Milter.REJECT
+TEMPFAIL: int = Milter.TEMPFAIL
+noreply: Callable[[F], F] = Milter.noreply
+
+
+class GatewayLike(Protocol):
+    """What the session needs from smimegate.milter.gateway.Gateway."""
+
+    def rcpt_check(self, envelope_so_far: Envelope, recipient: str) -> replies.Reply: ...
+
+    def process(
+        self, envelope: Envelope, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> Outcome: ...
+
+    def reload(self, config: Config | None = None) -> None: ...
+
+
+class ReinjectionError(Exception):
+    """A split copy could not be handed to the reinjection listener."""
+
+
+def parse_reinject(spec: str) -> tuple[str, int]:
+    """``smtp:HOST:PORT`` (IPv6 as ``[ADDR]``) -> (host, port). Raises ValueError."""
+    if not spec.startswith("smtp:"):
+        raise ValueError(f'expected smtp:HOST:PORT, got "{spec}"')
+    host, _, port = spec[len("smtp:") :].rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f'expected smtp:HOST:PORT, got "{spec}"')
+    return host.strip("[]"), int(port)
+
+
+def submit(spec: str, sender: str, copy: Reinjection, timeout: float) -> None:
+    """Hand one copy to the reinjection listener over SMTP.
+
+    ``sender`` "" gives the null reverse-path (RFC 5321 4.5.5, bounces stay bounces).
+    Raises ReinjectionError when the listener cannot be reached or refuses any recipient.
+    """
+    host, port = parse_reinject(spec)
+    try:
+        with smtplib.SMTP(host, port, timeout=timeout) as smtp:
+            refused = smtp.sendmail(sender, list(copy.recipients), copy.message)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise ReinjectionError(f"{spec}: {type(exc).__name__}: {exc}") from exc
+    if refused:
+        raise ReinjectionError(f"{spec}: recipients refused: {sorted(refused)}")
+
+
+class Runtime:
+    """What every session of the process shares: the configuration and the gateway (both
+    replaced on SIGUSR1), and the count of transactions in progress (logged at stop)."""
+
+    def __init__(
+        self,
+        config: Config,
+        gateway: GatewayLike,
+        submit_copy: Callable[[str, str, Reinjection, float], None] = submit,
+    ) -> None:
+        self._lock = threading.Condition()
+        self._config = config
+        self._gateway = gateway
+        self.submit_copy = submit_copy
+        self._active = 0
+
+    @property
+    def config(self) -> Config:
+        with self._lock:
+            return self._config
+
+    @property
+    def gateway(self) -> GatewayLike:
+        with self._lock:
+            return self._gateway
+
+    def replace(self, config: Config) -> None:
+        """Take a new configuration (SIGUSR1). Raises what Gateway.reload raises."""
+        with self._lock:
+            self._gateway.reload(config)
+            self._config = config
+
+    # -- transactions in progress ------------------------------------------------------------
+    def begin(self) -> None:
+        with self._lock:
+            self._active += 1
+
+    def end(self) -> None:
+        with self._lock:
+            self._active -= 1
+            self._lock.notify_all()
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return self._active
+
+
+def internal_error_reply(config: Config) -> replies.Reply:
+    """The reply ``[milter] on_internal_error`` asks for."""
+    choice = config.milter.on_internal_error
+    if choice == "accept":
+        return replies.ACCEPT
+    if choice == "reject":
+        return replies.REJECT_INTERNAL
+    return replies.TEMPFAIL_INTERNAL
+
+
+def _bare(address: str) -> str:
+    """``<a@x>`` -> ``a@x``; ``<>`` -> "" (the null sender)."""
+    address = address.strip()
+    if address.startswith("<") and address.endswith(">"):
+        return address[1:-1]
+    return address
+
+
+def _boundary(stage: str, *, replies_allowed: bool) -> Callable[[F], F]:
+    """Catch everything a callback lets escape (DESIGN.md Style 5): log it with the queue id,
+    and answer on_internal_error where the stage can answer; else remember it for eom."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(self: Session, *args: Any) -> Any:
+            try:
+                return func(self, *args)
+            except Exception:  # noqa: BLE001 - the callback boundary: nothing may escape
+                self._failed = True
+                _LOG.error(
+                    log.warning_line(self._queue_id(), f"internal error in {stage}"),
+                    exc_info=True,
+                )
+                if not replies_allowed:
+                    return CONTINUE
+                try:
+                    return self._answer(internal_error_reply(self.runtime.config))
+                except Exception:  # noqa: BLE001 - setreply itself failed: plain tempfail
+                    _LOG.error(log.warning_line(self._queue_id(), "cannot set reply"),
+                               exc_info=True)
+                    return TEMPFAIL
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+class Session(Milter.Base):  # type: ignore[misc]
+    """One MTA connection. Built by the factory that runner.py installs."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self._client_addr: str | None = None
+        self._client_name: str | None = None
+        self._helo: str | None = None
+        self._macros = mac.Macros()
+        self._in_transaction = False
+        self._reset_message()
+
+    # -- per-message state -------------------------------------------------------------------
+    def _reset_message(self) -> None:
+        self._sender = ""
+        self._recipients: list[str] = []  # as the MTA sent them (for smfi_delrcpt)
+        self._headers: list[tuple[str, str]] = []
+        self._body: IO[bytes] | None = None
+        self._failed = False
+
+    def _close_body(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+    def _begin(self) -> None:
+        if not self._in_transaction:
+            self._in_transaction = True
+            self.runtime.begin()
+
+    def _end(self) -> None:
+        self._close_body()
+        if self._in_transaction:
+            self._in_transaction = False
+            self.runtime.end()
+
+    def _queue_id(self) -> str:
+        return self._macros.queue_id or log.NOQUEUE
+
+    def _read_macros(self, names: Sequence[str]) -> None:
+        self._macros = self._macros.read(self.getsymval, names)
+
+    def envelope(self) -> Envelope:
+        """The envelope as known now."""
+        return Envelope(
+            queue_id=self._queue_id(),
+            sender=self._sender,
+            recipients=tuple(_bare(r) for r in self._recipients),
+            client_addr=self._client_addr,
+            client_name=self._client_name,
+            helo=self._helo,
+            auth_authen=self._macros.auth_authen,
+            daemon_name=self._macros.daemon_name,
+        )
+
+    # -- collecting callbacks ----------------------------------------------------------------
+    @noreply
+    @_boundary("connect", replies_allowed=False)
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        self._client_name = hostname or None
+        # hostaddr: (ip, port[, flow, scope]) for inet/inet6, the path for unix, None when the
+        # MTA did not say (Postfix sends family "U" for non-SMTP mail).
+        if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
+            self._client_addr = str(hostaddr[0])
+        self._read_macros(mac.CONNECT_MACROS)
+        return CONTINUE
+
+    @noreply
+    @_boundary("helo", replies_allowed=False)
+    def hello(self, heloname: str) -> int:
+        self._helo = heloname or None
+        return CONTINUE
+
+    @noreply
+    @_boundary("envfrom", replies_allowed=False)
+    def envfrom(self, mailfrom: str, *params: str) -> int:
+        # A new message on this connection: forget the previous one (an eom or abort normally
+        # did, but an MTA may start over without either).
+        self._end()
+        self._reset_message()
+        self._macros = self._macros.for_new_message()
+        self._begin()
+        self._sender = _bare(mailfrom)
+        self._read_macros(mac.ENVFROM_MACROS)
+        return CONTINUE
+
+    @_boundary("envrcpt", replies_allowed=True)
+    def envrcpt(self, to: str, *params: str) -> int:
+        self._read_macros(mac.ENVRCPT_MACROS)
+        if self._failed:
+            return CONTINUE  # answered at eom
+        reply = self.runtime.gateway.rcpt_check(self.envelope(), _bare(to))
+        if reply.refuses:
+            _LOG.info(log.message_line(self._queue_id(), {
+                "action": "rcpt-refused", "from": f"<{self._sender}>", "to": to,
+                "reply": reply.line(),
+            }))
+            return self._answer(reply)
+        self._recipients.append(to)
+        return CONTINUE
+
+    @noreply
+    @_boundary("header", replies_allowed=False)
+    def header(self, name: str, value: str) -> int:
+        self._headers.append((name, value))
+        return CONTINUE
+
+    @noreply
+    @_boundary("eoh", replies_allowed=False)
+    def eoh(self) -> int:
+        self._read_macros(mac.EOH_MACROS)
+        return CONTINUE
+
+    @noreply
+    @_boundary("body", replies_allowed=False)
+    def body(self, chunk: bytes) -> int:
+        if self._body is None:
+            self._body = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, prefix="smg-")
+        self._body.write(chunk)
+        return CONTINUE
+
+    # -- end of message ----------------------------------------------------------------------
+    def eom(self) -> int:
+        try:
+            return self._eom()
+        finally:
+            self._end()
+
+    @_boundary("eom", replies_allowed=True)
+    def _eom(self) -> int:
+        self._read_macros(mac.EOM_MACROS)
+        config = self.runtime.config
+        if self._failed:
+            return self._answer(internal_error_reply(config))
+        body = b""
+        if self._body is not None:
+            self._body.seek(0)
+            body = self._body.read()
+            self._close_body()
+        envelope = self.envelope()
+        started = time.monotonic()
+        outcome = self.runtime.gateway.process(envelope, tuple(self._headers), body)
+        del body
+        if time.monotonic() - started > PROGRESS_AFTER:
+            self.progress()
+        if outcome.log_line:
+            _LOG.info(outcome.log_line)
+        if outcome.reply.refuses or outcome.reply.kind == "discard":
+            # Nothing of the message is kept: no edits, no copies.
+            return self._answer(outcome.reply)
+        self._apply(outcome)
+        try:
+            self._reinject(envelope, outcome.reinjections, config)
+        except ReinjectionError as exc:
+            _LOG.warning(log.warning_line(envelope.queue_id, "reinjection failed, tempfail",
+                                          {"error": str(exc)}))
+            return self._answer(replies.TEMPFAIL_INTERNAL)
+        return self._answer(outcome.reply)
+
+    def _apply(self, outcome: Outcome) -> None:
+        """Send the Outcome's modifications to the MTA, in order."""
+        for edit in outcome.header_edits:
+            if edit.op == "delete":
+                self.chgheader(edit.name, edit.index, None)
+            elif edit.op == "change":
+                self.chgheader(edit.name, edit.index, edit.value)
+            elif edit.op == "insert":
+                self.addheader(edit.name, edit.value, 0)
+            else:
+                self.addheader(edit.name, edit.value)
+        if outcome.new_body is not None:
+            view = memoryview(outcome.new_body)
+            for start in range(0, len(view), REPLBODY_CHUNK):
+                self.replacebody(bytes(view[start : start + REPLBODY_CHUNK]))
+        if outcome.remove_recipients:
+            by_bare = {_bare(r).lower(): r for r in self._recipients}
+            for address in outcome.remove_recipients:
+                self.delrcpt(by_bare.get(_bare(address).lower(), f"<{_bare(address)}>"))
+
+    def _reinject(self, envelope: Envelope, copies: Sequence[Reinjection], config: Config) -> None:
+        """Submit every copy; raises ReinjectionError at the first that fails."""
+        for copy in copies:
+            started = time.monotonic()
+            self.runtime.submit_copy(config.milter.reinject, envelope.sender, copy,
+                                     config.smtp.timeout)
+            _LOG.info(log.message_line(envelope.queue_id, {
+                "action": "reinject", "to": ",".join(f"<{r}>" for r in copy.recipients),
+                "size": len(copy.message), "relay": config.milter.reinject,
+            }))
+            if time.monotonic() - started > PROGRESS_AFTER:
+                self.progress()
+
+    def _answer(self, reply: replies.Reply) -> int:
+        """Map a Reply to the pymilter return code, setting the SMTP reply for refusals."""
+        if reply.kind in ("tempfail", "reject"):
+            # libmilter treats the text as a format string: a lone % voids the reply.
+            self.setreply(reply.code, reply.xcode, (reply.text or "").replace("%", "%%"))
+            return TEMPFAIL if reply.kind == "tempfail" else REJECT
+        if reply.kind == "accept":
+            return ACCEPT
+        if reply.kind == "discard":
+            return DISCARD
+        return CONTINUE
+
+    # -- end of transaction / connection ----------------------------------------------------
+    def abort(self) -> int:
+        self._end()
+        self._reset_message()
+        return CONTINUE
+
+    def close(self) -> int:
+        self._end()
+        return CONTINUE
+
+
+def factory(runtime: Runtime) -> Callable[[], Session]:
+    """The connection factory for ``Milter.factory``."""
+    return functools.partial(Session, runtime)

@@ -1,0 +1,169 @@
+"""Helpers for the daemon tests: start a milter subprocess, wait for it, a tiny SMTP sink."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+if not Path(PYTHON).exists():
+    PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(directory: Path, socket_spec: str, **milter: object) -> Path:
+    """A configuration with an SQLite store under ``directory`` and log to stdout."""
+    lines = [
+        "[store]",
+        f'url = "sqlite:///{directory}/smimegate.db"',
+        'master_key_file = "master.key"',
+        "[milter]",
+        f'socket = "{socket_spec}"',
+        'log = "stdout"',
+        'reinject_secret_file = "reinject.key"',
+    ]
+    for key, value in milter.items():
+        rendered = f'"{value}"' if isinstance(value, str) else str(value).lower()
+        lines.append(f"{key} = {rendered}")
+    path = directory / "smimegate.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class Daemon:
+    """A running milter process; ``output()`` is what it logged so far."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGKILL, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+def start(
+    argv: Sequence[str],
+    log_path: Path,
+    ready: str | None,
+    *,
+    pass_fds: Sequence[int] = (),
+    timeout: float = 15.0,
+) -> Daemon:
+    """Start ``argv`` (run from the repository root); wait until ``ready`` (a socket spec)
+    accepts connections. Raises AssertionError with the log when it does not come up."""
+    out = log_path.open("wb")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(list(argv), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                            env=env, pass_fds=tuple(pass_fds))
+    out.close()
+    daemon = Daemon(proc, log_path)
+    deadline = time.monotonic() + timeout
+    while ready is not None:
+        if proc.poll() is not None:
+            raise AssertionError(f"milter exited with {proc.returncode}:\n{daemon.output()}")
+        if _accepts(ready):
+            break
+        if time.monotonic() > deadline:
+            daemon.stop()
+            raise AssertionError(f"milter not ready on {ready}:\n{daemon.output()}")
+        time.sleep(0.05)
+    return daemon
+
+
+def _accepts(spec: str) -> bool:
+    from tests.milter.client import parse_spec
+
+    family, address = parse_spec(spec)
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(address)  # type: ignore[arg-type]
+        except OSError:
+            return False
+        return True
+
+
+def milter_argv(config: Path, *extra: str) -> list[str]:
+    return [PYTHON, "-m", "smimegate", "-c", str(config), "milter", *extra]
+
+
+def fake_argv(config: Path, *extra: str) -> list[str]:
+    return [PYTHON, "-m", "tests.milter.fakegateway", str(config), *extra]
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+
+@dataclass
+class SmtpSink:
+    """A minimal SMTP server on loopback that keeps what it receives."""
+
+    port: int = 0
+    messages: list[Received] = field(default_factory=list)
+    _server: socketserver.ThreadingTCPServer | None = None
+
+    def __enter__(self) -> SmtpSink:
+        sink = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                self.wfile.write(b"220 sink ESMTP\r\n")
+                sender, rcpts = "", list[str]()
+                while line := self.rfile.readline():
+                    cmd = line.decode().strip()
+                    verb = cmd.split(" ", 1)[0].split(":", 1)[0].upper()
+                    if verb in ("EHLO", "HELO"):
+                        self.wfile.write(b"250 sink\r\n")
+                    elif verb == "MAIL":
+                        sender, rcpts = cmd.split(":", 1)[1].strip().strip("<>"), []
+                        self.wfile.write(b"250 ok\r\n")
+                    elif verb == "RCPT":
+                        rcpts.append(cmd.split(":", 1)[1].strip().strip("<>"))
+                        self.wfile.write(b"250 ok\r\n")
+                    elif verb == "DATA":
+                        self.wfile.write(b"354 go\r\n")
+                        data = b""
+                        while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                            data += chunk
+                        sink.messages.append(Received(sender, rcpts, data))
+                        self.wfile.write(b"250 queued\r\n")
+                    elif verb == "QUIT":
+                        self.wfile.write(b"221 bye\r\n")
+                        return
+                    else:
+                        self.wfile.write(b"250 ok\r\n")
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
