@@ -1,6 +1,6 @@
 """smimegate.smime.mime: raw-byte MIME against third-party messages, real tools and edge cases.
 
-Corpora under /work/shared/corpora (see its README.md): thunderbird-smime (NSS-made, CRLF),
+Third-party data copied into tests/vectors (origins in its README.md): thunderbird-smime (NSS-made, CRLF),
 rfc4134 (LF), protected-headers (LF), openssl-smime-eml. openssl and s-nail are run for real to
 prove that the bytes we extract are the bytes that were signed and that what we build is read by
 other implementations.
@@ -24,7 +24,7 @@ from smimegate.smime import mime
 from smimegate.smime.errors import Malformed, SmimeError, Unsupported
 from tests.helpers.testpki import Identity, TestCA
 
-CORPORA = Path("/work/shared/corpora")
+CORPORA = Path(__file__).resolve().parents[2] / "vectors"
 TB = CORPORA / "thunderbird-smime"
 TB_BOUNDARY = b"--------------ms030903020902020502030404"
 
