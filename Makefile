@@ -36,8 +36,15 @@ typecheck: venv
 pytest: venv
 	@scripts/run-tests.sh $(PYTEST_ARGS)
 
-bench: venv
+# Benchmarks print figures beside a baseline measured in the same run; they never assert.
+# postfix_bench.py needs root (it runs a private Postfix).
+bench: system-deps-test venv
 	$(BIN)/python bench/smime_bench.py
+	$(BIN)/python bench/store_bench.py
+	$(BIN)/python bench/postfix_bench.py
+
+demo: system-deps-test venv
+	@scripts/demo.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

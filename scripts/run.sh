@@ -1,5 +1,40 @@
 #!/bin/bash
-# `make run`: until the milter exists (issue 5), show what the command line offers.
+# `make run` (DESIGN.md "Two commands"): an SQLite store, a configuration, a master key and a
+# demo CA under ./var on first use, then the milter in the foreground on inet:8891@127.0.0.1
+# (log lines on stdout; Ctrl-C stops it). Point Postfix at it as README.md
+# "Pointing Postfix at it" says. Extra arguments go to `smimegate milter` (e.g. --socket).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/smimegate --help
+VAR="$(pwd)/var"
+CONF="$VAR/smimegate.toml"
+SG=(.venv/bin/smimegate -c "$CONF")
+
+mkdir -p "$VAR"
+chmod 0750 "$VAR"
+if [ ! -e "$CONF" ]; then
+    # Relative paths are resolved against this file's directory (smimegate/config.py).
+    cat > "$CONF" <<CONFIG
+# Written by \`make run\` (scripts/run.sh). Every option and its default:
+# \`.venv/bin/smimegate config sample\`.
+[store]
+url = "sqlite:///$VAR/smimegate.db"
+master_key_file = "master.key"
+
+[milter]
+socket = "inet:8891@127.0.0.1"
+log = "stdout"
+reinject = "smtp:127.0.0.1:10026"
+reinject_secret_file = "reinject.key"
+CONFIG
+    echo "smimegate: wrote $CONF"
+fi
+
+"${SG[@]}" db init
+if [ "$("${SG[@]}" ca list --json)" = "[]" ]; then
+    "${SG[@]}" ca create --root-cn "smimegate Demo Root CA" \
+        --intermediate-cn "smimegate Demo Issuing CA" --org "smimegate demo" --default
+fi
+"${SG[@]}" milter -n >/dev/null
+echo "smimegate: milter starting on $(sed -n 's/^socket = "\(.*\)"/\1/p' "$CONF" | head -1)" \
+     "(config $CONF); Ctrl-C stops it"
+exec "${SG[@]}" milter "$@"

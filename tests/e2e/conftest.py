@@ -93,3 +93,7 @@ def nss(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Nss:
 @pytest.fixture(scope="module")
 def snail(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> SNail:
     return SNail(pki, tmp_path_factory.mktemp("snail"))
+
+
+# The real-MTA fixtures (Postfix, Sendmail, the smimegate milter) live in their own module.
+from tests.e2e.mta_fixtures import postfix_world, sendmail_world, store_dir, world  # noqa: E402,F401,I001
