@@ -362,6 +362,12 @@ class MilterConfig:
         "Inbound S/MIME that is malformed or cannot be decrypted: deliver it unchanged with "
         "headers saying what failed, tempfail (451) or reject (554).",
     )
+    stop_timeout: float = opt(
+        30.0,
+        "Seconds a stop (SIGTERM/SIGINT/SIGHUP) waits for messages in progress to finish before "
+        "it cuts them (the MTA then tempfails them).",
+        check=_at_least(0),
+    )
     log: LogTarget = opt("syslog", "Where the log goes.")
     log_level: LogLevel = opt("info", "Least severe level that is logged.")
     syslog_facility: Facility = opt("mail", "syslog facility.")
@@ -389,7 +395,10 @@ class CrlConfig:
 class SmtpConfig:
     relay: str = opt(
         "127.0.0.1:25",
-        "SMTP server (HOST:PORT) that takes our own mail (PKCS#12 delivery).",
+        "SMTP server (HOST:PORT) that takes our own mail (PKCS#12 delivery). It may be the "
+        "MTA's normal port, where this milter runs: our own mail carries the HMAC marker keyed "
+        "by [milter] reinject_secret_file, so the milter passes it unchanged instead of "
+        "encrypting it to the certificate whose key it carries.",
         check=_host_port,
     )
     sender: str = opt(
@@ -445,6 +454,12 @@ class QueueConfig:
         "Days after which a delivery that keeps failing is given up (status failed; "
         "`smimegate queue retry ID` tries it again).",
         check=_positive,
+    )
+    interval: int = opt(
+        60,
+        "Seconds between runs of the delivery queue in the milter process; 0 turns the worker "
+        "off (`smimegate queue run` from cron or a timer then sends).",
+        check=_at_least(0),
     )
 
 

@@ -1,7 +1,9 @@
 """``smimegate milter [--socket SPEC] [-n]``: run the milter in the foreground, or check.
 
-- Without ``-n``: smimegate.milter.runner.run (socket, privileges, signals: SIGTERM/SIGHUP
-  stop, SIGUSR1 reloads). Exit 0 after a clean stop; 1 when it cannot start (one line).
+- Without ``-n``: smimegate.milter.runner.run (socket, privileges, background jobs, signals:
+  SIGTERM/SIGINT/SIGHUP stop after the messages in progress finished, within [milter]
+  stop_timeout; SIGUSR1 reloads). Exit 0 after a clean stop; 1 when it cannot start (one
+  line).
 - ``-n``: load the configuration, check the socket spec, the user and group to run as and the
   log target, open the store (as the milter would: pools, master key), print ``OK`` and exit 0;
   or exit 2 with one line naming what is wrong.
@@ -20,8 +22,10 @@ def register(sub: Any) -> None:
     parser = sub.add_parser(
         "milter",
         help="run the milter in the foreground (-n: check the configuration)",
-        description="Run the S/MIME milter in the foreground. SIGTERM or SIGHUP stop it "
-        "(messages in progress finish), SIGUSR1 reloads the configuration and caches.",
+        description="Run the S/MIME milter in the foreground, with its background jobs (CRL "
+        "download, delivery queue). SIGTERM, SIGINT or SIGHUP stop it (no new connections; "
+        "messages in progress finish, within [milter] stop_timeout), SIGUSR1 reloads the "
+        "configuration and caches.",
     )
     parser.add_argument(
         "--socket", metavar="SPEC",
@@ -72,8 +76,6 @@ def _check(config: Any, socket_spec: str | None) -> int:
         gateway = Gateway.create(config)
     except (StoreError, OSError) as exc:
         raise UsageError(f"[store] {type(exc).__name__}: {exc}") from None
-    store = getattr(gateway, "store", None)
-    if store is not None:
-        store.close()
+    runner.close_gateway(gateway)
     print("OK")
     return 0

@@ -4,6 +4,11 @@ The mail is our own outgoing message, so the standard library's email package bu
 short text on importing the file in Outlook/Windows, Thunderbird and Apple Mail, and the
 PKCS#12 attached as ``key.pfx`` (application/x-pkcs12, base64). It never carries the password:
 that comes by SMS or from the person who issued the certificate.
+
+``[smtp] relay`` may be the MTA's normal port, where our own milter runs: the mail carries the
+HMAC marker of smimegate.marker (``mark_pfx_mail``), so the milter passes it unchanged and
+removes the marker. Without it the milter would encrypt the mail to the very certificate whose
+key is inside, and the recipient could never open it.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ import socket
 from email.message import EmailMessage
 
 from smimegate.delivery.errors import DeliveryError
+from smimegate.marker import MarkerKeyError, load_or_create_secret, mark_message
 
 ATTACHMENT_NAME = "key.pfx"
+# The queue id field of the marker (smimegate.marker): our own mail has no MTA queue id yet.
+MARKER_QUEUE_ID = "PFXMAIL"
 # The media type Windows, macOS and Thunderbird open with their certificate import (it is not
 # IANA-registered; application/pkcs12 is, but fewer clients map it to the import dialog).
 ATTACHMENT_TYPE = ("application", "x-pkcs12")
@@ -89,6 +97,25 @@ def build_pfx_mail(
     maintype, subtype = ATTACHMENT_TYPE
     msg.add_attachment(pfx, maintype=maintype, subtype=subtype, filename=ATTACHMENT_NAME)
     return msg.as_bytes()
+
+
+def mark_pfx_mail(message: bytes, recipient: str, secret_file: str,
+                  secret: bytes | None = None) -> bytes:
+    """``message`` with the marker (smimegate.marker) that makes our own milter pass it to
+    ``recipient`` unchanged, keyed with ``secret`` when given (the milter process read it
+    before dropping privileges), else with ``[milter] reinject_secret_file`` (made when absent).
+
+    Made right before each attempt: the milter accepts a marker for MAX_AGE only, and a queued
+    mail may wait longer. Raises DeliveryError (transient: the key file can be fixed) when the
+    key cannot be read or created; the mail is then not sent, since unmarked it would be
+    encrypted to the key it carries.
+    """
+    if secret is None:
+        try:
+            secret = load_or_create_secret(secret_file)
+        except MarkerKeyError as exc:
+            raise DeliveryError(f"cannot mark the PKCS#12 mail: {exc}") from None
+    return mark_message(secret, MARKER_QUEUE_ID, [recipient], message)
 
 
 def new_message_id(sender: str) -> str:

@@ -4,7 +4,8 @@ Items live in the store's queue table (Store.enqueue/claim/complete/fail), which
 payload with the master key: a PFX mail and the SMS with its password must not both be
 readable from the database. Kinds:
 
-- ``pfx-mail``: the PKCS#12 for one address, mailed through ``[smtp] relay``;
+- ``pfx-mail``: the PKCS#12 for one address, mailed through ``[smtp] relay`` with the marker
+  that makes our own milter pass it unchanged (pfxmail.mark_pfx_mail);
 - ``sms``: a text (holding the password) for one phone number, sent through ``[sms]``.
 
 A failed attempt is retried after ``[queue] retry_initial`` seconds, doubling up to
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 from smimegate.config import Config, QueueConfig
 from smimegate.delivery.errors import DeliveryError
-from smimegate.delivery.pfxmail import build_pfx_mail, send_mail
+from smimegate.delivery.pfxmail import build_pfx_mail, mark_pfx_mail, send_mail
 from smimegate.delivery.sms import send_sms
 from smimegate.log import TAG, format_fields, get_logger, warning_line
 from smimegate.store.base import QueueItem, Store
@@ -124,13 +125,15 @@ def recipient_of(item: QueueItem) -> str:
         return ""
 
 
-def send(job: Job, config: Config) -> None:
-    """One attempt at job. Raises DeliveryError."""
+def send(job: Job, config: Config, marker_secret: bytes | None = None) -> None:
+    """One attempt at job; marker_secret: see pfxmail.mark_pfx_mail. Raises DeliveryError."""
     if isinstance(job, PfxMailJob):
         try:
             message = build_pfx_mail(config.smtp.sender, job.recipient, job.pfx,
                                      password_by_sms=job.password_by_sms,
                                      message_id=job.message_id)
+            message = mark_pfx_mail(message, job.recipient,
+                                    config.milter.reinject_secret_file, marker_secret)
             send_mail(config.smtp.relay, config.smtp.sender, job.recipient, message,
                       timeout=config.smtp.timeout)
         except ValueError as exc:  # [smtp] sender or relay unusable: fixable, so not permanent
@@ -172,16 +175,19 @@ def attempt(
     config: Config,
     item: QueueItem,
     now: Callable[[], dt.datetime] | None = None,
+    *,
+    marker_secret: bytes | None = None,
 ) -> Outcome:
     """Try item once and record the result in the store: removed when sent, else its error,
-    attempt count and next attempt (or status failed).
+    attempt count and next attempt (or status failed). marker_secret: the key of the PKCS#12
+    mail's marker when the caller holds it (pfxmail.mark_pfx_mail), else read from the file.
 
     Delivery failures become the Outcome; raises StoreError when the store cannot record it.
     """
     clock = now or (lambda: dt.datetime.now(dt.UTC))
     recipient = recipient_of(item)
     try:
-        send(job_of(item), config)
+        send(job_of(item), config, marker_secret)
     except DeliveryError as exc:
         error = str(exc)
         retry_at = next_attempt(config.queue, item, clock(), exc.permanent)
@@ -200,8 +206,11 @@ def run_due(
     *,
     max_items: int = 100,
     now: Callable[[], dt.datetime] | None = None,
+    marker_secret: bytes | None = None,
 ) -> list[Outcome]:
     """Send the items that are due, one claimed at a time, at most max_items in this run.
+    marker_secret: see attempt (the milter process passes Gateway.marker_secret(), read before
+    it dropped privileges).
 
     Safe to run on several nodes at once: each item is claimed (Store.claim) for longer than
     an attempt can take, so two workers never send the same item. Raises StoreError.
@@ -212,7 +221,7 @@ def run_due(
         items = store.claim(limit=1, lease=lease, kinds=KINDS)
         if not items:
             break
-        outcomes.append(attempt(store, config, items[0], now))
+        outcomes.append(attempt(store, config, items[0], now, marker_secret=marker_secret))
     return outcomes
 
 

@@ -3,7 +3,8 @@
 ``Gateway.process(envelope, headers, body)`` -> ``Outcome``; the session (session.py) applies it.
 Steps, after CONTRACT.md "What the milter does to a message" and issue 5 items 2-8:
 
-1. A copy we re-submitted ourselves (reinject.py) with a valid marker is accepted as it is.
+1. A copy we re-submitted ourselves (reinject.py), or our own PKCS#12 mail
+   (smimegate.delivery), with a valid marker (smimegate.marker) is accepted as it is.
 2. Result headers (``header_prefix``), Authentication-Results naming our authserv-id and any
    reinjection marker are removed: they are ours alone (headers.py).
 3. Over ``max_message_size``: passed unchanged and logged (actions.py: refused when a
@@ -12,7 +13,9 @@ Steps, after CONTRACT.md "What the milter does to a message" and issue 5 items 2
    gathered here: the client is authorised to send as an internal user when it used SMTP
    AUTH, sits in ``trusted_networks`` or came through an ``originating_daemons`` listener;
    signing keys, encryption certificates (pki.trust) and the keys that open an encrypted
-   message come from the store (services.py).
+   message come from the store (services.py); with ``[ldap]`` configured, the directory adds
+   its policy attributes and certificates (``on_unavailable``: tempfail 451 4.7.1, or decide
+   without it), and a recipient's harvested SMIMECapabilities choose AES-GCM / RSA-OAEP.
 5. Outbound: sign (clear or opaque), then encrypt per group (outbound.py shares nothing with
    inbound.py). A message that is already encrypted passes as it is.
    Inbound: every layer verified and trusted against the store's roots and CRLs, encrypted
@@ -66,6 +69,7 @@ from smimegate.smime.errors import Malformed, SmimeError, Unsupported
 from smimegate.smime.results import Layer, result_headers
 from smimegate.store.base import Store, StoreUnavailable
 from smimegate.store.configured import open_configured
+from smimegate.store.ldap import DirectoryUnavailable, DirectoryUsers
 
 _LOG = logging.getLogger("smimegate.milter")
 
@@ -127,9 +131,11 @@ def _client_ip(addr: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
 class Gateway:
     """Built once per process (``Gateway.create``); holds per-process caches."""
 
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, store: Store,
+                 directory: DirectoryUsers | None = None) -> None:
         self.store = store
-        self.services = Services(store)
+        self.directory = directory
+        self.services = Services(store, directory)
         self._configure(config)
 
     def _configure(self, config: Config) -> None:
@@ -140,26 +146,66 @@ class Gateway:
         self.networks = tuple(ipaddress.ip_network(n, strict=False)
                               for n in milter.trusted_networks)
         self._secret: bytes | None = None
-        if milter.reinject_marker:
-            # Read (or made) now, before the daemon drops privileges.
+        # Read (or made) now, before the daemon drops privileges: split copies carry the marker
+        # when reinject_marker is on, and our own PKCS#12 mail always does (smimegate.delivery;
+        # `cert issue` may have made the key as root, and the queue worker of this process
+        # sends as the dropped user with marker_secret()). Fatal only when reinject_marker is
+        # on; otherwise marked mail is processed normally until the key can be read.
+        try:
             self._secret = reinject.load_or_create_secret(milter.reinject_secret_file)
+        except reinject.MarkerKeyError as exc:
+            if milter.reinject_marker:
+                raise
+            _LOG.warning(log.warning_line(None, "reinjection key unusable", {"error": str(exc)}))
 
     @classmethod
     def create(cls, config: Config, store: Store | None = None) -> Gateway:
-        """A gateway over ``store``, or over the store ``config`` names (opened here).
+        """A gateway over ``store``, or over the store ``config`` names (opened here), and over
+        the ``[ldap]`` directory when it is enabled (connected on first lookup).
 
         Raises what store.configured.open_configured raises (StoreUnavailable, SchemaError,
-        MasterKeyError ...) and reinject.MarkerKeyError when reinject_marker is on and its key cannot be read.
+        MasterKeyError ...), DirectoryError when the LDAP password file cannot be read, and
+        reinject.MarkerKeyError when reinject_marker is on and its key cannot be read.
         """
+        opened = store is None
         if store is None:
             store = open_configured(config.store)
-        return cls(config, store)
+        try:
+            directory = DirectoryUsers(config.ldap) if config.ldap.enabled else None
+            return cls(config, store, directory)
+        except BaseException:
+            if opened:
+                store.close()
+            raise
 
     def reload(self, config: Config | None = None) -> None:
-        """Clear the caches; take ``config`` (milter options) when given. Raises like create."""
+        """Clear the caches (the directory's too); take ``config`` (milter options, and a
+        changed ``[ldap]`` section: a new directory connection) when given. Raises like
+        create."""
+        if config is not None and config.ldap != self.config.ldap:
+            directory = DirectoryUsers(config.ldap) if config.ldap.enabled else None
+            old, self.directory = self.directory, directory
+            self.services.directory = directory
+            if old is not None:
+                old.close()
         self.services.reload()
         if config is not None:
             self._configure(config)
+
+    def marker_secret(self) -> bytes | None:
+        """The key of the marker (smimegate.marker) read at start, for the delivery queue
+        worker of this process (smimegate.delivery.queue.run_due ``marker_secret``), which
+        runs after privileges are dropped; None when it could not be read."""
+        return self._secret
+
+    def close(self) -> None:
+        """Release the store's connections and unbind the directory; the daemon calls this at
+        shutdown. The gateway is unusable afterwards. Raises what Store.close raises."""
+        try:
+            if self.directory is not None:
+                self.directory.close()
+        finally:
+            self.store.close()
 
     # -- facts ----------------------------------------------------------------------------
     def authorised(self, envelope: Envelope) -> bool:
@@ -193,6 +239,8 @@ class Gateway:
             refusal = decide_at_rcpt(sender, Recipient(rcpt, rpol,
                                                        choice.certificate is not None))
             return replies.reject_policy(refusal.text) if refusal else replies.CONTINUE
+        except DirectoryUnavailable:
+            return replies.TEMPFAIL_DIRECTORY
         except StoreUnavailable:
             return replies.TEMPFAIL_STORE
         except Exception as exc:  # noqa: BLE001 - boundary: rcpt_check never raises (Style 5)
@@ -214,6 +262,9 @@ class Gateway:
         except _Failure as failure:
             return self._failed(run, failure.kind, failure.reason,
                                 failure.encryption_required)
+        except DirectoryUnavailable as exc:
+            return self._failed(run, "directory-unavailable",
+                                str(exc) or "directory unavailable")
         except StoreUnavailable as exc:
             return self._failed(run, "store-unavailable", str(exc) or "store unavailable")
         except Exception as exc:  # noqa: BLE001 - boundary: process never raises (Style 5)
@@ -361,11 +412,13 @@ class Gateway:
         for address in recipients:
             pol = policies[address]
             has_cert = False
+            capabilities: tuple[str, ...] = ()
             if (pol.value("locality") != "internal" and pol.value("encrypt_mode") != "none"
                     and pol.value("smime") == "allow"):
                 choice = self.services.encryption_certificate(address)
                 has_cert = choice.certificate is not None
-            facts.append(Recipient(address, pol, has_cert))
+                capabilities = choice.capabilities
+            facts.append(Recipient(address, pol, has_cert, capabilities=capabilities))
         subject_value = hdr.find(run.kept, "Subject")
         subject = hdr.decode_subject(subject_value) if subject_value is not None else None
         decision = decide(sender, facts, subject)

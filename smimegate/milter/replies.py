@@ -83,6 +83,10 @@ TEMPFAIL_DIRECTORY = Reply("tempfail", "451", "4.7.1",
 TEMPFAIL_INTERNAL = Reply("tempfail", "451", "4.3.0",
                           "encryption gateway: internal error, try again later")
 REJECT_INTERNAL = Reply("reject", "554", "5.3.0", "encryption gateway: internal error")
+# RFC 3463 4.3.2 "system not accepting network messages": the milter is stopping and takes no
+# new transaction on a connection it still serves; the client retries.
+TEMPFAIL_STOPPING = Reply("tempfail", "451", "4.3.2",
+                          "encryption gateway: shutting down, try again later")
 # on_malformed = tempfail | reject: RFC 3463 X.6.0 "other or undefined media error".
 TEMPFAIL_MALFORMED = Reply("tempfail", "451", "4.6.0",
                            "encryption gateway: S/MIME content could not be processed")
@@ -113,5 +117,5 @@ REJECT_MANDATORY = reject_mandatory
 # Every constant, for the test that checks them.
 ALL: tuple[Reply, ...] = (
     CONTINUE, ACCEPT, DISCARD, TEMPFAIL_STORE, TEMPFAIL_DIRECTORY, TEMPFAIL_INTERNAL,
-    REJECT_INTERNAL, TEMPFAIL_MALFORMED, REJECT_MALFORMED, REJECT_TOO_BIG,
+    REJECT_INTERNAL, TEMPFAIL_STOPPING, TEMPFAIL_MALFORMED, REJECT_MALFORMED, REJECT_TOO_BIG,
 )

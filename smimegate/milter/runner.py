@@ -3,20 +3,44 @@
 Order (DESIGN.md Style 7, after dkimpy-milter's ``main()``):
 
 1. Logging (smimegate.log.setup_logging: syslog or stdout).
-2. Signals blocked in this thread BEFORE any thread starts, so that every thread inherits the
-   mask: libmilter's own signal thread sigwaits SIGHUP/SIGTERM (stop: no new connections,
-   ``smfi_main`` returns) and SIGINT (abort), and Python handlers would never run while
-   libmilter serves anyway (INTEROP.md "pymilter facts"). SIGUSR1 is ours: a thread sigwaits
-   it and reloads the configuration, the gateway's caches and logging.
-3. The gateway: configuration, store pools, master key, reinjection key (Gateway.create).
+2. SIGHUP/SIGINT/SIGTERM and SIGUSR1 blocked in this thread BEFORE any thread starts, so that
+   every thread started from here on inherits the mask. SIGUSR1 is ours: a thread sigwaits it
+   and reloads the configuration, the gateway's caches and logging.
+3. The gateway: configuration, store pools (at least jobs.JOB_POOL_MIN connections: the CRL
+   job lock holds one), master key, reinjection key (Gateway.create).
 4. The socket (libmilter smfi_setconn/smfi_opensocket), then its fix-ups below.
 5. Privileges dropped to ``[milter] user``/``group`` when started as root (setgroups, setgid,
    setuid); running on as root without a user configured is allowed with a warning.
-6. ``smfi_main``. On SIGTERM/SIGHUP/SIGINT libmilter stops accepting, ends the sessions it
-   serves, and smfi_main returns within its poll interval (MI_CHK_TIME, 5 s); pymilter runs
-   no Python callback after that. A transaction still open is therefore cut, and the MTA
-   answers its client per milter_default_action (tempfail in contrib/postfix), so the client
-   retries and nothing is lost; the count of cut transactions is logged. Exit status 0.
+6. Background jobs (smimegate.milter.jobs: CRL download, delivery queue), as the dropped user.
+7. ``smfi_main`` in a thread of its own, while the main thread waits for a stop signal.
+
+Stopping (issue 5 item 1: SIGTERM/SIGINT stop cleanly, messages in flight finish). What stock
+libmilter (8.17, signal.c/listener.c/engine.c) does is not enough: ``smfi_main`` starts a
+thread that sigwaits SIGHUP/SIGTERM/SIGINT; SIGHUP/SIGTERM set MILTER_STOP (listening socket
+closed, smfi_main returns within MI_CHK_TIME, 5 s, sessions are left running), SIGINT sets
+MILTER_ABRT (every session ends at its next command). When smfi_main returns, pymilter's
+``main()`` returns too and clears its interpreter pointer, so the process exits and cuts what
+is in flight, and a connection accepted just before would make pymilter create a thread state
+for a NULL interpreter. So the stop signals are taken before libmilter sees them:
+
+- smfi_main runs in a thread; the main thread keeps the three signals UNBLOCKED with Python
+  handlers, every other thread has them blocked (libmilter's signal thread sigwaits them).
+  Linux gives a process-directed signal to the thread the sender named (the main thread: its
+  id is the process id) whenever that thread does not block it (kernel/signal.c
+  complete_signal), so our handler gets SIGTERM/SIGINT/SIGHUP, not libmilter. Should
+  libmilter's thread win anyway (a second signal while the first is delivered), smfi_main
+  returns by itself and the stop below still runs, with libmilter's semantics for SIGINT.
+- On the first signal: new transactions on open connections are refused (Runtime.stop:
+  ``451 4.3.2`` at RCPT); no new connections are taken: a listening socket nobody can reach
+  (non-blocking, so libmilter's accept() cannot hang) is dup2()ed over libmilter's listening
+  descriptor, which closes the real one (peers get ECONNREFUSED) while smfi_main keeps
+  running; the transactions in progress get up to ``[milter] stop_timeout`` seconds to reach
+  their end-of-message reply (a second signal cuts the wait short); then smfi_stop, and the
+  placeholder is connected to once per 0.1 s so that libmilter's poll() wakes up and
+  smfi_main returns at once instead of after MI_CHK_TIME.
+- What did not finish in time is cut, and the MTA answers its client per
+  milter_default_action (tempfail in contrib/postfix), so nothing is lost; the count is
+  logged. Exit status 0.
 
 Sockets:
 
@@ -63,9 +87,12 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import Milter
 import milter
@@ -73,14 +100,24 @@ import milter
 from smimegate import config as config_module
 from smimegate import log
 from smimegate.config import Config, ConfigError
+from smimegate.milter.jobs import JOB_POOL_MIN, BackgroundJobs
 from smimegate.milter.session import GatewayLike, Runtime, factory
+from smimegate.store.base import Store
 
 _LOG = logging.getLogger("smimegate.milter.runner")
 
 MILTER_NAME = "smimegate"
-# Signals libmilter's signal thread sigwaits (stop / abort), and ours (reload).
+# Signals libmilter's signal thread sigwaits (stop / abort); ours stop gracefully instead.
 LIBMILTER_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGTERM})
+STOP_SIGNALS = LIBMILTER_SIGNALS
 RELOAD_SIGNAL = signal.SIGUSR1
+# How often the main thread looks at the stop signals and libmilter's thread (seconds).
+POLL = 0.2
+# After the last transaction's end-of-message callback returned, libmilter still writes its
+# reply to the MTA: a moment for that before the process goes (seconds).
+REPLY_GRACE = 0.2
+# How long smfi_main may take to return after smfi_stop (libmilter polls every 5 s).
+LIBMILTER_STOP_WAIT = 10.0
 
 
 class RunnerError(Exception):
@@ -268,9 +305,18 @@ def _libmilter_open(spec: str) -> None:
         raise RunnerError(f"{spec}: cannot open the milter socket ({exc})") from None
 
 
-def open_socket(spec: SocketSpec, config: Config, identity: Identity | None) -> str | None:
-    """Make libmilter listen on ``spec``. Returns the unix socket path to remove at exit, if
-    any. Raises RunnerError."""
+@dataclass(frozen=True)
+class Listener:
+    """libmilter's listening socket: its descriptor and address family, and the unix socket
+    path to remove at exit ("" for none)."""
+
+    fd: int
+    family: int
+    unix_path: str = ""
+
+
+def open_socket(spec: SocketSpec, config: Config, identity: Identity | None) -> Listener:
+    """Make libmilter listen on ``spec``. Raises RunnerError."""
     check_socket(spec)
     if spec.kind == "unix":
         if _unix_socket_in_use(spec.path):
@@ -280,16 +326,17 @@ def open_socket(spec: SocketSpec, config: Config, identity: Identity | None) -> 
         os.chmod(spec.path, mode)
         if identity is not None and os.geteuid() == 0:
             os.chown(spec.path, identity.uid, identity.gid)
-        return spec.path
+        return Listener(_find_listener(_same_address(spec)), socket.AF_UNIX, spec.path)
     if spec.kind in ("inet", "inet6"):
         _libmilter_open(spec.spec)
-        set_nodelay(_find_listener(_same_address(spec)))
-        return None
-    _adopt_fd(spec.fd)
-    return None
+        fd = _find_listener(_same_address(spec))
+        set_nodelay(fd)
+        family = socket.AF_INET6 if spec.kind == "inet6" else socket.AF_INET
+        return Listener(fd, family)
+    return _adopt_fd(spec.fd)
 
 
-def _adopt_fd(fd: int) -> None:
+def _adopt_fd(fd: int) -> Listener:
     """Make libmilter serve the inherited listening socket ``fd`` (see the module docstring).
     Raises RunnerError."""
     try:
@@ -325,6 +372,7 @@ def _adopt_fd(fd: int) -> None:
             shutil.rmtree(tmpdir, ignore_errors=True)
     if family in (socket.AF_INET, socket.AF_INET6):
         set_nodelay(target)
+    return Listener(target, family)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,8 +403,9 @@ def drop_privileges(identity: Identity | None) -> None:
 class Reloader:
     """SIGUSR1: re-read the configuration file, re-install logging, hand the new configuration
     to the gateway (which clears its caches). A file that does not load keeps the old
-    configuration running, with a warning. Options read only at start-up (socket, user, store)
-    need a restart; a change to them is logged."""
+    configuration running, with a warning. Options read only at start-up (socket, user, store,
+    [crl] fetch_interval) need a restart; a change to them is logged. ``[queue]`` and
+    ``stop_timeout`` are read when used, so a reload changes them."""
 
     RESTART_ONLY = ("socket", "socket_mode", "user", "group")
 
@@ -378,6 +427,9 @@ class Reloader:
                    if getattr(old.milter, n) != getattr(new.milter, n)]
         if old.store != new.store:
             changed.append("[store]")
+        if old.crl.fetch_interval != new.crl.fetch_interval:
+            # The CRL fetcher's thread keeps its pace (jobs.py); the queue worker reads anew.
+            changed.append("[crl] fetch_interval")
         if changed:
             _LOG.warning(log.warning_line(None, "these options take effect after a restart",
                                           {"options": ",".join(changed)}))
@@ -433,15 +485,219 @@ def _register() -> None:
     )
 
 
-def _close_gateway(gateway: GatewayLike) -> None:
-    store = getattr(gateway, "store", None)
-    close = getattr(store, "close", None)
+def close_gateway(gateway: GatewayLike) -> None:
+    """Gateway.close() when the gateway has one (store pools, directory), else its store's."""
+    close = getattr(gateway, "close", None)
+    if close is None:
+        close = getattr(getattr(gateway, "store", None), "close", None)
     if close is not None:
         try:
             close()
         except Exception as exc:  # noqa: BLE001 - shutting down: log and go on
-            _LOG.warning(log.warning_line(None, "closing the store failed",
+            _LOG.warning(log.warning_line(None, "closing the gateway failed",
                                           {"error": f"{type(exc).__name__}: {exc}"}))
+
+
+def default_gateway(config: Config) -> GatewayLike:
+    """The real gateway, over a store whose pool allows the background jobs (JOB_POOL_MIN).
+
+    Raises what store.configured.open_configured and Gateway.create raise.
+    """
+    from smimegate.milter.gateway import Gateway
+    from smimegate.store.configured import open_configured
+
+    store = open_configured(config.store, pool_size=max(config.store.pool_max, JOB_POOL_MIN))
+    try:
+        return Gateway.create(config, store)
+    except BaseException:
+        store.close()
+        raise
+
+
+def start_jobs(gateway: GatewayLike, runtime: Runtime) -> BackgroundJobs | None:
+    """CRL download and delivery queue over the gateway's store; None for a gateway without
+    one (tests' stand-ins). A refresh after a CRL download reloads the gateway's caches; the
+    queue worker gets the marker key the gateway read before the privilege drop."""
+    store: Store | None = getattr(gateway, "store", None)
+    if store is None:
+        return None
+
+    def refresh() -> None:
+        runtime.gateway.reload()
+
+    def marker_secret() -> bytes | None:
+        read: Callable[[], bytes | None] | None = getattr(runtime.gateway, "marker_secret",
+                                                         None)
+        return read() if read is not None else None
+
+    return BackgroundJobs(store, lambda: runtime.config, refresh, marker_secret).start()
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving and stopping (see the module docstring, "Stopping")
+
+
+class StopSignals:
+    """Python handlers for SIGTERM/SIGINT/SIGHUP in the main thread, which alone has them
+    unblocked. The handler only records the signal: it runs between bytecodes of the main
+    thread, possibly inside a lock's wait, so it takes no lock."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signum)
+
+    def install(self) -> StopSignals:
+        """Install the handlers, then unblock the signals in this (the main) thread.
+        Raises ValueError when not called from the main thread."""
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))
+        return self
+
+    def restore(self) -> None:
+        """Block the signals again and put the previous handlers back."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @property
+    def first(self) -> str:
+        return signal.Signals(self.received[0]).name if self.received else "none"
+
+
+class LibmilterThread:
+    """``smfi_main`` (pymilter ``milter.main``) in a daemon thread with the stop signals
+    blocked, so that only the main thread takes them."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="smimegate-libmilter",
+                                        daemon=True)
+
+    def _run(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
+        try:
+            milter.main()
+        except milter.error as exc:
+            self.error = str(exc) or "smfi_main failed"
+
+    def start(self) -> LibmilterThread:
+        self._thread.start()
+        return self
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+def stop_accepting(listener: Listener) -> socket.socket | None:
+    """Put a listening socket that nobody can reach over libmilter's listening descriptor, so
+    that no new connection is taken while smfi_main goes on serving the open ones; the real
+    socket closes (unless the poll() in progress still holds it: then when that returns).
+    Returns the placeholder (to wake libmilter's poll() later), or None when it cannot be
+    made; the caller then lets libmilter accept on (Runtime.stop refuses new transactions)."""
+    family = listener.family
+    placeholder = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        with socket.socket(fileno=os.dup(listener.fd)) as real:
+            real_address = real.getsockname()
+        if family == socket.AF_UNIX:
+            placeholder.bind("")  # Linux autobind: an abstract address, no file to remove
+        elif family == socket.AF_INET6:
+            placeholder.bind(("::1", 0))
+        else:
+            placeholder.bind(("127.0.0.1", 0))
+        placeholder.listen(8)
+        # libmilter calls a blocking accept() after poll(): on the placeholder it must fail
+        # with EAGAIN (libmilter then polls again), never wait. O_NONBLOCK belongs to the
+        # open file, so the dup2 below shares it.
+        placeholder.setblocking(False)
+        os.dup2(placeholder.fileno(), listener.fd, inheritable=False)
+    except OSError as exc:
+        placeholder.close()
+        _LOG.warning(log.warning_line(None, "cannot close the listening socket before the stop",
+                                      {"error": str(exc)}))
+        return None
+    # libmilter's poll() in progress still watches the real socket (poll holds a reference
+    # to it, for up to MI_CHK_TIME) and would only look at the placeholder after it: with a
+    # connection waiting on the placeholder, one to the real address wakes that poll, the
+    # re-scan finds the descriptor readable, libmilter accepts our connection (and sees it
+    # close), and polls the placeholder from then on; the real socket is released.
+    _poke(family, placeholder.getsockname())
+    _poke(family, real_address)
+    return placeholder
+
+
+def _poke(family: int, address: Any) -> None:
+    """Connect to ``address`` and hang up at once, so that a poll() on it returns."""
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        with contextlib.suppress(OSError):
+            probe.connect(address)
+
+
+def stop_libmilter(thread: LibmilterThread, placeholder: socket.socket | None) -> None:
+    """smfi_stop, and wait (up to LIBMILTER_STOP_WAIT) for smfi_main to return."""
+    # smfi_stop takes the listener's mutex, which libmilter holds while it polls (up to
+    # MI_CHK_TIME): call it from a thread of its own and wake the poll meanwhile.
+    threading.Thread(target=milter.stop, name="smimegate-smfi-stop", daemon=True).start()
+    deadline = time.monotonic() + LIBMILTER_STOP_WAIT
+    while thread.is_alive() and time.monotonic() < deadline:
+        if placeholder is not None:
+            _poke(placeholder.family, placeholder.getsockname())
+        thread.join(0.1)
+
+
+def drain(runtime: Runtime, stop: StopSignals, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for the transactions in progress to end; a further stop
+    signal ends the wait. True when none is left."""
+    deadline = time.monotonic() + timeout
+    signals = len(stop.received)
+    while True:
+        left = deadline - time.monotonic()
+        if runtime.wait_idle(max(0.0, min(POLL, left))):
+            return True
+        if left <= 0 or len(stop.received) > signals:
+            return False
+
+
+def serve(runtime: Runtime, listener: Listener) -> None:
+    """Run smfi_main until a stop signal (or until it returns by itself), then stop as the
+    module docstring says (waiting up to ``[milter] stop_timeout`` as configured then).
+    Raises RunnerError when smfi_main fails."""
+    stop = StopSignals().install()
+    placeholder: socket.socket | None = None
+    try:
+        thread = LibmilterThread().start()
+        while not stop.received and thread.is_alive():
+            thread.join(POLL)
+        in_progress = runtime.stop()
+        _LOG.info(f"{log.TAG}: stopping; " + log.format_fields(
+            {"signal": stop.first, "in_progress": in_progress}))
+        if thread.is_alive():
+            placeholder = stop_accepting(listener)
+        finished = drain(runtime, stop, runtime.config.milter.stop_timeout)
+        cut = runtime.active
+        if cut:
+            _LOG.warning(log.warning_line(
+                None, "transactions cut at stop; the MTA tempfails them", {"in_progress": cut}))
+        elif in_progress:
+            time.sleep(REPLY_GRACE)
+        _LOG.info(f"{log.TAG}: drained; " + log.format_fields(
+            {"finished": finished, "cut": cut}))
+        if thread.is_alive():
+            stop_libmilter(thread, placeholder)
+        if thread.error is not None:
+            raise RunnerError(f"libmilter: {thread.error}")
+    finally:
+        stop.restore()
+        if placeholder is not None:
+            placeholder.close()
 
 
 def run(
@@ -455,8 +711,9 @@ def run(
     """Run the milter in the foreground until SIGTERM/SIGHUP/SIGINT; returns the exit code.
 
     ``config_path``/``explicit`` say where SIGUSR1 re-reads the configuration.
-    ``make_gateway`` replaces Gateway.create (tests). Raises RunnerError when it cannot start,
-    ConfigError for a bad socket spec, and what Gateway.create raises (store errors).
+    ``make_gateway`` replaces the real gateway (tests). Must be called from the main thread.
+    Raises RunnerError when it cannot start, ConfigError for a bad socket spec, and what
+    Gateway.create raises (store errors).
     """
     spec_text = socket_spec or config.milter.socket
     try:
@@ -470,38 +727,29 @@ def run(
     identity = resolve_identity(config)
     log.setup_logging(config)
     block_signals()
-    if make_gateway is None:
-        from smimegate.milter.gateway import Gateway
-
-        make_gateway = Gateway.create
-    gateway = make_gateway(config)
-    unix_path: str | None = None
+    gateway = (make_gateway or default_gateway)(config)
+    listener: Listener | None = None
+    jobs: BackgroundJobs | None = None
     try:
         runtime = Runtime(config, gateway)
         Milter.factory = factory(runtime)
         _register()
-        unix_path = open_socket(spec, config, identity)
+        listener = open_socket(spec, config, identity)
         drop_privileges(identity)
         reloader = Reloader(runtime, config_path, explicit)
         threading.Thread(target=reloader.serve, name="smimegate-reload", daemon=True).start()
+        jobs = start_jobs(gateway, runtime)
         _LOG.info(f"{log.TAG}: starting; " + log.format_fields(
             {"socket": spec.spec, "pid": os.getpid(), "uid": os.getuid()}))
-        try:
-            milter.main()
-        except milter.error as exc:
-            raise RunnerError(f"libmilter: {exc}") from None
-        active = runtime.active
-        _LOG.info(f"{log.TAG}: stopping; " + log.format_fields({"in_progress": active}))
-        if active:
-            _LOG.warning(log.warning_line(
-                None, "transactions cut at stop; the MTA tempfails them",
-                {"in_progress": active}))
+        serve(runtime, listener)
     finally:
-        _close_gateway(gateway)
-        if unix_path is not None:
+        if jobs is not None:
+            jobs.stop()
+        close_gateway(gateway)
+        if listener is not None and listener.unix_path:
             with contextlib.suppress(OSError):
-                if stat.S_ISSOCK(os.lstat(unix_path).st_mode):
-                    os.unlink(unix_path)
+                if stat.S_ISSOCK(os.lstat(listener.unix_path).st_mode):
+                    os.unlink(listener.unix_path)
     _LOG.info(f"{log.TAG}: stopped")
     for handler in logging.getLogger(log.LOGGER_NAME).handlers:
         handler.flush()

@@ -1,7 +1,15 @@
-"""Store lookups the gateway needs, with the per-process caches (DESIGN.md "Scale-out": caches
-are per process and hold nothing another node needs).
+"""Store and directory lookups the gateway needs, with the per-process caches (DESIGN.md
+"Scale-out": caches are per process and hold nothing another node needs).
 
-Every method may raise StoreUnavailable (the action table turns it into 451 4.7.1). Cached:
+Every method may raise StoreUnavailable (the action table turns it into 451 4.7.1), and
+DirectoryUnavailable (a StoreUnavailable) when an LDAP directory is configured and cannot be
+asked, unless its ``on_unavailable = "soft"``: then the directory's lookup gives None and the
+store alone decides. The directory (smimegate.store.ldap.DirectoryUsers, cached there for
+``cache_ttl``) adds, per address, the policy level ``ldap`` (after the store's user row,
+smimegate.policy.resolve) and the certificates of the user's entry as encryption candidates
+next to the stored ones. Harvested SMIMECapabilities (Store.certificate_capabilities) of the
+chosen certificate travel with the EncryptionChoice, so policy.decide can pick AES-GCM and
+RSA-OAEP for recipients that announced them (RFC 8551 2.5.2, 2.7.1). Cached:
 the trust anchors (smimegate.pki.anchors.CachedAnchors: roots, stored CA certificates as
 intermediates, CRLs; read again on reload and when older than ANCHORS_MAX_AGE seconds), signing
 identities and encryption certificates (CACHE_TTL seconds, so a newly imported certificate
@@ -11,6 +19,7 @@ from the store for a message that needs them.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,12 +27,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from smimegate.pki import trust
 from smimegate.pki.anchors import CachedAnchors
 from smimegate.policy import EffectivePolicy, resolve
-from smimegate.smime.results import Layer
-from smimegate.store.base import InvalidData, PolicyRows, Store
+from smimegate.smime.results import Layer, SignerResult
+from smimegate.store.base import Capabilities, InvalidData, PolicyRows, Store
+from smimegate.store.certinfo import cert_info
+from smimegate.store.ldap import DirectoryUser, DirectoryUsers
 from smimegate.store.policyrows import address_policy
 
 CACHE_TTL = 60.0
@@ -43,10 +55,17 @@ class SigningIdentity:
 
 @dataclass(frozen=True)
 class EncryptionChoice:
-    """The certificate to encrypt to (None: none usable) and why others were skipped."""
+    """The certificate to encrypt to (None: none usable), why others were skipped, and the
+    algorithms the recipient announced (policy names, most preferred first; empty: unknown)."""
 
     certificate: x509.Certificate | None
     skipped: tuple[str, ...]
+    capabilities: tuple[str, ...] = ()
+
+
+# SMIMECapabilities names (smimegate.smime.algorithms.CAPABILITY_OIDS) that are spelt
+# differently as policy values (smimegate.policy.properties key_transport).
+_POLICY_NAMES = {"rsaes-oaep": "rsa-oaep"}
 
 
 class _TtlCache:
@@ -74,21 +93,35 @@ class _TtlCache:
         with self._lock:
             self._items.clear()
 
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
 
 class Services:
-    """Lookups over one Store for one process."""
+    """Lookups over one Store (and a directory, when one is configured) for one process."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, directory: DirectoryUsers | None = None) -> None:
         self.store = store
+        self.directory = directory
         self._anchors = CachedAnchors(store, max_age=ANCHORS_MAX_AGE)
         self._signing = _TtlCache(CACHE_TTL)
         self._encryption = _TtlCache(CACHE_TTL)
 
     def reload(self) -> None:
-        """Forget every cached value."""
+        """Forget every cached value, the directory's too."""
         self._anchors.invalidate()
         self._signing.clear()
         self._encryption.clear()
+        if self.directory is not None:
+            self.directory.invalidate()
+
+    def directory_user(self, address: str) -> DirectoryUser | None:
+        """The directory's entry for ``address`` (None: no directory, no entry, or the
+        directory is down under ``on_unavailable = "soft"``). Raises DirectoryUnavailable."""
+        if self.directory is None or "@" not in address:
+            return None
+        return self.directory.lookup(address)
 
     # -- policy ---------------------------------------------------------------------------
     def policies(self, addresses: Sequence[str]) -> dict[str, EffectivePolicy]:
@@ -105,8 +138,11 @@ class Services:
                 out[address] = resolve(rows.settings, None, {"locality": "external"})
                 continue
             # The same mapping as the CLI's ``user show``: a user whose enabled column is
-            # cleared is disabled here too (smimegate.store.policyrows).
-            out[address] = address_policy(rows, address)
+            # cleared is disabled here too (smimegate.store.policyrows). The directory's values
+            # come last: it is the live source for the attributes it maps.
+            user = self.directory_user(address)
+            out[address] = address_policy(rows, address,
+                                          user.properties if user is not None else None)
         return out
 
     # -- trust ----------------------------------------------------------------------------
@@ -139,12 +175,38 @@ class Services:
         return self._encryption.get(address.lower(), lambda: self._choose(address))
 
     def _choose(self, address: str) -> EncryptionChoice:
-        records = [r for r in self.store.find_certificates(address) if not r.blocked]
-        if not records:
+        stored = self.store.find_certificates(address)
+        blocked = {r.fingerprint for r in stored if r.blocked}
+        candidates = {r.fingerprint: r.certificate() for r in stored if not r.blocked}
+        user = self.directory_user(address)
+        for cert in user.certificates if user is not None else ():
+            # A certificate the administrator blocked in the store stays blocked when the
+            # directory offers it too.
+            fingerprint = _fingerprint(cert)
+            if fingerprint not in blocked:
+                candidates.setdefault(fingerprint, cert)
+        if not candidates:
             return EncryptionChoice(None, ("no certificate",))
         chosen, skipped = trust.choose_encryption_certificate(
-            [r.certificate() for r in records], self.anchors())
-        return EncryptionChoice(chosen, tuple(reason for _cert, reason in skipped))
+            list(candidates.values()), self.anchors())
+        reasons = tuple(reason for _cert, reason in skipped)
+        if chosen is None:
+            return EncryptionChoice(None, reasons)
+        return EncryptionChoice(chosen, reasons, self._capabilities(chosen, candidates))
+
+    def _capabilities(self, chosen: x509.Certificate,
+                      candidates: dict[str, x509.Certificate]) -> tuple[str, ...]:
+        """What the recipient announced: recorded for the chosen certificate, else the newest
+        recorded for another certificate of the same address (the same client, often with a
+        separate signing certificate, RFC 8551 2.5.2 and RFC 9216)."""
+        chosen_fp = _fingerprint(chosen)
+        recorded = self.store.certificate_capabilities(list(candidates))
+        found: Capabilities | None = recorded.get(chosen_fp)
+        if found is None and recorded:
+            found = max(recorded.values(), key=lambda c: c.signing_time)
+        if found is None:
+            return ()
+        return tuple(_POLICY_NAMES.get(name, name) for name in found.names)
 
     def decryption_keys(self, addresses: Sequence[str]) -> list[tuple[x509.Certificate, Any]]:
         """Every (certificate, key) of the addresses, current and older (no duplicates)."""
@@ -163,20 +225,52 @@ class Services:
 
     def import_signers(self, layers: Sequence[Layer]) -> int:
         """Store the certificates of valid signers and the chain their layer carries, so that
-        replies can be encrypted (trust is decided when they are used). Returns how many."""
+        replies can be encrypted (trust is decided when they are used), and each valid
+        signer's SMIMECapabilities with its signing time (the newer one wins). Returns how
+        many certificates."""
         count = 0
         for layer in layers:
             if layer.kind != "signed" or not any(s.valid for s in layer.signers):
                 continue
-            wanted = [s.certificate for s in layer.signers if s.valid and s.certificate]
+            signers = [s for s in layer.signers if s.valid and s.certificate is not None]
+            wanted = [s.certificate for s in signers if s.certificate is not None]
             wanted += [c for c in layer.certificates if _is_ca(c)]
             for cert in wanted:
                 try:
-                    self.store.add_certificate(cert, source="message")
+                    record = self.store.add_certificate(cert, source="message")
                 except InvalidData:
                     continue  # a certificate the store cannot keep is simply not harvested
                 count += 1
+                for email in record.emails:
+                    self._encryption.discard(email)  # a new certificate: choose again
+            for signer in signers:
+                self._record_capabilities(signer)
         return count
+
+    def _record_capabilities(self, signer: SignerResult) -> None:
+        # Only a valid signature gets here: the capabilities are the certificate holder's own
+        # words (RFC 8551 2.5.2), not something a third party can plant to downgrade us.
+        if signer.certificate is None or not signer.capabilities:
+            return
+        now = time.time()
+        when = signer.signing_time.timestamp() if signer.signing_time is not None else now
+        # signingTime is the sender's claim: one from the future would pin its list forever.
+        when = min(when, now)
+        info = cert_info(signer.certificate)
+        try:
+            changed = self.store.set_certificate_capabilities(
+                info.fingerprint, signer.capabilities,
+                dt.datetime.fromtimestamp(int(when), dt.UTC))
+        except InvalidData:
+            return  # the certificate was not stored (see import_signers)
+        if changed:
+            for email in info.emails:
+                self._encryption.discard(email)
+
+
+def _fingerprint(cert: x509.Certificate) -> str:
+    """The store's key of a certificate: SHA-256 of the DER, lower-case hex."""
+    return cert.fingerprint(hashes.SHA256()).hex()
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

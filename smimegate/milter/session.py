@@ -19,6 +19,11 @@ per-message state is reset at MAIL FROM (DESIGN.md "One message").
 - Every callback is a boundary (DESIGN.md Style 5): an exception escaping one is a bug; it is
   logged with the queue id and answered with ``[milter] on_internal_error`` (in the collecting
   callbacks, which cannot answer, it is remembered and answered at end of message).
+- Stopping (runner.py): Runtime counts the transactions in progress, from MAIL FROM to the end
+  of message (or abort), so that a stop can wait for them. Once the runtime is stopping, a
+  transaction that starts on a connection still open is not counted and is answered
+  ``451 4.3.2`` at its first recipient (MAIL FROM is @noreply and cannot answer), so that a
+  busy connection cannot hold the stop up; the client retries.
 """
 
 from __future__ import annotations
@@ -106,7 +111,8 @@ def submit(spec: str, sender: str, copy: Reinjection, timeout: float) -> None:
 
 class Runtime:
     """What every session of the process shares: the configuration and the gateway (both
-    replaced on SIGUSR1), and the count of transactions in progress (logged at stop)."""
+    replaced on SIGUSR1), the count of transactions in progress, and whether the process is
+    stopping (then new transactions are refused and the stop waits for the count to reach 0)."""
 
     def __init__(
         self,
@@ -119,6 +125,7 @@ class Runtime:
         self._gateway = gateway
         self.submit_copy = submit_copy
         self._active = 0
+        self._stopping = False
 
     @property
     def config(self) -> Config:
@@ -137,11 +144,16 @@ class Runtime:
             self._config = config
 
     # -- transactions in progress ------------------------------------------------------------
-    def begin(self) -> None:
+    def begin(self) -> bool:
+        """Count a transaction that starts now; False (not counted) when stopping."""
         with self._lock:
+            if self._stopping:
+                return False
             self._active += 1
+            return True
 
     def end(self) -> None:
+        """A counted transaction ended (end of message, abort, or connection closed)."""
         with self._lock:
             self._active -= 1
             self._lock.notify_all()
@@ -150,6 +162,24 @@ class Runtime:
     def active(self) -> int:
         with self._lock:
             return self._active
+
+    # -- stopping ------------------------------------------------------------------------------
+    def stop(self) -> int:
+        """Refuse new transactions from now on; returns how many are in progress."""
+        with self._lock:
+            self._stopping = True
+            return self._active
+
+    @property
+    def stopping(self) -> bool:
+        with self._lock:
+            return self._stopping
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the transactions in progress to end; True when
+        none is left."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._active <= 0, timeout)
 
 
 def internal_error_reply(config: Config) -> replies.Reply:
@@ -209,7 +239,8 @@ class Session(Milter.Base):  # type: ignore[misc]
         self._client_name: str | None = None
         self._helo: str | None = None
         self._macros = mac.Macros()
-        self._in_transaction = False
+        self._in_transaction = False  # counted in runtime.active
+        self._refused_stopping = False  # begun while stopping: refused at RCPT
         self._reset_message()
 
     # -- per-message state -------------------------------------------------------------------
@@ -227,11 +258,12 @@ class Session(Milter.Base):  # type: ignore[misc]
 
     def _begin(self) -> None:
         if not self._in_transaction:
-            self._in_transaction = True
-            self.runtime.begin()
+            self._in_transaction = self.runtime.begin()
+            self._refused_stopping = not self._in_transaction
 
     def _end(self) -> None:
         self._close_body()
+        self._refused_stopping = False
         if self._in_transaction:
             self._in_transaction = False
             self.runtime.end()
@@ -289,6 +321,12 @@ class Session(Milter.Base):  # type: ignore[misc]
     @_boundary("envrcpt", replies_allowed=True)
     def envrcpt(self, to: str, *params: str) -> int:
         self._read_macros(mac.ENVRCPT_MACROS)
+        if self._refused_stopping:
+            _LOG.info(log.message_line(self._queue_id(), {
+                "action": "rcpt-refused", "from": f"<{self._sender}>", "to": to,
+                "reply": replies.TEMPFAIL_STOPPING.line(),
+            }))
+            return self._answer(replies.TEMPFAIL_STOPPING)
         if self._failed:
             return CONTINUE  # answered at eom
         reply = self.runtime.gateway.rcpt_check(self.envelope(), _bare(to))
@@ -332,6 +370,8 @@ class Session(Milter.Base):  # type: ignore[misc]
     def _eom(self) -> int:
         self._read_macros(mac.EOM_MACROS)
         config = self.runtime.config
+        if self._refused_stopping:  # an MTA that goes on to DATA all the same
+            return self._answer(replies.TEMPFAIL_STOPPING)
         if self._failed:
             return self._answer(internal_error_reply(config))
         body = b""

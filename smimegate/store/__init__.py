@@ -5,6 +5,7 @@
 """
 
 from smimegate.store.base import (
+    Capabilities,
     CaRecord,
     CertificateRecord,
     Conflict,
@@ -29,6 +30,7 @@ open_store = SqlStore.open
 
 __all__ = [
     "CaRecord",
+    "Capabilities",
     "CertificateRecord",
     "Conflict",
     "CrlRecord",

@@ -100,6 +100,18 @@ class CertificateRecord:
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a certificate's holder announced in the SMIMECapabilities signed attribute of a
+    message it signed (RFC 8551 2.5.2): algorithm names as smimegate.smime.verify reports them
+    (``aes256-gcm``, ``rsaes-oaep`` ..., dotted OIDs for unknown ones), most preferred first,
+    and the signingTime of that message (the newest message's list is kept)."""
+
+    fingerprint: str
+    names: tuple[str, ...]
+    signing_time: dt.datetime
+
+
+@dataclass(frozen=True)
 class CrlRecord:
     fingerprint: str
     issuer: str
@@ -235,6 +247,20 @@ class Store(Protocol):
 
     def verify_master_key(self) -> None:
         """Raise MasterKeyError when stored keys were sealed with another master key."""
+        ...
+
+    def set_certificate_capabilities(
+        self, fingerprint: str, names: Sequence[str], signing_time: dt.datetime
+    ) -> bool:
+        """Record the SMIMECapabilities a stored certificate's holder announced in a message
+        signed at signing_time, unless a message signed later already gave them (at an equal
+        time the call made last wins). Returns
+        whether the record changed. Raises InvalidData for an unknown certificate or a naive
+        time."""
+        ...
+
+    def certificate_capabilities(self, fingerprints: Sequence[str]) -> dict[str, Capabilities]:
+        """The recorded capabilities of those certificates that have some, by fingerprint."""
         ...
 
     # -- trust ----------------------------------------------------------------------------

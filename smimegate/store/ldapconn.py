@@ -32,7 +32,7 @@ from ldap3.core.exceptions import LDAPException
 from ldap3.utils.config import set_config_parameter
 
 from smimegate.config import LdapConfig
-from smimegate.store.base import StoreUnavailable
+from smimegate.store.base import StoreError, StoreUnavailable
 
 log = logging.getLogger("smimegate.ldap")
 
@@ -48,9 +48,10 @@ PAGE_SIZE = 500
 set_config_parameter("POOLING_LOOP_TIMEOUT", 0)
 
 
-class DirectoryError(Exception):
+class DirectoryError(StoreError):
     """The directory cannot be used as configured (unreadable password file, a refused
-    modification, no entry to publish to)."""
+    modification, no entry to publish to). A StoreError, so that the commands and the daemon,
+    which report a StoreError in one line, treat a directory set-up error alike."""
 
 
 class DirectoryUnavailable(DirectoryError, StoreUnavailable):

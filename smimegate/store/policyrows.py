@@ -40,12 +40,15 @@ def domain_rules(rows: PolicyRows) -> dict[str, Mapping[str, str]]:
     return {name: domain.properties for name, domain in rows.domains.items()}
 
 
-def address_policy(rows: PolicyRows, address: str) -> EffectivePolicy:
+def address_policy(rows: PolicyRows, address: str,
+                   directory_values: Mapping[str, str] | None = None) -> EffectivePolicy:
     """The effective policy of ``address`` from rows fetched for it (Store.policy_rows):
-    defaults, global settings, its most specific domain rule, its user row when stored.
+    defaults, global settings, its most specific domain rule, its user row when stored, and
+    the directory's values (smimegate.store.ldap, level "ldap") when given.
 
     Raises InvalidData for a malformed address, PolicyError for a bad stored value.
     """
     user = rows.users.get(normalize_email(address))
     values = user_values(user) if user is not None else None
-    return resolve_for_address(address, rows.settings, domain_rules(rows), values)
+    return resolve_for_address(address, rows.settings, domain_rules(rows), values,
+                               directory_values)

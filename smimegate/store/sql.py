@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 
 from smimegate.store import migrations
 from smimegate.store.base import (
+    Capabilities,
     CaRecord,
     CertificateRecord,
     Conflict,
@@ -511,6 +512,43 @@ class SqlStore:
                 f"master key does not match the store (key id {master.key_id} from "
                 f"{master.path}, stored keys use key id {row[0]})"
             )
+
+    # -- harvested capabilities -----------------------------------------------------------
+    def set_certificate_capabilities(
+        self, fingerprint: str, names: Sequence[str], signing_time: dt.datetime
+    ) -> bool:
+        fp = fingerprint.lower().replace(":", "")
+        text = " ".join(n.strip() for n in names if n.strip())
+        if any(len(n.split()) != 1 for n in names if n.strip()):
+            raise InvalidData("capability names must not contain white space")
+        when = _ts(signing_time)
+        with self._db.transaction() as cur:
+            if cur.one("SELECT 1 FROM certificates WHERE fingerprint = ?", (fp,)) is None:
+                raise InvalidData(f"no certificate {fp} to record capabilities for")
+            # The newer message wins (RFC 8551 2.5.2: a client's latest announcement), at an
+            # equal time the one seen last; the WHERE of the upsert leaves a newer row alone,
+            # and SQLite and PostgreSQL both count such a row as unchanged.
+            return cur.run(
+                "INSERT INTO certificate_capabilities (fingerprint, names, signing_time, updated)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET"
+                " names = excluded.names, signing_time = excluded.signing_time,"
+                " updated = excluded.updated"
+                " WHERE excluded.signing_time >= certificate_capabilities.signing_time",
+                (fp, text, when, _now()),
+            ) > 0
+
+    def certificate_capabilities(self, fingerprints: Sequence[str]) -> dict[str, Capabilities]:
+        fps = list(dict.fromkeys(f.lower().replace(":", "") for f in fingerprints))
+        if not fps:
+            return {}
+        with self._db.connection() as cur:
+            rows = cur.all(
+                "SELECT fingerprint, names, signing_time FROM certificate_capabilities"
+                f" WHERE fingerprint IN ({_placeholders(len(fps))})",
+                fps,
+            )
+        return {fp: Capabilities(fp, tuple(names.split()), _dt(when))
+                for fp, names, when in rows}
 
     # -- trusted roots --------------------------------------------------------------------
     def add_root(self, cert: x509.Certificate | bytes) -> CertificateRecord:

@@ -101,6 +101,7 @@ def setup(tmp_path: Path, sink: SmtpSink, sms_endpoint: tuple[str, HttpBehaviour
     config.write_text(
         f'[store]\nurl = "{url}"\nmaster_key_file = "master.key"\n\n'
         f'[smtp]\nrelay = "127.0.0.1:{sink.port}"\nsender = "pki@gateway.test"\ntimeout = 10\n\n'
+        '[milter]\nreinject_secret_file = "reinject.key"\n\n'
         f'[sms]\ntransport = "http"\nurl = "{sms_endpoint[0]}/api/sms"\n'
         'content_type = "application/json"\n'
         'body_template = \'{"to": "{phone}", "message": "{text}"}\'\n'

@@ -26,11 +26,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(directory: Path, socket_spec: str, **milter: object) -> Path:
-    """A configuration with an SQLite store under ``directory`` and log to stdout."""
+def write_config(
+    directory: Path, socket_spec: str, *, store_url: str = "", tables: str = "", **milter: object
+) -> Path:
+    """A configuration with an SQLite store under ``directory`` (or ``store_url``) and log to
+    stdout; ``milter`` are [milter] options, ``tables`` more TOML tables appended as they are."""
     lines = [
         "[store]",
-        f'url = "sqlite:///{directory}/smimegate.db"',
+        f'url = "{store_url or f"sqlite:///{directory}/smimegate.db"}"',
         'master_key_file = "master.key"',
         "[milter]",
         f'socket = "{socket_spec}"',
@@ -40,6 +43,8 @@ def write_config(directory: Path, socket_spec: str, **milter: object) -> Path:
     for key, value in milter.items():
         rendered = f'"{value}"' if isinstance(value, str) else str(value).lower()
         lines.append(f"{key} = {rendered}")
+    if tables:
+        lines.append(tables)
     path = directory / "smimegate.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -8,6 +8,8 @@ recipients' local parts, so that one running milter covers every case:
 - ``boom@...``       process() raises (the session's boundary must answer on_internal_error)
 - ``rewrite@...``    the body is replaced by ``REPLACED\\r\\n`` + the original body
 - ``split@...``      removed from this transaction and re-submitted as a Reinjection
+- ``slowN@...``      process() sleeps N tenths of a second first (slow20@: 2 s), so that a
+                     message is in flight when the test signals the process
 
 Every message: each header starting with ``header_prefix`` is deleted (highest index of a
 name first, as the real gateway does), ``{prefix}Seen`` is added with the envelope as the
@@ -17,7 +19,10 @@ session built it, and ``X-Top: 1`` is inserted at the top.
 from __future__ import annotations
 
 import argparse
+import logging
+import re
 import sys
+import time
 from collections.abc import Sequence
 
 from smimegate import config as config_module
@@ -51,6 +56,12 @@ class FakeGateway:
         self, envelope: Envelope, headers: Sequence[tuple[str, str]], body: bytes
     ) -> Outcome:
         rcpts = envelope.recipients
+        for r in rcpts:
+            slow = re.match(r"slow([0-9]+)@", r)
+            if slow:
+                logging.getLogger("smimegate.fake").info(
+                    f"{envelope.queue_id}: smimegate: fake slow start")
+                time.sleep(int(slow.group(1)) / 10)
         if any(r.startswith("boom@") for r in rcpts):
             raise RuntimeError("boom: a bug in the gateway")
         prefix = self.config.milter.header_prefix

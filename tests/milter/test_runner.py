@@ -264,34 +264,7 @@ def test_sigusr1_with_broken_file_keeps_running(fake_inet: FakeInet) -> None:
     assert r.eom is not None and r.eom.of("addheader")[0].name == "X-Smimegate-Info-Seen"
 
 
-def test_sigterm_stops_cleanly_and_open_transaction_is_left_to_the_mta(
-    fake_inet: FakeInet,
-) -> None:
-    """libmilter (8.17) ends its sessions at SIGTERM: a transaction still open is cut, the MTA
-    answers its client per milter_default_action (tempfail) and nothing is lost; the process
-    stops with exit status 0 and says how many it cut."""
-    daemon, spec, _ = fake_inet
-    with _client(spec) as done:
-        finished = done.message("a@inside.test", ["bob@outside.test"], HEADERS, b"x\r\n",
-                                queue_id="QDONE")
-    assert finished.eom is not None and finished.eom.reply.cmd == mc.SMFIR_CONTINUE
-    with _client(spec) as c:
-        c.mail("a@inside.test", macros={"i": "QTERM"})
-        c.rcpt("bob@outside.test")
-        c.header("Subject", "x")
-        c.eoh()
-        daemon.proc.send_signal(signal.SIGTERM)
-        assert daemon.proc.wait(15) == 0
-        with pytest.raises((mc.ProtocolError, OSError)):
-            c.body(b"late body\r\n")
-            c.eom()
-    out = daemon.output()
-    assert "QDONE: smimegate: fake result=ok" in out
-    assert "QTERM: smimegate: fake" not in out
-    assert "smimegate: stopping; in_progress=1" in out
-    assert "transactions cut at stop" in out and "smimegate: stopped" in out
-    with pytest.raises(OSError):  # nobody listens any more
-        MilterClient(spec, timeout=2).open().negotiate()
+# Stopping (SIGTERM/SIGINT/SIGHUP: messages in flight finish): test_runner_stop.py.
 
 
 def test_socket_activation_fd3(tmp_path: Path) -> None:

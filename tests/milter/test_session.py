@@ -42,3 +42,24 @@ def test_addresses_and_specs() -> None:
     for bad in ("inet:0@127.0.0.1", "tcp:25", "unix:relative", "fd:x"):
         with pytest.raises(ValueError, match="milter socket"):
             parse_socket(bad)
+
+
+def test_runtime_counts_transactions_and_refuses_new_ones_when_stopping() -> None:
+    import threading
+
+    from smimegate.milter.session import Runtime
+
+    class Gw:
+        def reload(self, config: Config | None = None) -> None: ...
+
+    runtime = Runtime(Config(), Gw())  # type: ignore[arg-type]
+    assert runtime.begin() and runtime.begin() and runtime.active == 2
+    assert not runtime.stopping
+    assert runtime.stop() == 2 and runtime.stopping
+    assert not runtime.begin() and runtime.active == 2  # not counted: refused at RCPT
+    runtime.end()
+    assert not runtime.wait_idle(0.05)
+    threading.Timer(0.1, runtime.end).start()
+    assert runtime.wait_idle(5) and runtime.active == 0
+    assert replies.TEMPFAIL_STOPPING.line() == (
+        "451 4.3.2 encryption gateway: shutting down, try again later")

@@ -58,7 +58,10 @@ def make_config(tmp_path: Path, store_files: tuple[str, Path]) -> MakeConfig:
         path.write_text(
             f'[store]\nurl = "{url}"\nmaster_key_file = "{key}"\n\n'
             f'[smtp]\nrelay = "127.0.0.1:{relay_port}"\nsender = "ca@gateway.test"\n'
-            "timeout = 5\n\n" + "\n".join(extra) + "\n"
+            "timeout = 5\n\n"
+            # The PKCS#12 mail carries the marker keyed by this file (smimegate.marker).
+            f'[milter]\nreinject_secret_file = "{tmp_path / "reinject.key"}"\n\n'
+            + "\n".join(extra) + "\n"
         )
         return path
 

@@ -233,3 +233,37 @@ def test_unusable_sender_defers_the_item(store: SqlStore, tmp_path: Path,
     (outcome,) = run_due(store, load(path))
     assert not outcome.sent and outcome.retry_at is not None
     assert "sender: not a mail address" in (store.get_queue_item(item_id).last_error or "")
+
+
+def test_pfx_mail_carries_the_marker_and_waits_for_its_key(
+    make_config: MakeConfig, store: SqlStore, pfx: bytes, tmp_path: Path
+) -> None:
+    """The PKCS#12 mail is marked (smimegate.marker) so our own milter passes it unchanged;
+    without a usable key it is not sent unmarked but stays queued (a fixable, transient
+    error)."""
+    from smimegate.marker import MARKER_HEADER, check_marker, split_message
+
+    with smtp_server() as (port, behaviour):
+        config = load(make_config(port))
+        store.enqueue(PFX_MAIL, PfxMailJob(EMAIL, pfx, False, "<m@gateway.test>").payload())
+        (outcome,) = run_due(store, config)
+        assert outcome.sent
+        (received,) = behaviour.messages
+    first, _rest = received.data.split(b"\r\n", 1)
+    name, value = first.decode().split(": ", 1)
+    assert name == MARKER_HEADER
+    secret = (tmp_path / "reinject.key").read_bytes()
+    assert check_marker(secret, value, [EMAIL], split_message(received.data)[1]).valid
+
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the key's folder should be")
+    broken = dataclasses.replace(config, milter=dataclasses.replace(
+        config.milter, reinject_secret_file=str(blocked / "reinject.key")))
+    with smtp_server() as (port, behaviour):
+        broken = dataclasses.replace(broken, smtp=dataclasses.replace(
+            broken.smtp, relay=f"127.0.0.1:{port}"))
+        store.enqueue(PFX_MAIL, PfxMailJob(EMAIL, pfx, False, "<n@gateway.test>").payload())
+        (outcome,) = run_due(store, broken)
+        assert not outcome.sent and outcome.retry_at is not None
+        assert "cannot mark the PKCS#12 mail" in (outcome.error or "")
+        assert behaviour.messages == []

@@ -1,0 +1,171 @@
+"""Graceful stop (issue 5 item 1): SIGTERM/SIGINT/SIGHUP let the messages in flight finish.
+
+A milter subprocess with tests/milter/fakegateway.py (``slowN@`` recipients make processing take
+N tenths of a second) driven by the protocol client over its real socket.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.milter import client as mc
+from tests.milter.client import MessageResult, MilterClient
+from tests.milter.daemon import Daemon, fake_argv, free_port, start, write_config
+
+HEADERS = [("From", "alice@inside.test"), ("To", "bob@outside.test"), ("Subject", "hi")]
+
+
+def _client(spec: str) -> MilterClient:
+    c = MilterClient(spec).open()
+    c.negotiate()
+    c.connect(hostname="mx.outside.test", address="192.0.2.7")
+    c.helo("mx.outside.test")
+    return c
+
+
+def _open_transaction(spec: str, queue_id: str) -> MilterClient:
+    """A connection whose transaction is open: headers sent, body and end not yet."""
+    c = _client(spec)
+    c.mail("a@inside.test", macros={"i": queue_id})
+    assert c.rcpt("bob@outside.test") == mc.Reply(mc.SMFIR_CONTINUE)
+    c.header("Subject", "x")
+    c.eoh()
+    return c
+
+
+def _wait_for(daemon: Daemon, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in daemon.output():
+        assert daemon.proc.poll() is None, daemon.output()
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{daemon.output()}"
+        time.sleep(0.02)
+
+
+def _refuses_connections(spec: str) -> bool:
+    try:
+        MilterClient(spec, timeout=1).open().close()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize(("sig", "kind"), [(signal.SIGTERM, "inet"), (signal.SIGINT, "unix"),
+                                          (signal.SIGHUP, "inet")])
+def test_stop_signal_lets_the_message_in_flight_finish(
+    tmp_path: Path, sig: signal.Signals, kind: str
+) -> None:
+    spec = (f"inet:{free_port()}@127.0.0.1" if kind == "inet"
+            else f"unix:{tmp_path}/milter.sock")
+    daemon = start(fake_argv(write_config(tmp_path, spec)), tmp_path / "milter.log", spec)
+    results: list[MessageResult] = []
+
+    def send() -> None:
+        with _client(spec) as c:
+            results.append(c.message("a@inside.test", ["slow20@outside.test"], HEADERS,
+                                     b"x\r\n", queue_id="QSLOW"))
+
+    sender = threading.Thread(target=send)
+    try:
+        sender.start()
+        _wait_for(daemon, "QSLOW: smimegate: fake slow start")
+        daemon.proc.send_signal(sig)
+        # No new connections from the moment the stop begins, while the message is in flight.
+        deadline = time.monotonic() + 1.5
+        while not _refuses_connections(spec):
+            assert time.monotonic() < deadline, "still accepting connections after the signal"
+            time.sleep(0.05)
+        assert sender.is_alive() and daemon.proc.poll() is None
+        sender.join(15)
+        assert daemon.proc.wait(15) == 0
+    finally:
+        daemon.stop()
+        sender.join(5)
+    # The client got its final reply, with the gateway's edits.
+    (result,) = results
+    assert result.eom is not None and result.eom.reply.cmd == mc.SMFIR_CONTINUE
+    assert [a.name for a in result.eom.of("addheader")] == ["X-Smimegate-Info-Seen"]
+    out = daemon.output()
+    assert f"smimegate: stopping; signal={sig.name} in_progress=1" in out
+    assert "QSLOW: smimegate: fake result=ok" in out
+    assert "smimegate: drained; finished=yes cut=0" in out
+    assert "transactions cut" not in out and "smimegate: stopped" in out
+    assert not (tmp_path / "milter.sock").exists()
+
+
+def test_open_transaction_finishes_and_new_ones_are_refused(tmp_path: Path) -> None:
+    spec = f"inet:{free_port()}@127.0.0.1"
+    daemon = start(fake_argv(write_config(tmp_path, spec)), tmp_path / "milter.log", spec)
+    try:
+        with _open_transaction(spec, "QOPEN1") as first, \
+                _open_transaction(spec, "QOPEN2") as second:
+            daemon.proc.send_signal(signal.SIGTERM)
+            _wait_for(daemon, "smimegate: stopping; signal=SIGTERM in_progress=2")
+            # The first one goes on after the signal and gets its reply.
+            first.body(b"body\r\n")
+            done = first.eom()
+            assert done.reply.cmd == mc.SMFIR_CONTINUE
+            assert [a.name for a in done.of("addheader")] == ["X-Smimegate-Info-Seen"]
+            # A new transaction on that connection is refused at its first recipient.
+            refused = first.message("a@inside.test", ["bob@outside.test"], HEADERS, b"x\r\n",
+                                    queue_id="QLATE")
+            (rcpt,) = refused.rcpts
+            assert rcpt is not None and rcpt.text is not None
+            assert rcpt.text.startswith("451 4.3.2 "), rcpt.text
+            assert daemon.proc.poll() is None  # the second one still holds the stop
+            second.body(b"body\r\n")
+            assert second.eom().reply.cmd == mc.SMFIR_CONTINUE
+            assert daemon.proc.wait(15) == 0
+    finally:
+        daemon.stop()
+    out = daemon.output()
+    assert "QOPEN1: smimegate: fake result=ok" in out
+    assert "QOPEN2: smimegate: fake result=ok" in out
+    assert "QLATE: smimegate: action=rcpt-refused" in out and "QLATE: smimegate: fake" not in out
+    assert "smimegate: drained; finished=yes cut=0" in out
+
+
+def test_stop_timeout_cuts_a_transaction_that_does_not_end(tmp_path: Path) -> None:
+    spec = f"inet:{free_port()}@127.0.0.1"
+    config = write_config(tmp_path, spec, stop_timeout=1.0)
+    daemon = start(fake_argv(config), tmp_path / "milter.log", spec)
+    try:
+        with _open_transaction(spec, "QSTUCK") as c:
+            started = time.monotonic()
+            daemon.proc.send_signal(signal.SIGTERM)
+            assert daemon.proc.wait(15) == 0
+            took = time.monotonic() - started
+            # The MTA sees the connection go and answers per milter_default_action.
+            with pytest.raises((mc.ProtocolError, OSError)):
+                c.body(b"late\r\n")
+                c.eom()
+    finally:
+        daemon.stop()
+    assert 1.0 <= took < 6.0, took
+    out = daemon.output()
+    assert "transactions cut at stop; the MTA tempfails them; in_progress=1" in out
+    assert "smimegate: drained; finished=no cut=1" in out
+    assert "QSTUCK: smimegate: fake" not in out and "smimegate: stopped" in out
+
+
+def test_second_signal_ends_the_wait(tmp_path: Path) -> None:
+    spec = f"inet:{free_port()}@127.0.0.1"
+    config = write_config(tmp_path, spec, stop_timeout=120.0)
+    daemon = start(fake_argv(config), tmp_path / "milter.log", spec)
+    try:
+        with _open_transaction(spec, "QWAIT"):
+            daemon.proc.send_signal(signal.SIGTERM)
+            _wait_for(daemon, "smimegate: stopping; signal=SIGTERM in_progress=1")
+            time.sleep(0.3)
+            assert daemon.proc.poll() is None  # waiting for QWAIT
+            started = time.monotonic()
+            daemon.proc.send_signal(signal.SIGINT)
+            assert daemon.proc.wait(15) == 0
+            assert time.monotonic() - started < 5.0
+    finally:
+        daemon.stop()
+    assert "smimegate: drained; finished=no cut=1" in daemon.output()
