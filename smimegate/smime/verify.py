@@ -6,9 +6,10 @@ raises: the SignerResult says valid=False and why. Only a structure we cannot re
 ``Malformed``. Trust (path, revocation, key usage) is decided elsewhere (smimegate.pki.trust).
 
 Choices:
-- digestAlgorithms is only a one-pass-processing hint (RFC 5652 5.1); every SignerInfo names its
-  own digest. An empty set with SignerInfos present (OpenSSL's pkcs7-empty-digest-set.eml) is
-  therefore accepted and the signers are verified as usual.
+- digestAlgorithms must list the digest of every signer (RFC 5652 5.1: "the message digest
+  algorithms employed by all of the signers"). A signer whose digest it does not list, as in
+  OpenSSL's pkcs7-empty-digest-set.eml (an empty set), is a clean failure of that signer
+  (valid=False with the reason), as OpenSSL refuses it too; it never raises.
 - Detached content is first verified as given; when that fails and the bytes are not in
   canonical CRLF form (files carrying LF line ends), it is retried over the canonical form.
 - An eContentType other than id-data (RFC 8551 3.5.3 wants id-data) still gets its signature
@@ -339,6 +340,18 @@ def _verify_signer(
     )
 
 
+def _unlisted_digest(result: SignerResult, info: acms.SignerInfo, listed: set[str]) -> SignerResult:
+    # RFC 5652 5.1: digestAlgorithms lists the digests of all signers; a one-pass reader relies
+    # on it, so a signer outside it is refused (cleanly) rather than trusted on a broken frame.
+    with guard("SignerInfo digestAlgorithm"):
+        oid = info["digest_algorithm"]["algorithm"].dotted
+    if oid in listed:
+        return result
+    why = (f"digest algorithm {result.digest_algorithm} is not listed in the SignedData "
+           "digestAlgorithms (RFC 5652 5.1)")
+    return replace(result, valid=False, reason=why)
+
+
 @dataclass(frozen=True)
 class _Certs:
     """Certificates of a SignedData: the ones cryptography loads, and the others with why."""
@@ -394,6 +407,7 @@ def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes
             # chunks (NSS writes constructed OCTET STRINGs).
             embedded = bytes(econtent)
         signer_infos = list(signed["signer_infos"])
+        listed = {d["algorithm"].dotted for d in signed["digest_algorithms"]}
     if not signer_infos:
         raise Malformed("SignedData: no SignerInfo (certs-only is not a signature)")
     detached = detached_content is not None
@@ -412,6 +426,7 @@ def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes
         raise Malformed("SignedData: no eContent and no detached content given")
     certs = _certificates(signed)
     signers = tuple(_verify_signer(si, certs, candidates, content_type) for si in signer_infos)
+    signers = tuple(_unlisted_digest(s, info, listed) for s, info in zip(signers, signer_infos, strict=True))
     if detached and embedded is not None and embedded not in candidates:
         # RFC 8551 3.5.3: eContent is absent in multipart/signed. One that differs from the
         # body part means the signature is not about what is displayed.
