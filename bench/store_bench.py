@@ -7,6 +7,8 @@ row per user, plus a few real certificates imported through add_certificate), th
 through the real code path:
   - "certificates for this address": SqlStore.find_certificates(recipient)
   - "policy rows for sender + recipient": SqlStore.policy_rows([sender, recipient])
+  - "effective policy, sender + recipient": those rows resolved into each address's
+    effective policy (smimegate.store.policyrows.address_policy), as the milter does
 and, as the baseline measured in the same run, a bare `SELECT 1` through the same connection
 pool. Prints p50 / p99 in milliseconds and the ratio to the baseline; asserts nothing.
 PostgreSQL is a private cluster (tests/fixtures/pgcluster.py) unless --pg-url is given.
@@ -31,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
 from smimegate.store import SqlStore  # noqa: E402
 from smimegate.store.keys import ensure_master_key  # noqa: E402
+from smimegate.store.policyrows import address_policy  # noqa: E402
 from tests.fixtures.pgcluster import PgCluster, create_database  # noqa: E402
 from tests.helpers.testpki import TestCA  # noqa: E402
 
@@ -116,12 +119,18 @@ def run(name: str, url: str, key: Path, users: int, samples: int) -> None:
         def policy(i: int) -> object:
             return store.policy_rows([_email(i), _email((i * 7919) % users)])
 
-        for fn in (baseline, certs, policy):  # warm caches and prepared statements
+        def effective(i: int) -> object:
+            sender, recipient = _email(i), _email((i * 7919) % users)
+            rows = store.policy_rows([sender, recipient])
+            return address_policy(rows, sender), address_policy(rows, recipient)
+
+        for fn in (baseline, certs, policy, effective):  # warm caches and prepared statements
             percentiles(fn, min(samples, 500), users)
         base50, base99 = percentiles(baseline, samples, users)
         print(f"  {'baseline SELECT 1':38s} p50 {base50:6.3f} ms  p99 {base99:6.3f} ms")
         for label, fn in (("certificates for this address", certs),
-                          ("policy rows for sender + recipient", policy)):
+                          ("policy rows for sender + recipient", policy),
+                          ("effective policy, sender + recipient", effective)):
             p50, p99 = percentiles(fn, samples, users)
             print(f"  {label:38s} p50 {p50:6.3f} ms  p99 {p99:6.3f} ms"
                   f"  (x{p50 / base50:.1f} / x{p99 / base99:.1f} baseline)")
