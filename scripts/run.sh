@@ -34,7 +34,15 @@ if [ "$("${SG[@]}" ca list --json)" = "[]" ]; then
     "${SG[@]}" ca create --root-cn "smimegate Demo Root CA" \
         --intermediate-cn "smimegate Demo Issuing CA" --org "smimegate demo" --default
 fi
-"${SG[@]}" milter -n >/dev/null
-echo "smimegate: milter starting on $(sed -n 's/^socket = "\(.*\)"/\1/p' "$CONF" | head -1)" \
-     "(config $CONF); Ctrl-C stops it"
+"${SG[@]}" milter -n "$@" >/dev/null
+# Announce the socket the milter will use: --socket from the arguments wins over the config's.
+SOCKET="$(sed -n 's/^socket = "\(.*\)"/\1/p' "$CONF" | head -1)"
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    case "${args[i]}" in
+        --socket=*) SOCKET="${args[i]#--socket=}" ;;
+        --socket) if ((i + 1 < ${#args[@]})); then SOCKET="${args[i + 1]}"; fi ;;
+    esac
+done
+echo "smimegate: milter starting on $SOCKET (config $CONF); Ctrl-C stops it"
 exec "${SG[@]}" milter "$@"

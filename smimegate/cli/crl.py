@@ -8,6 +8,9 @@
     smimegate crl fetch [--url URL]...   download the CRLs of the distribution points
 
 SERIAL is hex as ``openssl x509 -serial`` prints it (colons and leading zeros allowed).
+``create`` records the serials of --revoke, then lists every revocation recorded for the CA
+(``cert revoke`` and earlier ``--revoke``); --update-existing also keeps entries of the current
+CRL that are not recorded (e.g. from an imported CRL).
 """
 
 from __future__ import annotations
@@ -63,7 +66,10 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("crl", help="create, list, export and import CRLs")
     commands = parser.add_subparsers(dest="crl_command", metavar="ACTION", required=True)
 
-    create = commands.add_parser("create", help="issue a new CRL of a built-in CA")
+    create = commands.add_parser(
+        "create", help="issue a new CRL of a built-in CA",
+        description="Issue a new CRL of a built-in CA. It lists every revocation recorded for "
+                    "the CA (cert revoke, earlier --revoke) plus the serials of --revoke.")
     create.add_argument("--ca", help="CA name (default: the default CA)")
     create.add_argument("--revoke", action="append", type=serial_arg, default=[],
                         metavar="SERIAL", help="serial to revoke (hex); repeatable")
@@ -73,7 +79,8 @@ def register(sub: Any) -> None:
                         metavar="DAYS",
                         help=f"days until nextUpdate (default {DEFAULT_NEXT_UPDATE_DAYS})")
     create.add_argument("--update-existing", action="store_true",
-                        help="keep the entries of the CA's current CRL")
+                        help="also keep entries of the CA's current CRL that the store has "
+                             "no record of (e.g. from an imported CRL)")
     create.add_argument("--signature-algorithm", choices=SIGNATURE_ALGORITHMS,
                         help="default: the usual one for the CA key")
     create.set_defaults(func=_create)

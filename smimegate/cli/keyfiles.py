@@ -6,7 +6,9 @@ encrypted PEM with a password), a PEM file holding both key and certificate, or 
 like ``cert import`` reads them, so every key they hold is used (RFC 9216's files hold a signing
 and an encryption key). A key without its own certificate takes the next ``--cert``.
 
-Every problem is a UsageError (exit 2) whose one line names the option and the file.
+Every problem is a UsageError (exit 2) whose one line names the option and the file, except a
+PKCS#12 file that does not open with the password given (wrong password, damaged file): that is
+OperationFailed (exit 1), as in ``cert import``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 
-from smimegate.cli.common import UsageError
+from smimegate.cli.common import OperationFailed, UsageError
 from smimegate.pki import certfile
 from smimegate.smime.cms import name_to_str, to_asn1
 
@@ -54,7 +56,8 @@ def _read(path: str, what: str) -> bytes:
 def load_key_file(path: str, password: str | None) -> list[KeyFile]:
     """The keys of a --key file (see the module docstring): one, or each of a PKCS#12's.
 
-    Raises UsageError naming the file when it cannot be read or opened.
+    Raises UsageError naming the file when it cannot be read or opened, OperationFailed when
+    a PKCS#12 file does not open with the password.
     """
     data = _read(path, "--key")
     if b"-----BEGIN PKCS12-----" in data:
@@ -94,9 +97,13 @@ def _pem_body(data: bytes, label: str, path: str) -> bytes:
 def _load_pkcs12(path: str, data: bytes, password: str | None) -> list[KeyFile]:
     try:
         found = certfile.parse(data, path, password)
-    except certfile.CertFileError as exc:
+    except certfile.NeedsPassword as exc:
         # The messages name the file and say when a password is missing or wrong.
         raise UsageError(f"--key {exc}") from exc
+    except certfile.CertFileError as exc:
+        # Like ``cert import``: a password that does not open the file is a failed operation
+        # (CONTRACT.md exit 1), not a usage error.
+        raise OperationFailed(f"--key {exc}") from exc
     if not found.pairs:
         raise UsageError(f"--key {path}: the file holds no private key")
     return [KeyFile(path, _check_key_type(path, p.key), p.certificate) for p in found.pairs]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -109,6 +109,30 @@ def _lookup(args: argparse.Namespace) -> int:
         info = cert_info(cert)
         print(f"certificate: {info.fingerprint} {info.subject}")
     return 0
+
+
+def directory_values(config: Config, email: str) -> Mapping[str, str] | None:
+    """The directory's policy values for email (level "ldap"), as the milter applies them
+    (smimegate.milter.services: DirectoryUser.properties after the store's rows).
+
+    None when no directory is configured or it has no entry for email. When the directory
+    cannot be asked, prints a one-line warning on stderr and returns None, so a ``show``
+    still gives the store's values. Never raises for the directory.
+    """
+    if not config.ldap.enabled:
+        return None
+    try:
+        directory = DirectoryUsers(config.ldap)
+        try:
+            user = directory.fetch(email)
+        finally:
+            directory.close()
+    except DirectoryError as exc:
+        reason = " ".join(str(exc).split())
+        print(f"smimegate: warning: directory not asked ({reason}); showing the store's "
+              "values only", file=sys.stderr)
+        return None
+    return user.properties if user is not None else None
 
 
 def publish_issued(

@@ -27,14 +27,20 @@ GROUPS: tuple[str, ...] = (
 DEFAULT_CONFIG = "/etc/smimegate/smimegate.toml"
 
 
+_PROG = "smimegate"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+        # main() prints "smimegate: " before every usage error, so name only the subcommand
+        # here ("crl create: ..."), not the program again.
+        where = self.prog.removeprefix(_PROG).strip()
+        raise UsageError(f"{where}: {message}" if where else message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="smimegate",
+        prog=_PROG,
         description="S/MIME encryption gateway for Postfix and Sendmail (milter).",
     )
     parser.add_argument("--version", action="version", version=f"smimegate {__version__}")

@@ -16,6 +16,7 @@ the user inherits again.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 
 from smimegate.cli.common import OperationFailed, UsageError, print_json
 from smimegate.policy import (
@@ -116,15 +117,20 @@ def effective_domain(store: Store, domain: str) -> EffectivePolicy:
         raise OperationFailed(f"stored policy is invalid: {exc}") from None
 
 
-def effective_user(store: Store, email: str) -> EffectivePolicy:
-    """The policy of a stored user: defaults, global, the most specific domain rule, the user.
+def effective_user(
+    store: Store, email: str, directory_values: Mapping[str, str] | None = None
+) -> EffectivePolicy:
+    """The policy of a user: defaults, global, the most specific domain rule, the user's row,
+    then the directory's values (level "ldap") when given, as the milter resolves it.
 
-    Raises StoreError (NotFound for an unknown user), OperationFailed for a bad stored row.
+    Raises StoreError (NotFound for a user neither stored nor given by the directory),
+    OperationFailed for a bad stored row.
     """
-    user = store.get_user(email)
-    rows = store.policy_rows([user.email])
+    if directory_values is None:
+        email = store.get_user(email).email  # only the directory may know a user we lack
+    rows = store.policy_rows([email])
     try:
-        return address_policy(rows, user.email)
+        return address_policy(rows, email, directory_values)
     except PolicyError as exc:
         raise OperationFailed(f"stored policy is invalid: {exc}") from None
 

@@ -5,6 +5,10 @@
     smimegate user set EMAIL PROPERTY VALUE | unset EMAIL PROPERTY
     smimegate user show EMAIL [--json] | list [--domain DOMAIN] [--json] | remove EMAIL
 
+``show`` includes the directory's values (level ``ldap``) when [ldap] is configured; a user
+only the directory knows is shown too. A directory that cannot be asked gives a warning on
+stderr and the store's values.
+
 ``enabled`` is kept in the users table's enabled column (see smimegate.store.policyrows); ``true`` and
 ``false`` are accepted and shown in normal form as ``yes`` and ``no``.
 """
@@ -17,6 +21,7 @@ from typing import Any
 from smimegate.cli import props
 from smimegate.cli.common import print_json
 from smimegate.cli.context import open_store
+from smimegate.cli.ldap import directory_values
 from smimegate.cli.propcmds import add_property_actions, print_entries
 from smimegate.store.policyrows import user_values
 
@@ -80,7 +85,8 @@ def _unset(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     email = props.email_arg(args.email)
     with open_store(args) as ctx:
-        policy = props.effective_user(ctx.store, email)
+        # With [ldap], the directory's live values too (level "ldap"), as the milter sees them.
+        policy = props.effective_user(ctx.store, email, directory_values(ctx.config, email))
     props.print_policy(policy, args.json, f"user {email}:")
     return 0
 

@@ -22,6 +22,7 @@ from smimegate.pki.crl import (
     CrlIssuerError,
     Entry,
     build_crl,
+    crl_number,
     entries_of,
     find_issuer,
     load_crl,
@@ -37,7 +38,7 @@ from smimegate.store.base import (
     NotFound,
     Store,
 )
-from smimegate.store.certinfo import serial_hex
+from smimegate.store.certinfo import parse_serial, serial_hex
 
 CA_SOURCE = "ca"
 ISSUED_SOURCE = "issued"
@@ -187,30 +188,59 @@ def create_crl(
     signature_algorithm: str | None = None,
     now: dt.datetime | None = None,
 ) -> CrlRecord:
-    """Issue and store a new CRL of the CA listing the serials in revoke.
+    """Issue and store a new CRL of the CA listing every revocation recorded for it.
 
-    Each serial is recorded as a revocation of the CA. With update_existing the entries of
-    the CA's current CRL are kept too; without it the new CRL lists only revoke. The CRL
-    number comes from the store's per-CA counter, so it always increases (RFC 5280 5.2.3).
-    Raises PkiError for an unknown CA, ValueError for bad days, reason or algorithm.
+    The serials in revoke are recorded first as revocations of the CA. The CRL then lists
+    every recorded revocation of the CA (see _recorded_entries for when an expired one is
+    left out), so a new CRL never un-revokes a certificate. With update_existing the entries
+    of the CA's current CRL that the store has no record of (e.g. from an imported CRL) are
+    kept too. The CRL number comes from the store's per-CA counter, so it always increases
+    (RFC 5280 5.2.3). Raises PkiError for an unknown CA, ValueError for bad days, reason or
+    algorithm.
     """
     ca = load_ca(store, ca_name)
     key = _intermediate_key(store, ca)
-    fresh = []
     for serial in revoke:
-        rec = store.add_revocation(ca.name, serial, reason, now)
         # An earlier revocation of the same serial keeps its date and reason.
-        fresh.append(Entry(serial, rec.revoked_at, rec.reason))
+        store.add_revocation(ca.name, serial, reason, now)
+    previous = current_crl(store, ca)
+    recorded = _recorded_entries(store, ca, previous)
     kept: list[Entry] = []
-    if update_existing:
-        previous = current_crl(store, ca)
-        if previous is not None:
-            kept = entries_of(previous)
+    if update_existing and previous is not None:
+        kept = entries_of(previous)
     number = store.allocate_crl_number(ca.name)
-    crl = build_crl(ca.intermediate, key, merge(kept, fresh), number,
+    if previous is not None:
+        # An imported CRL of this CA may carry a higher number than our counter; ours must
+        # still be greater (RFC 5280 5.2.3), or the store would keep the older one as newest.
+        number = max(number, (crl_number(previous) or 0) + 1)
+    # The store's record wins over the previous CRL for a serial in both (merge keeps the
+    # first): the record is where the date and reason were set.
+    crl = build_crl(ca.intermediate, key, merge(recorded, kept), number,
                     next_update_days=next_update_days,
                     signature_algorithm=signature_algorithm, now=now)
     return store.add_crl(crl, source=f"{CA_SOURCE}:{ca.name}")
+
+
+def _recorded_entries(
+    store: Store, ca: LoadedCa, previous: x509.CertificateRevocationList | None
+) -> list[Entry]:
+    """The CA's recorded revocations as CRL entries, leaving out long-expired certificates.
+
+    RFC 5280 3.3: an entry may go once it has appeared on one regular CRL issued after the
+    certificate expired. So a serial is left out only when every certificate of the store
+    with that issuer and serial expired before the previous CRL's thisUpdate (that CRL, made
+    after the expiry, listed it). A serial the store holds no certificate for stays: we
+    cannot tell when it expires.
+    """
+    entries: list[Entry] = []
+    for rec in store.revocations(ca.name):
+        serial = parse_serial(rec.serial)
+        if previous is not None:
+            certs = store.find_by_issuer_serial(ca.intermediate.subject, serial)
+            if certs and all(c.not_after < previous.last_update_utc for c in certs):
+                continue
+        entries.append(Entry(serial, rec.revoked_at, rec.reason))
+    return entries
 
 
 def revoke(
@@ -230,8 +260,7 @@ def revoke(
     if not store.find_by_issuer_serial(ca.intermediate.subject, serial):
         raise PkiError(
             f"CA {ca.name} has issued no certificate with serial {serial_hex(serial)} that the "
-            "store knows (for one it does not hold: smimegate crl create --revoke SERIAL "
-            "--update-existing)"
+            "store knows (for one it does not hold: smimegate crl create --revoke SERIAL)"
         )
     return create_crl(store, ca.name, revoke=[serial], reason=reason, update_existing=True,
                       next_update_days=next_update_days)

@@ -110,8 +110,14 @@ CAPABILITY_OIDS: Final[Mapping[str, str]] = MappingProxyType(
 CAPABILITY_NAMES: Final[Mapping[str, str]] = MappingProxyType(
     {v: k for k, v in CAPABILITY_OIDS.items()}
 )
-# What we announce by default: what decrypt() can read, strongest first (RFC 8551 2.5.2).
-DEFAULT_CAPABILITIES: Final = ("aes256-gcm", "aes128-gcm", "aes256-cbc", "aes128-cbc")
+# What we announce by default: what decrypt() can read, strongest first, the ciphers and then
+# the key encipherment algorithms (RFC 8551 2.5.2 keeps the categories apart). rsaesOAEP is
+# announced with SHA-256 / MGF1-SHA-256 parameters (RFC 3560 5, RFC 4055 4.1; 2.5.2: parameters
+# tell instances apart): the OAEP encrypt() makes, so a peer that honours it picks the same.
+# RSA PKCS#1 v1.5 is implied (RFC 8551 2.7.1.1) and not listed.
+DEFAULT_CAPABILITIES: Final = (
+    "aes256-gcm", "aes128-gcm", "aes256-cbc", "aes128-cbc", "rsaes-oaep",
+)
 
 
 def hash_for(digest: str) -> hashes.HashAlgorithm:

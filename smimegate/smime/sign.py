@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from smimegate.smime import algorithms as alg
-from smimegate.smime import mime
+from smimegate.smime import keytrans, mime
 from smimegate.smime.cms import to_asn1
 from smimegate.smime.errors import Unsupported
 
@@ -88,8 +88,14 @@ def _capabilities_value(names: Sequence[str]) -> acms.SMIMECapabilites:
         oid = alg.CAPABILITY_OIDS.get(name.lower())
         if oid is None:
             raise Unsupported(f"capabilities: unknown capability {name!r}")
-        # RFC 8551 2.5.2: parameters absent for AES-CBC/GCM; for rsaesOAEP absent parameters
-        # mean the RFC 4055 defaults.
+        if oid == alg.RSA_OAEP_OID:
+            # RFC 8551 2.5.2: the parameters must say which OAEP; absent ones would announce
+            # the RFC 4055 SHA-1 defaults. We announce the SHA-256 instance encrypt() uses,
+            # encoded exactly as in our KeyTransRecipientInfo (RFC 3560 5, RFC 4055 4.1).
+            items.append(acms.SMIMECapabilityIdentifier.load(
+                keytrans.oaep_sha256_algorithm().dump()))
+            continue
+        # RFC 8551 2.5.2 / RFC 3565 4.1, RFC 5084 3.2: parameters absent for AES-CBC/GCM.
         items.append(acms.SMIMECapabilityIdentifier({"capability_id": oid}))
     return acms.SMIMECapabilites(items)
 

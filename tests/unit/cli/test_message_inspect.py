@@ -169,12 +169,17 @@ def test_key_not_matching_certificate_is_usage_error(bob_encrypted, capsys):
     assert "does not belong to certificate CN=Alice Lovelace" in err
 
 
-def test_wrong_pkcs12_password_is_usage_error(capsys):
+def test_wrong_pkcs12_password_fails_like_cert_import(capsys):
+    # CONTRACT.md: exit 1, the operation failed (as `cert import` with a wrong password);
+    # a missing password stays a usage error (exit 2), as there.
     code, _out, err = run(capsys, str(SIGNED_ENC), "--key", str(TB / "Bob.p12"),
                           "--password", "wrong")
-    assert code == 2
-    assert str(TB / "Bob.p12") in err
+    assert code == 1
+    assert str(TB / "Bob.p12") in err and "wrong password" in err
     assert len(err.strip().splitlines()) == 1
+    code, _out, err = run(capsys, str(SIGNED_ENC), "--key", str(TB / "Bob.p12"))
+    assert code == 2
+    assert str(TB / "Bob.p12") in err and "--password" in err
 
 
 def test_spare_cert_is_usage_error(capsys):

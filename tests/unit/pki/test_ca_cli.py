@@ -3,6 +3,7 @@ also on PostgreSQL), checked with openssl where a user would check them."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -10,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from smimegate.cli import main as main_mod
-from smimegate.pki.crl import load_crl
+from smimegate.pki import authority
+from smimegate.pki.crl import Entry, build_crl, crl_number, load_crl
 from smimegate.store import SqlStore
 from smimegate.store.keys import ensure_master_key
 from tests.unit.pki.ca_support import openssl
@@ -175,20 +177,89 @@ def test_issue_pfx_verify_revoke_and_crl(cli: Cli, store: SqlStore, tmp_path: Pa
     assert {r.serial_number for r in crl} == {int(serial, 16), int(dave_serial, 16)}
     assert crl.next_update_utc is not None
     assert (crl.next_update_utc - crl.last_update_utc).days == 7
+    # a plain crl create (README "A first setup") re-issues every recorded revocation: a
+    # new CRL must never make the gateway trust a revoked certificate again
     rc, out, err = cli("crl", "create")
-    assert rc == 0 and "0 revoked" in out
+    assert rc == 0 and "2 revoked" in out, err
     rc, out, _ = cli("crl", "list", "--json")
     rows = json.loads(out)
     assert len(rows) == 1  # the store keeps the newest per issuer
-    assert rows[0]["ca"] == "Example Issuing CA" and rows[0]["revoked"] == 0
+    assert rows[0]["ca"] == "Example Issuing CA" and rows[0]["revoked"] == 2
     assert rows[0]["crl_number"] == 4  # 1 at creation, revoke, update, fresh
-    # the revocation history stays recorded in the store
     assert len(store.revocations("Example Issuing CA")) == 2
+    assert cli("crl", "export", "--out", str(crl_pem), "--format", "pem")[0] == 0
+    crl = load_crl(crl_pem.read_bytes())
+    by_serial = {r.serial_number: r for r in crl}
+    assert set(by_serial) == {int(serial, 16), int(dave_serial, 16)}
+    reason = by_serial[int(serial, 16)].extensions.get_extension_for_class(x509.CRLReason)
+    assert reason.value.reason == x509.ReasonFlags.key_compromise  # the recorded reason
+    revoked = openssl("verify", "-crl_check", "-CRLfile", crl_pem, "-CAfile", root,
+                      "-untrusted", inter, carol, check=False)
+    assert revoked.returncode != 0 and "certificate revoked" in revoked.stdout + revoked.stderr
+    carol_fp = x509.load_pem_x509_certificate(carol.read_bytes()).fingerprint(hashes.SHA256())
+    rc, out, err = cli("cert", "show", carol_fp.hex(), "--json")
+    assert rc == 0, err
+    shown = json.loads(out)
+    assert shown["trusted"] is False
+    assert shown["trust_info"].startswith("revoked (keyCompromise)")
 
     rc, _, err = cli("cert", "revoke", "DEADBEEF")
     assert rc == 1 and "no certificate with serial DEADBEEF" in err
     rc, _, err = cli("cert", "revoke", "xyz")
     assert rc == 2 and "serial" in err
+
+
+def test_update_existing_keeps_unrecorded_entries_and_expired_ones_drop_out(
+    cli: Cli, store: SqlStore, tmp_path: Path
+) -> None:
+    create_ca(cli)
+    ca = authority.load_ca(store, None)
+    key = store.get_private_key(ca.record.intermediate_fingerprint)
+    # A CRL of our CA made elsewhere (a restored backup, another tool) listing 0xABC, which
+    # the store has no record of.
+    outside = build_crl(ca.intermediate, key, [Entry(0xABC, dt.datetime.now(dt.UTC))], 100)
+    imported = tmp_path / "outside.der"
+    imported.write_bytes(outside.public_bytes(serialization.Encoding.DER))
+    assert cli("crl", "import", str(imported))[0] == 0
+    rc, out, err = cli("crl", "create", "--revoke", "0D", "--update-existing")
+    assert rc == 0 and "2 revoked" in out, err
+    current = authority.current_crl(store, ca)
+    assert current is not None and {r.serial_number for r in current} == {0xABC, 0xD}
+    assert crl_number(current) == 101  # above the imported one's (RFC 5280 5.2.3)
+    rc, out, err = cli("crl", "create")  # without it: only what the store recorded
+    assert rc == 0 and "1 revoked" in out, err
+    assert {r.serial_number for r in authority.current_crl(store, ca) or []} == {0xD}
+
+    # RFC 5280 3.3: a revoked certificate stays listed until one CRL made after its expiry
+    # has listed it; then it may go. 0xD has no certificate in the store, so it stays.
+    rc, out, err = cli("cert", "issue", "gone@example.org", "--key-type", "ec-p256",
+                       "--days", "1")
+    assert rc == 0, err
+    found = re.search(r"serial:\s+(\S+)", out)
+    assert found is not None
+    gone = int(found.group(1).replace(":", ""), 16)
+    assert cli("cert", "revoke", found.group(1))[0] == 0
+    now = dt.datetime.now(dt.UTC)
+    after_expiry = authority.create_crl(store, now=now + dt.timedelta(days=3))
+    assert {r.serial_number for r in x509.load_der_x509_crl(after_expiry.der)} == {0xD, gone}
+    later = authority.create_crl(store, now=now + dt.timedelta(days=4))
+    assert {r.serial_number for r in x509.load_der_x509_crl(later.der)} == {0xD}
+
+
+@pytest.mark.parametrize(("algorithm", "openssl_name"), [
+    ("sha384-ecdsa", "ecdsa-with-SHA384"), ("sha256-ecdsa", "ecdsa-with-SHA256")])
+def test_crl_create_signature_algorithm(
+    cli: Cli, tmp_path: Path, algorithm: str, openssl_name: str
+) -> None:
+    create_ca(cli)  # ec-p256
+    rc, _, err = cli("crl", "create", "--signature-algorithm", algorithm)
+    assert rc == 0, err
+    crl = tmp_path / "crl.pem"
+    assert cli("crl", "export", "--out", str(crl), "--format", "pem")[0] == 0
+    text = openssl("crl", "-in", crl, "-noout", "-text").stdout
+    assert f"Signature Algorithm: {openssl_name}" in text
+    rc, _, err = cli("crl", "create", "--signature-algorithm", "sha256-rsa")
+    assert rc == 2 and "needs an RSA key" in err
 
 
 def test_crl_import_accepts_known_issuers_only(

@@ -7,7 +7,8 @@ detached or opaque, digest; decrypted), and compare it with Thunderbird's own ex
 design the row is listed in DEVIATIONS with the reason; the test fails both when an unlisted
 row differs and when a listed row no longer differs, so the list stays true.
 
-Trust (TestCA.pem) is a later issue: only cryptographic validity is asserted here.
+Only cryptographic validity is asserted here; trust in TestCA.pem is tested in
+tests/unit/pki/test_trust_corpora.py.
 """
 
 from __future__ import annotations

@@ -2,13 +2,16 @@
 
 Seeds are small valid messages (signed detached, signed opaque, enveloped AES-CBC,
 auth-enveloped AES-GCM, signed-then-encrypted), made once per module. Hypothesis mutates them
-at byte level (flip, overwrite, insert, delete, truncate, duplicate a slice) in three places:
+at byte level (flip, overwrite, insert, delete, truncate, duplicate a slice) in these places:
 
 - the whole message text (outer header fields, Content-* fields, boundaries, base64);
 - the DER inside, re-encoded into base64 afterwards, so the mutation reaches the CMS parsers
   instead of dying in the base64 decoder;
+- single ASN.1 elements of that DER, lengths re-encoded, so the mutation reaches field-level
+  parsing and the algorithm allow-lists;
 - the signed entity inside an encrypted layer, re-encrypted afterwards, so the mutation reaches
-  the inner layer past decryption.
+  the inner layer past decryption;
+- the signed first part of a multipart/signed, the signature left intact.
 
 Each mutant goes through unwrap() with the right keys. Properties:
 1. the only exceptions are Malformed, BadSignature, NoDecryptionKey and Unsupported;
@@ -17,7 +20,7 @@ Each mutant goes through unwrap() with the right keys. Properties:
 3. a signature reported valid, or an AES-GCM layer that decrypted, means the content is the
    original one: no mutation gets past the integrity checks.
 
-Cases: 5 x 220 + 5 x 140 + 2 x 150 = 2100 examples. pytest-timeout and the hypothesis
+Cases: 5 seeds x (220 + 140 + 100) + 150 + 150 = 2600 examples. pytest-timeout and the hypothesis
 deadline turn a hang or a quadratic blow-up into a failure.
 """
 

@@ -81,7 +81,8 @@ def test_round_trip(pki: dict[str, object], kind: str, digest: str, detached: bo
     expected_sig = {"rsa": "rsa", "rsa-pss": "rsa-pss", "ec-p256": "ecdsa", "ec-p384": "ecdsa",
                     "ed25519": "ed25519"}[kind]
     assert signer.signature_algorithm == expected_sig
-    assert signer.capabilities == ("aes256-gcm", "aes128-gcm", "aes256-cbc", "aes128-cbc")
+    assert signer.capabilities == ("aes256-gcm", "aes128-gcm", "aes256-cbc", "aes128-cbc",
+                                   "rsaes-oaep")
     assert set(layer.certificates) == {ident.cert, ca.cert}
     # And the signature covers the content: one changed byte breaks it.
     tampered = CONTENT.replace(b"Bob", b"Eve")
@@ -189,6 +190,27 @@ def test_capabilities_chosen_and_omitted(pki: dict[str, object]) -> None:
     assert "smime_capabilities" not in [a["type"].native for a in info["signed_attrs"]]
     with pytest.raises(Unsupported, match="rot13"):
         sign_der(CONTENT, ident.key, ident.cert, capabilities=["rot13"])
+
+
+def test_default_capabilities_announce_oaep_sha256_after_the_ciphers(
+    pki: dict[str, object]
+) -> None:
+    # RFC 8551 2.5.2: ciphers first, then key encipherment; rsaesOAEP with the RFC 4055 4.1
+    # parameters of the OAEP we make (SHA-256, MGF1-SHA-256), not the SHA-1 defaults.
+    ident = _ident(pki, "rsa")
+    info = _signer_info(sign_der(CONTENT, ident.key, ident.cert))
+    (attr,) = [a for a in info["signed_attrs"] if a["type"].native == "smime_capabilities"]
+    items = list(attr["values"][0])
+    assert [i["capability_id"].dotted for i in items] == [
+        "2.16.840.1.101.3.4.1.46", "2.16.840.1.101.3.4.1.6", "2.16.840.1.101.3.4.1.42",
+        "2.16.840.1.101.3.4.1.2", "1.2.840.113549.1.1.7"]
+    assert all(i.dump().hex() == "300b0609" + i["capability_id"].dump().hex()[4:]
+               for i in items[:4])  # AES: parameters absent
+    sha256 = "300b0609608648016503040201"  # AlgorithmIdentifier sha256, parameters absent
+    assert items[4].dump().hex() == (
+        "3038" "06092a864886f70d010107"                       # id-RSAES-OAEP
+        "302b" "a00d" + sha256 +                              # [0] hashFunc
+        "a11a" "3018" "06092a864886f70d010108" + sha256)      # [1] MGF1 with sha256
 
 
 def test_refusals(pki: dict[str, object]) -> None:

@@ -7,6 +7,8 @@ import datetime as dt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from smimegate.store import Conflict, InvalidData, NotFound, SqlStore
 from tests.helpers.testpki import TestCA
@@ -109,6 +111,33 @@ def test_policy_rows(store: SqlStore) -> None:
     assert set(rows.users) == {"boss@mx.example.com"}
     assert rows.users["boss@mx.example.com"].properties == {"sign": "no"}
     assert store.policy_rows([]).users == {}
+
+
+def test_address_only_in_subject_email_address_is_found(store: SqlStore, ca: TestCA) -> None:
+    # Older and some corporate CAs put the address only in the subject's emailAddress
+    # (PKCS #9; RFC 8551 3.1 allows it besides subjectAltName). No SAN at all here.
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([
+            x509.NameAttribute(NameOID.COMMON_NAME, "Olaf Old"),
+            x509.NameAttribute(NameOID.EMAIL_ADDRESS, "Olaf.Old@Example.COM")]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(ca.key, hashes.SHA256())
+    )
+    with pytest.raises(x509.ExtensionNotFound):
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    rec = store.add_certificate(cert, source="harvested")
+    assert rec.emails == ("olaf.old@example.com",)
+    assert [c.fingerprint for c in store.find_certificates("olaf.old@example.com")] == [
+        rec.fingerprint]
+    assert [c.fingerprint for c in store.list_certificates("OLAF.OLD@example.com")] == [
+        rec.fingerprint]
 
 
 def test_certificate_lookups(store: SqlStore, ca: TestCA) -> None:
