@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from smimegate.milter import runner
 from tests.milter import client as mc
 from tests.milter.client import MilterClient
 from tests.milter.daemon import (
@@ -289,30 +290,47 @@ def test_socket_activation_fd3(tmp_path: Path) -> None:
         with _client(spec) as c:
             r = c.message("a@inside.test", ["bob@outside.test"], HEADERS, b"x\r\n")
             assert r.eom is not None and r.eom.reply.cmd == mc.SMFIR_CONTINUE
-            timing = _timed_messages(c, 20)
         assert "socket=fd:3" in daemon.output()
-        assert timing < 0.010  # TCP_NODELAY on the inherited socket too
     finally:
         daemon.stop()
 
 
-def _timed_messages(c: MilterClient, n: int) -> float:
-    """Mean seconds per message with header edits (several writes at end of message)."""
-    started = time.perf_counter()
-    for i in range(n):
-        r = c.message("a@inside.test", ["bob@outside.test"], HEADERS, b"x" * 10000 + b"\r\n",
-                      queue_id=f"T{i}")
-        assert r.eom is not None and len(r.eom.actions) == 5
-    return (time.perf_counter() - started) / n
+# Issue 5 item 12: libmilter leaves Nagle on for the connections it accepts, so every packet
+# after the first of an end-of-message reply waited for the MTA's delayed ACK (~40 ms). The
+# runner sets TCP_NODELAY on libmilter's listening socket, which accepted connections inherit.
+# These tests check the socket options themselves; the throughput is measured by
+# bench/postfix_bench.py, never asserted here (timed assertions do not belong in tests).
+
+_LISTENER_PROBE = """
+import socket, sys
+from smimegate.config import loads
+from smimegate.milter import runner
+spec = runner.parse_socket(sys.argv[1])
+runner._register()  # libmilter opens no socket before a filter is registered
+listener = runner.open_socket(spec, loads(""), None)
+with socket.socket(fileno=listener.fd) as sock:
+    print(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+"""
 
 
-def test_inet_has_no_nagle_stall(fake_inet: FakeInet) -> None:
-    """Issue 5 item 12: without TCP_NODELAY every message with edits waited ~40 ms for a
-    delayed ACK (23 msg/s); with it a message takes well under a millisecond here."""
-    _, spec, _ = fake_inet
-    with _client(spec) as c:
-        mean = _timed_messages(c, 50)
-    assert mean < 0.010, f"{mean * 1000:.1f} ms per message: the Nagle stall is back"
+def test_libmilter_listener_gets_tcp_nodelay() -> None:
+    spec = f"inet:{free_port()}@127.0.0.1"
+    out = subprocess.run([PYTHON, "-c", _LISTENER_PROBE, spec], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert out.strip() != "0", out
+
+
+def test_accepted_connections_inherit_tcp_nodelay() -> None:
+    # The fix relies on the kernel copying TCP_NODELAY from the listener to accepted sockets.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    runner.set_nodelay(listener.fileno())
+    with socket.create_connection(listener.getsockname()) as _client_side:
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    listener.close()
 
 
 def test_privileges_dropped_to_configured_user(tmp_path: Path) -> None:
