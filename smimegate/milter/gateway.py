@@ -50,7 +50,7 @@ from smimegate.milter.inbound import (
     is_smime,
     open_entity,
 )
-from smimegate.milter.services import Services, SigningIdentity
+from smimegate.milter.services import EncryptionChoice, Services, SigningIdentity
 from smimegate.milter.transaction import Envelope, HeaderEdit, Outcome, Reinjection
 from smimegate.pki import trust
 from smimegate.policy import (
@@ -418,6 +418,7 @@ class Gateway:
                 choice = self.services.encryption_certificate(address)
                 has_cert = choice.certificate is not None
                 capabilities = choice.capabilities
+                _log_skipped(run.envelope.queue_id or "", address, choice)
             facts.append(Recipient(address, pol, has_cert, capabilities=capabilities))
         subject_value = hdr.find(run.kept, "Subject")
         subject = hdr.decode_subject(subject_value) if subject_value is not None else None
@@ -529,7 +530,7 @@ class Gateway:
             return _Copy((), None, facts=(("action", "none"),))
         anchors = self.services.anchors() if any(
             layer.kind == "signed" for layer in opened.layers) else trust.TrustAnchors()
-        layers = tuple(trust.apply_trust(layer, anchors) for layer in opened.layers)
+        layers = tuple(self.services.apply_trust(layer, anchors) for layer in opened.layers)
         harvested = self.services.import_signers(layers)
         error = opened.error
         if error and group.treatment.decrypt:
@@ -553,6 +554,22 @@ class Gateway:
                                     hdr.fold(f"{self.prefix}Error", error)))
         facts += _layer_facts(layers, harvested, error)
         return _Copy(tuple(edits), new_body, facts=tuple(facts))
+
+
+# pki.trust.choose_encryption_certificate's reason for the certificates older than the chosen
+# one: they were not checked, so nothing is wrong with them that the administrator should see.
+_SUPERSEDED = "a newer certificate was chosen"
+
+
+def _log_skipped(queue_id: str, address: str, choice: EncryptionChoice) -> None:
+    """One line per certificate of ``address`` that was not chosen (issue 4 item 2), in the
+    message's context: fingerprint prefix and reason, nothing of the key. Refused ones (expired,
+    revoked, untrusted ...) are warnings; superseded ones are logged at INFO. Never raises."""
+    for fingerprint, reason in choice.skipped:
+        level = logging.INFO if reason == _SUPERSEDED else logging.WARNING
+        _LOG.log(level, log.warning_line(queue_id, "recipient certificate skipped", (
+            ("to", f"<{address}>"), ("cert", fingerprint[:16]), ("reason", reason),
+            ("chosen", choice.certificate is not None))))
 
 
 def _layer_facts(layers: Sequence[Layer], harvested: int,

@@ -24,34 +24,58 @@ from smimegate.smime.results import Layer, serial_hex
 
 # RFC 5322 2.1.1: lines SHOULD stay below 78 characters.
 FOLD_WIDTH = 76
+# What joins folded lines in the values we hand the MTA: a bare LF. libmilter's smfi_addheader
+# documents "a line feed ... followed by at least one whitespace character; the line feed
+# should NOT be preceded by a carriage return, the MTA will add this automatically", and
+# Postfix's cleanup (cleanup_out_header) splits an added value at "\n" only, so a CR before it
+# would stay in the queue file and reach the recipient as a stray CR. Postfix hands us folded
+# fields joined the same way ("\n\t", INTEROP.md).
+LINE_BREAK = "\n"
+_WSP = " \t"
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 def unfold(value: str) -> str:
-    """Undo folding (RFC 5322 2.2.3)."""
+    """Undo folding (RFC 5322 2.2.3): remove each CRLF (or LF) that precedes white space, and
+    nothing else."""
     return _FOLD.sub("", value)
 
 
+def _break_points(value: str) -> list[int]:
+    """Where a line break may go: before a WSP that follows a non-WSP (so no line holds only
+    WSP, RFC 5322 3.2.2) and that has something other than WSP after it."""
+    last_text = len(value.rstrip(_WSP))
+    return [i for i in range(1, last_text)
+            if value[i] in _WSP and value[i - 1] not in _WSP]
+
+
 def fold(name: str, value: str) -> str:
-    """Fold a value after "; " or ", " or a blank so that lines stay short; "\\r\\n\\t" joins
-    the lines (the form HeaderEdit values use). A value without break points stays long."""
+    """A value for field ``name``, folded so that lines stay within FOLD_WIDTH where it can.
+
+    RFC 5322 2.2.3: unfolding removes only the line break, so a break goes right before white
+    space that is already in the value and that white space starts the continuation line; no
+    character is added or dropped and unfold(fold(name, v)) == unfold(v). Where a line has no
+    white space to break at, it stays long (a break elsewhere would change the value). Lines
+    are joined with LINE_BREAK (a bare LF, see there); edit.serialize_header writes CRLF.
+    Never raises.
+    """
     value = unfold(value)
-    width = FOLD_WIDTH - len(name) - 2
-    if len(value) <= width:
+    used = len(name) + 2  # "Name: " before the value on the first line
+    if used + len(value) <= FOLD_WIDTH:
         return value
-    pieces = re.split(r"(?<=[;,]) |(?<=\S) (?=\S)", value)
+    points = _break_points(value)
     lines: list[str] = []
-    current = ""
-    for piece in pieces:
-        candidate = f"{current} {piece}" if current else piece
-        if current and len(candidate) > width:
-            lines.append(current)
-            current = piece
-            width = FOLD_WIDTH - 1
-        else:
-            current = candidate
-    lines.append(current)
-    return "\r\n\t".join(lines)
+    start = 0
+    while used + len(value) - start > FOLD_WIDTH:
+        later = [p for p in points if p > start]
+        if not later:
+            break
+        fitting = [p for p in later if used + p - start <= FOLD_WIDTH]
+        cut = fitting[-1] if fitting else later[0]
+        lines.append(value[start:cut])
+        start, used = cut, 0
+    lines.append(value[start:])
+    return LINE_BREAK.join(lines)
 
 
 def _authserv_of(value: str) -> str:
@@ -107,12 +131,12 @@ def decode_subject(value: str) -> str:
 
 
 def encode_subject(text: str) -> str:
-    """A Subject value: ASCII text as it is, anything else as RFC 2047 UTF-8 encoded-words,
-    folded with "\\r\\n\\t"."""
+    """A Subject value: ASCII text as it is, anything else as RFC 2047 UTF-8 encoded-words;
+    folded as fold() does (LINE_BREAK; white space between encoded-words is ignored when they
+    are decoded, RFC 2047 6.2)."""
     if text.isascii():
         return fold("Subject", text)
-    encoded = Header(text, "utf-8", header_name="Subject").encode(linesep="\r\n")
-    return encoded.replace("\r\n ", "\r\n\t")
+    return Header(text, "utf-8", header_name="Subject").encode(linesep=LINE_BREAK)
 
 
 def quote(value: str) -> str:

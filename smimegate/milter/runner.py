@@ -55,6 +55,10 @@ Sockets:
   smfi_opensocket has made it (found through /proc/self/fd). Measured with
   tests/milter/client.py, 10 KB messages with three header edits over one connection: 23
   msg/s before, several thousand after (tests/milter/test_runner.py keeps it that way).
+  The other half of the stall is on Postfix's side and is removed by answering SMFIC_DATA
+  (session.py ``data``; bench/inet_stall_bench.py). ``quickack 1`` on the loopback route
+  (``ip route change local 127.0.0.1 dev lo ... table local quickack 1``) removes both halves
+  for any milter, at the cost of one ACK per segment on that route.
 - ``unix:/PATH``. A stale socket file (nobody answers on it) is removed; one a running milter
   answers on stops start-up. After creation the file gets ``socket_mode`` (default 0660) and,
   when started as root, the owner ``user`` and group ``group``. So that Postfix can write to

@@ -13,8 +13,17 @@ RSA-OAEP for recipients that announced them (RFC 8551 2.5.2, 2.7.1). Cached:
 the trust anchors (smimegate.pki.anchors.CachedAnchors: roots, stored CA certificates as
 intermediates, CRLs; read again on reload and when older than ANCHORS_MAX_AGE seconds), signing
 identities and encryption certificates (CACHE_TTL seconds, so a newly imported certificate
-is used within that time). Private keys for decryption are not cached: they are only taken
-from the store for a message that needs them.
+is used within that time), trust decisions on signers (smimegate.pki.trustcache, for one
+anchors value), and the policy rows of each address (POLICY_TTL seconds). Changes made with
+the CLI (another process) take effect within those times or at once on SIGUSR1 (reload);
+policy writes through this process's own store (SqlStore.policy_generation) at once. Private
+keys for decryption are not cached here: they are only taken from the store for a message
+that needs them (SqlStore unwraps them without OpenSSL's slow RSA key check: they were
+checked when they were stored, and AES-GCM proves them unchanged).
+
+Why caches at all (issue 5 item 12): in the milter every store query releases the GIL and the
+thread then waits for it behind the other connections' signing and encryption, and a path
+validation costs ~5 ms; bench/gateway_bench.py prints the per-message cost cold and warm.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from cryptography.hazmat.primitives import hashes
 
 from smimegate.pki import trust
 from smimegate.pki.anchors import CachedAnchors
+from smimegate.pki.trustcache import TrustCache
 from smimegate.policy import EffectivePolicy, resolve
 from smimegate.smime.results import Layer, SignerResult
 from smimegate.store.base import Capabilities, InvalidData, PolicyRows, Store
@@ -40,6 +50,7 @@ from smimegate.store.policyrows import address_policy
 
 CACHE_TTL = 60.0
 ANCHORS_MAX_AGE = 60.0
+POLICY_TTL = 30.0
 
 _T = TypeVar("_T")
 
@@ -55,11 +66,13 @@ class SigningIdentity:
 
 @dataclass(frozen=True)
 class EncryptionChoice:
-    """The certificate to encrypt to (None: none usable), why others were skipped, and the
-    algorithms the recipient announced (policy names, most preferred first; empty: unknown)."""
+    """The certificate to encrypt to (None: none usable), the recipient's other certificates
+    with why each was skipped ((SHA-256 fingerprint hex, reason), newest first; empty when the
+    recipient has no certificate at all), and the algorithms the recipient announced (policy
+    names, most preferred first; empty: unknown)."""
 
     certificate: x509.Certificate | None
-    skipped: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]
     capabilities: tuple[str, ...] = ()
 
 
@@ -107,10 +120,17 @@ class Services:
         self._anchors = CachedAnchors(store, max_age=ANCHORS_MAX_AGE)
         self._signing = _TtlCache(CACHE_TTL)
         self._encryption = _TtlCache(CACHE_TTL)
+        self._trust = TrustCache(ttl=ANCHORS_MAX_AGE)
+        self._policy_lock = threading.Lock()
+        self._policy_rows: dict[str, tuple[float, PolicyRows]] = {}
+        self._policy_generation: int | None = None
 
     def reload(self) -> None:
         """Forget every cached value, the directory's too."""
         self._anchors.invalidate()
+        self._trust.clear()
+        with self._policy_lock:
+            self._policy_rows.clear()
         self._signing.clear()
         self._encryption.clear()
         if self.directory is not None:
@@ -130,26 +150,62 @@ class Services:
         The null sender ("") and addresses without a domain count as external. Raises
         StoreUnavailable, PolicyError for a bad stored value.
         """
-        real = [a for a in addresses if "@" in a]
-        rows: PolicyRows = self.store.policy_rows(real)
+        rows = self._rows([a if "@" in a else "" for a in addresses])
         out: dict[str, EffectivePolicy] = {}
         for address in addresses:
-            if address not in real:
-                out[address] = resolve(rows.settings, None, {"locality": "external"})
+            if "@" not in address:
+                out[address] = resolve(rows[""].settings, None, {"locality": "external"})
                 continue
             # The same mapping as the CLI's ``user show``: a user whose enabled column is
             # cleared is disabled here too (smimegate.store.policyrows). The directory's values
-            # come last: it is the live source for the attributes it maps.
+            # come last: it is the live source for the attributes it maps (cached there).
             user = self.directory_user(address)
-            out[address] = address_policy(rows, address,
+            out[address] = address_policy(rows[address], address,
                                           user.properties if user is not None else None)
         return out
+
+    def _rows(self, keys: Sequence[str]) -> dict[str, PolicyRows]:
+        """Policy rows for each key (an address, or "" for the settings alone), from the cache
+        when younger than POLICY_TTL and no policy write went through our store since; the
+        others in one Store.policy_rows query. Raises StoreUnavailable."""
+        generation = getattr(self.store, "policy_generation", None)
+        now = time.monotonic()
+        found: dict[str, PolicyRows] = {}
+        with self._policy_lock:
+            if generation != self._policy_generation:
+                self._policy_rows.clear()
+                self._policy_generation = generation
+            for key in keys:
+                hit = self._policy_rows.get(key)
+                if hit is not None and now - hit[0] < POLICY_TTL:
+                    found[key] = hit[1]
+        missing = [k for k in dict.fromkeys(keys) if k not in found]
+        if missing:
+            fetched: PolicyRows = self.store.policy_rows([k for k in missing if k])
+            with self._policy_lock:
+                if len(self._policy_rows) > 10000:
+                    self._policy_rows.clear()
+                # Rows read while a write went through are not kept (the next call reads
+                # again); they are still the freshest answer for this call.
+                if getattr(self.store, "policy_generation", None) == generation:
+                    for key in missing:
+                        self._policy_rows[key] = (now, fetched)
+            for key in missing:
+                found[key] = fetched
+        return found
 
     # -- trust ----------------------------------------------------------------------------
     def anchors(self) -> trust.TrustAnchors:
         """Roots, intermediates (stored CA certificates that are not roots) and CRLs
         (smimegate.pki.anchors), read again when older than ANCHORS_MAX_AGE seconds."""
         return self._anchors.get()
+
+    def apply_trust(self, layer: Layer, anchors: trust.TrustAnchors) -> Layer:
+        """trust.apply_trust(layer, anchors) now, with each signer's decision remembered for
+        this anchors value (smimegate.pki.trustcache: at most ANCHORS_MAX_AGE seconds, never
+        past a certificate's expiry or a CRL's nextUpdate). Never raises for a bad
+        certificate."""
+        return self._trust.apply_trust(layer, anchors)
 
     # -- keys and certificates ------------------------------------------------------------
     def signing_identity(self, address: str) -> SigningIdentity | None:
@@ -186,10 +242,10 @@ class Services:
             if fingerprint not in blocked:
                 candidates.setdefault(fingerprint, cert)
         if not candidates:
-            return EncryptionChoice(None, ("no certificate",))
+            return EncryptionChoice(None, ())
         chosen, skipped = trust.choose_encryption_certificate(
             list(candidates.values()), self.anchors())
-        reasons = tuple(reason for _cert, reason in skipped)
+        reasons = tuple((_fingerprint(cert), reason) for cert, reason in skipped)
         if chosen is None:
             return EncryptionChoice(None, reasons)
         return EncryptionChoice(chosen, reasons, self._capabilities(chosen, candidates))

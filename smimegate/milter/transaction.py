@@ -42,7 +42,8 @@ class HeaderEdit:
     message stands when the edit is applied (deletes of one name come highest index first, so
     libmilter's and Postfix's index counting agree). add appends at the end, insert puts the
     field at the top (smfi_insheader index 0). value: the field value for add/insert/change,
-    folded with "\\r\\n\\t" when long; None for delete.
+    folded with a bare "\\n" before white space when long (milter.headers.fold: the form
+    libmilter and Postfix want); None for delete.
     """
 
     op: HeaderOp

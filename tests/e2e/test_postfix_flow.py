@@ -9,6 +9,8 @@ The world (alice, bob, carol, dave) is described in tests/e2e/mta_fixtures.py.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 import smtplib
 
@@ -24,6 +26,7 @@ from tests.e2e.mta_fixtures import (
     DAVE,
     PREFIX,
     PostfixWorld,
+    smimegate,
 )
 
 pytestmark = pytest.mark.e2e
@@ -113,6 +116,7 @@ def test_inbound_decrypted_into_maildir_with_result_headers(
     world.postfix.send(BOB, [ALICE], message)
     world.postfix.wait_idle()
     (delivered,) = world.postfix.maildir(ALICE)
+    assert_result_headers_as_inspect_says(world, message)
 
     assert b"the launch code is 0000." in delivered
     assert not is_enveloped(delivered)
@@ -135,6 +139,29 @@ def test_inbound_decrypted_into_maildir_with_result_headers(
 
     (line,) = log_lines(world, queue_id_of(delivered.split(b"\r\n", 3)[3]))
     assert "direction=inbound" in line and "result=ok" in line
+
+
+def assert_result_headers_as_inspect_says(world: PostfixWorld, sent: bytes) -> None:
+    """The result headers in alice's Maildir file, read by Python's email package and unfolded
+    (RFC 5322 2.2.3), are exactly, in order, what ``smimegate message inspect`` prints for the
+    message that was sent; and the file has one line-end form (virtual(8) writes LF: a CR left
+    in a folded value we added would show here)."""
+    (path,) = (world.postfix.vmail / ALICE / "Maildir" / "new").iterdir()
+    raw = path.read_bytes()
+    assert b"\r" not in raw.partition(b"\n\n")[0], raw[:2000]
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    delivered = [(name, str(value)) for name, value in parsed.items()
+                 if name.startswith(PREFIX)]
+    sent_file = world.base / "inbound-sent.eml"
+    sent_file.write_bytes(sent)
+    printed = smimegate(world.config, "message", "inspect", str(sent_file))
+    expected = [tuple(line.split(": ", 1)) for line in printed.splitlines()]
+    assert delivered == expected, (delivered, expected)
+    # Long values were folded on the way (else this would not test folding at all).
+    folded = [name for name, value in expected if len(name) + 2 + len(value) > 76]
+    assert folded, expected
+    head = raw.partition(b"\n\n")[0].decode("latin-1")
+    assert all(re.search(rf"^{re.escape(n)}: [^\n]*\n[ \t]", head, re.M) for n in folded), head
 
 
 def test_mixed_recipients_split_each_copy_right(world: PostfixWorld, openssl: OpenSSL) -> None:

@@ -1,0 +1,69 @@
+"""DATA is negotiated with a reply (issue 5 item 12, the inet: stall; smimegate/milter/session.py).
+
+Postfix flushes its buffered milter packets only when it waits for a reply. Unless DATA is
+answered, smtpd's DATA-stage packets go out unanswered just before cleanup writes the headers
+and body on the same connection, and Nagle + delayed ACK hold that write ~40 ms on inet:. These
+tests pin the protocol facts the fix rests on, over the real daemon (runner + session, with the
+fake gateway of tests/milter/fakegateway.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.milter import client as mc
+from tests.milter.client import MilterClient
+from tests.milter.daemon import Daemon, fake_argv, free_port, start, write_config
+
+
+@pytest.fixture()
+def daemon_spec(tmp_path: Path) -> Iterator[str]:
+    spec = f"inet:{free_port()}@127.0.0.1"
+    config = write_config(tmp_path, spec)
+    daemon: Daemon = start(fake_argv(config), tmp_path / "milter.log", spec)
+    try:
+        yield spec
+    finally:
+        daemon.stop()
+
+
+def test_data_is_sent_and_answered(daemon_spec: str) -> None:
+    with MilterClient(daemon_spec).open() as c:
+        neg = c.negotiate()
+    assert not neg.protocol & mc.SMFIP_NODATA, "DATA must be sent to the milter"
+    assert not neg.protocol & mc.SMFIP_NR_DATA, "DATA must be answered"
+
+
+def test_data_reply_is_continue_and_the_message_goes_on(daemon_spec: str) -> None:
+    with MilterClient(daemon_spec).open() as c:
+        c.negotiate()
+        c.connect(hostname="mx.outside.test", address="192.0.2.7",
+                  macros={"{daemon_name}": "ORIGINATING", "j": "gw.inside.test"})
+        c.helo("mx.outside.test")
+        assert c.mail("a@inside.test", macros={"i": "4DATA1"}) is None  # @noreply
+        rcpt = c.rcpt("bob@outside.test", macros={"i": "4DATA1"})
+        assert rcpt is not None and rcpt.cmd == mc.SMFIR_CONTINUE
+        data = c.data(macros={"i": "4DATA1"})
+        assert data is not None and data.cmd == mc.SMFIR_CONTINUE
+        c.header("From", "a@inside.test")
+        c.header("To", "bob@outside.test")
+        c.eoh(macros={"i": "4DATA1"})
+        c.body(b"hello\r\n")
+        result = c.eom(macros={"i": "4DATA1"})
+    assert result.reply.cmd in (mc.SMFIR_CONTINUE, mc.SMFIR_ACCEPT)
+
+
+def test_second_message_on_the_connection_answers_data_again(daemon_spec: str) -> None:
+    with MilterClient(daemon_spec).open() as c:
+        c.negotiate()
+        c.connect(hostname="mx.outside.test", address="192.0.2.7")
+        c.helo("mx.outside.test")
+        for queue_id in ("4DATA2", "4DATA3"):
+            r = c.message("a@inside.test", ["bob@outside.test"],
+                          [("From", "a@inside.test"), ("Subject", "again")], b"x\r\n",
+                          queue_id=queue_id)
+            assert r.eom is not None
+            assert r.eom.reply.cmd in (mc.SMFIR_CONTINUE, mc.SMFIR_ACCEPT)

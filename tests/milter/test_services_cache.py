@@ -1,0 +1,111 @@
+"""The per-process caches of smimegate.milter.services (issue 5 item 12): policy rows, trust
+decisions on signers, and private keys read back from the store.
+
+Policy rows: a write through the same store object is seen at once (SqlStore counts its policy
+writes); a write by another process (here: a second SqlStore on the same file, as the CLI is)
+within POLICY_TTL seconds, or at once after reload().
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from smimegate.milter import services as svc
+from smimegate.milter.services import Services
+from smimegate.store.base import NotFound
+from smimegate.store.keys import ensure_master_key
+from smimegate.store.sql import SqlStore
+from tests.helpers.testpki import TestCA
+
+ALICE = "alice@inside.test"
+
+
+def open_store(root: Path) -> SqlStore:
+    return SqlStore.open(f"sqlite:///{root / 'store.db'}", root / "master.key",
+                         check_schema=False, create=True)
+
+
+@pytest.fixture()
+def stores(tmp_path: Path) -> Iterator[tuple[SqlStore, SqlStore]]:
+    """(the milter's store, the CLI's store): two objects over one SQLite file."""
+    ensure_master_key(tmp_path / "master.key")
+    mine = open_store(tmp_path)
+    mine.migrate()
+    mine.add_domain("inside.test", {"locality": "internal"})
+    mine.add_user(ALICE)
+    other = open_store(tmp_path)
+    yield mine, other
+    other.close()
+    mine.close()
+
+
+def sign_mode(services: Services) -> str:
+    return services.policies([ALICE])[ALICE].value("sign_mode")
+
+
+def test_policy_generation_counts_policy_writes_only(stores: tuple[SqlStore, SqlStore]) -> None:
+    store, _ = stores
+    before = store.policy_generation
+    store.set_user_property(ALICE, "sign_mode", "opaque")
+    store.set_setting("encrypt_mode", "allow")
+    assert store.policy_generation == before + 2
+    store.add_certificate(TestCA().issue("x@outside.test").cert)  # not a policy table
+    assert store.policy_generation == before + 2
+    with pytest.raises(NotFound):  # a failed write still counts
+        store.remove_user("nobody@inside.test")
+    assert store.policy_generation == before + 3
+
+
+def test_own_writes_are_seen_at_once(stores: tuple[SqlStore, SqlStore]) -> None:
+    store, _ = stores
+    services = Services(store)
+    assert sign_mode(services) == "clear"
+    store.set_user_property(ALICE, "sign_mode", "opaque")
+    assert sign_mode(services) == "opaque"
+
+
+def test_other_process_writes_after_reload_or_ttl(stores: tuple[SqlStore, SqlStore],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    store, cli = stores
+    services = Services(store)
+    assert sign_mode(services) == "clear"
+    cli.set_user_property(ALICE, "sign_mode", "opaque")
+    assert sign_mode(services) == "clear"  # cached: POLICY_TTL seconds at most
+    services.reload()
+    assert sign_mode(services) == "opaque"
+    monkeypatch.setattr(svc, "POLICY_TTL", 0.05)
+    cli.delete_user_property(ALICE, "sign_mode")
+    time.sleep(0.1)
+    assert sign_mode(services) == "clear"
+
+
+def test_policies_of_a_mixed_list_and_the_null_sender(stores: tuple[SqlStore, SqlStore]) -> None:
+    store, _ = stores
+    services = Services(store)
+    assert services.policies([ALICE])[ALICE].value("locality") == "internal"
+    pol = services.policies(["", ALICE, "bob@outside.test"])
+    assert pol[""].value("locality") == "external"
+    assert pol[ALICE].value("locality") == "internal"
+    assert pol["bob@outside.test"].value("locality") == "external"
+
+
+def test_unwrapped_key_works_without_the_rsa_check(stores: tuple[SqlStore, SqlStore]) -> None:
+    """SqlStore skips OpenSSL's RSA key check on unwrap (the key was checked when stored and
+    AES-GCM proves it unchanged): the key read back still decrypts what its certificate
+    encrypted."""
+    store, _ = stores
+    alice = TestCA().issue(ALICE, "rsa2048")
+    store.add_certificate(alice.cert, key=alice.key)
+    [(record, key)] = store.keys_for_email(ALICE)
+    assert record.certificate() == alice.cert
+    secret = alice.cert.public_key().encrypt(b"cek", padding.PKCS1v15())  # type: ignore[union-attr]
+    assert key.decrypt(secret, padding.PKCS1v15()) == b"cek"
+    signature = key.sign(b"data", padding.PKCS1v15(), hashes.SHA256())
+    alice.cert.public_key().verify(signature, b"data", padding.PKCS1v15(),  # type: ignore[union-attr]
+                                   hashes.SHA256())
