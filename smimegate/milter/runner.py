@@ -117,8 +117,9 @@ STOP_SIGNALS = LIBMILTER_SIGNALS
 RELOAD_SIGNAL = signal.SIGUSR1
 # How often the main thread looks at the stop signals and libmilter's thread (seconds).
 POLL = 0.2
-# After the last transaction's end-of-message callback returned, libmilter still writes its
-# reply to the MTA: a moment for that before the process goes (seconds).
+# After an end-of-message callback returned, libmilter still writes its reply to the MTA; the
+# stop waits until the MTA's next command on that connection shows it was written, at most
+# this long (an MTA may keep the connection idle) (seconds).
 REPLY_GRACE = 0.2
 # How long smfi_main may take to return after smfi_stop (libmilter polls every 5 s).
 LIBMILTER_STOP_WAIT = 10.0
@@ -691,7 +692,7 @@ def serve(runtime: Runtime, listener: Listener) -> None:
             _LOG.warning(log.warning_line(
                 None, "transactions cut at stop; the MTA tempfails them", {"in_progress": cut}))
         elif in_progress:
-            time.sleep(REPLY_GRACE)
+            runtime.wait_replies(REPLY_GRACE)
         _LOG.info(f"{log.TAG}: drained; " + log.format_fields(
             {"finished": finished, "cut": cut}))
         if thread.is_alive():

@@ -133,6 +133,7 @@ class Runtime:
         self._gateway = gateway
         self.submit_copy = submit_copy
         self._active = 0
+        self._replies_pending = 0
         self._stopping = False
 
     @property
@@ -160,11 +161,30 @@ class Runtime:
             self._active += 1
             return True
 
-    def end(self) -> None:
-        """A counted transaction ended (end of message, abort, or connection closed)."""
+    def end(self, reply_pending: bool = False) -> None:
+        """A counted transaction ended (end of message, abort, or connection closed).
+
+        reply_pending: it ended at end of message, whose reply libmilter writes only after our
+        callback returned; reply_written() says when that is known to have happened."""
         with self._lock:
             self._active -= 1
+            if reply_pending:
+                self._replies_pending += 1
             self._lock.notify_all()
+
+    def reply_written(self) -> None:
+        """The MTA sent its next command on a connection whose end-of-message reply was
+        pending: libmilter handles one connection in order, so that reply has been written."""
+        with self._lock:
+            self._replies_pending -= 1
+            self._lock.notify_all()
+
+    def wait_replies(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until every pending end-of-message reply is known to
+        be written; True when none is left. The MTA's next command is the only sign of it, so
+        a connection the MTA keeps idle is covered by the deadline alone."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._replies_pending <= 0, timeout)
 
     @property
     def active(self) -> int:
@@ -215,6 +235,7 @@ def _boundary(stage: str, *, replies_allowed: bool) -> Callable[[F], F]:
     def decorate(func: F) -> F:
         @functools.wraps(func)
         def wrapper(self: Session, *args: Any) -> Any:
+            self._reply_seen()
             try:
                 return func(self, *args)
             except Exception:  # noqa: BLE001 - the callback boundary: nothing may escape
@@ -249,6 +270,7 @@ class Session(Milter.Base):  # type: ignore[misc]
         self._macros = mac.Macros()
         self._in_transaction = False  # counted in runtime.active
         self._refused_stopping = False  # begun while stopping: refused at RCPT
+        self._reply_pending = False  # our end-of-message reply may not be written yet
         self._reset_message()
 
     # -- per-message state -------------------------------------------------------------------
@@ -269,12 +291,19 @@ class Session(Milter.Base):  # type: ignore[misc]
             self._in_transaction = self.runtime.begin()
             self._refused_stopping = not self._in_transaction
 
-    def _end(self) -> None:
+    def _end(self, reply_pending: bool = False) -> None:
         self._close_body()
         self._refused_stopping = False
         if self._in_transaction:
             self._in_transaction = False
-            self.runtime.end()
+            self._reply_pending = reply_pending
+            self.runtime.end(reply_pending)
+
+    def _reply_seen(self) -> None:
+        """Any callback after end of message: libmilter wrote that message's reply first."""
+        if self._reply_pending:
+            self._reply_pending = False
+            self.runtime.reply_written()
 
     def _queue_id(self) -> str:
         return self._macros.queue_id or log.NOQUEUE
@@ -379,7 +408,7 @@ class Session(Milter.Base):  # type: ignore[misc]
         try:
             return self._eom()
         finally:
-            self._end()
+            self._end(reply_pending=True)
 
     @_boundary("eom", replies_allowed=True)
     def _eom(self) -> int:
@@ -461,11 +490,13 @@ class Session(Milter.Base):  # type: ignore[misc]
 
     # -- end of transaction / connection ----------------------------------------------------
     def abort(self) -> int:
+        self._reply_seen()
         self._end()
         self._reset_message()
         return CONTINUE
 
     def close(self) -> int:
+        self._reply_seen()
         self._end()
         return CONTINUE
 

@@ -63,3 +63,23 @@ def test_runtime_counts_transactions_and_refuses_new_ones_when_stopping() -> Non
     assert runtime.wait_idle(5) and runtime.active == 0
     assert replies.TEMPFAIL_STOPPING.line() == (
         "451 4.3.2 encryption gateway: shutting down, try again later")
+
+
+def test_runtime_waits_for_end_of_message_replies_until_the_next_command() -> None:
+    import threading
+
+    from smimegate.milter.session import Runtime
+
+    class Gw:
+        def reload(self, config: Config | None = None) -> None: ...
+
+    runtime = Runtime(Config(), Gw())  # type: ignore[arg-type]
+    assert runtime.begin()
+    runtime.end(reply_pending=True)  # end of message: libmilter has not written the reply yet
+    assert runtime.active == 0
+    assert not runtime.wait_replies(0.05)
+    threading.Timer(0.1, runtime.reply_written).start()  # the MTA's next command arrived
+    assert runtime.wait_replies(5)
+    assert runtime.begin()
+    runtime.end()  # abort / close: no reply pending
+    assert runtime.wait_replies(0)
