@@ -30,6 +30,7 @@ Steps, after CONTRACT.md "What the milter does to a message" and issue 5 items 2
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -167,16 +168,14 @@ class Gateway:
         MasterKeyError ...), DirectoryError when the LDAP password file cannot be read, and
         reinject.MarkerKeyError when reinject_marker is on and its key cannot be read.
         """
-        opened = store is None
-        if store is None:
-            store = open_configured(config.store)
-        try:
+        with contextlib.ExitStack() as on_failure:
+            if store is None:
+                store = open_configured(config.store)
+                on_failure.callback(store.close)  # ours to close if the rest fails
             directory = DirectoryUsers(config.ldap) if config.ldap.enabled else None
-            return cls(config, store, directory)
-        except BaseException:
-            if opened:
-                store.close()
-            raise
+            gateway = cls(config, store, directory)
+            on_failure.pop_all()
+        return gateway
 
     def reload(self, config: Config | None = None) -> None:
         """Clear the caches (the directory's too); take ``config`` (milter options, and a

@@ -106,7 +106,7 @@ from smimegate import log
 from smimegate.config import Config, ConfigError
 from smimegate.milter.jobs import JOB_POOL_MIN, BackgroundJobs
 from smimegate.milter.session import GatewayLike, Runtime, factory
-from smimegate.store.base import Store
+from smimegate.store.base import Store, StoreError
 
 _LOG = logging.getLogger("smimegate.milter.runner")
 
@@ -491,16 +491,13 @@ def _register() -> None:
 
 
 def close_gateway(gateway: GatewayLike) -> None:
-    """Gateway.close() when the gateway has one (store pools, directory), else its store's."""
-    close = getattr(gateway, "close", None)
-    if close is None:
-        close = getattr(getattr(gateway, "store", None), "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception as exc:  # noqa: BLE001 - shutting down: log and go on
-            _LOG.warning(log.warning_line(None, "closing the gateway failed",
-                                          {"error": f"{type(exc).__name__}: {exc}"}))
+    """Close the gateway's store pools and directory connection at shutdown; a store that
+    fails to close is logged (the process is going anyway)."""
+    try:
+        gateway.close()
+    except (StoreError, OSError) as exc:
+        _LOG.warning(log.warning_line(None, "closing the gateway failed",
+                                      {"error": f"{type(exc).__name__}: {exc}"}))
 
 
 def default_gateway(config: Config) -> GatewayLike:
@@ -512,11 +509,11 @@ def default_gateway(config: Config) -> GatewayLike:
     from smimegate.store.configured import open_configured
 
     store = open_configured(config.store, pool_size=max(config.store.pool_max, JOB_POOL_MIN))
-    try:
-        return Gateway.create(config, store)
-    except BaseException:
-        store.close()
-        raise
+    with contextlib.ExitStack() as on_failure:
+        on_failure.callback(store.close)
+        gateway = Gateway.create(config, store)
+        on_failure.pop_all()
+    return gateway
 
 
 def start_jobs(gateway: GatewayLike, runtime: Runtime) -> BackgroundJobs | None:

@@ -86,6 +86,8 @@ class GatewayLike(Protocol):
 
     def reload(self, config: Config | None = None) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class ReinjectionError(Exception):
     """A split copy could not be handed to the reinjection listener."""

@@ -106,13 +106,12 @@ class SqliteBackend:
         conn = sqlite3.connect(
             self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
         )
-        try:
+        with contextlib.ExitStack() as on_failure:
+            on_failure.callback(conn.close)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process
             conn.execute("PRAGMA foreign_keys=ON")
-        except BaseException:
-            conn.close()
-            raise
+            on_failure.pop_all()
         return conn
 
     @contextlib.contextmanager
@@ -145,12 +144,14 @@ class SqliteBackend:
             # IMMEDIATE takes the write lock now, so two writers never deadlock upgrading
             # their read locks; the second one waits on busy_timeout instead.
             conn.execute("BEGIN IMMEDIATE")
+            committed = False
             try:
                 yield Cursor(conn, self)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("COMMIT")
+                committed = True
+            finally:
+                if not committed:
+                    conn.execute("ROLLBACK")
 
     def lock_schema(self, cur: Cursor) -> None:
         """BEGIN IMMEDIATE already excludes other writers."""

@@ -151,11 +151,10 @@ class SqlStore:
         )
         store = cls(backend, master)
         if check_schema:
-            try:
+            with contextlib.ExitStack() as on_failure:
+                on_failure.callback(store.close)
                 store.check_schema()
-            except BaseException:
-                store.close()
-                raise
+                on_failure.pop_all()
         return store
 
     # -- schema ---------------------------------------------------------------------------

@@ -47,6 +47,9 @@ class FakeGateway:
         if config is not None:
             self.config = config
 
+    def close(self) -> None:
+        """Nothing to release: the fake holds no store."""
+
     def rcpt_check(self, envelope_so_far: Envelope, recipient: str) -> replies.Reply:
         if recipient.startswith("mandatory@"):
             return replies.reject_mandatory(recipient)
