@@ -41,6 +41,7 @@ from smimegate.cli.inspecttrust import (
     trust_report,
 )
 from smimegate.cli.keyfiles import load_certificates, load_key_file, pair_keys
+from smimegate.pki.addresses import certificate_addresses
 from smimegate.smime import mime
 from smimegate.smime.cms import name_to_str, to_asn1
 from smimegate.smime.errors import Malformed, Unsupported
@@ -128,28 +129,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # --- JSON report ---------------------------------------------------------------------------
 
 
-def _emails(cert: x509.Certificate) -> list[str]:
-    """rfc822Name SANs, then emailAddress subject attributes (older certificates)."""
-    found: list[str] = []
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        found.extend(san.value.get_values_for_type(x509.RFC822Name))
-    except (x509.ExtensionNotFound, ValueError):
-        pass
-    for attr in cert.subject.get_attributes_for_oid(x509.NameOID.EMAIL_ADDRESS):
-        value = attr.value if isinstance(attr.value, str) else attr.value.decode("ascii", "replace")
-        if value.lower() not in (e.lower() for e in found):
-            found.append(value)
-    return found
-
-
 def _cert_summary(cert: x509.Certificate) -> dict[str, Any]:
     asn1 = to_asn1(cert)
     return {
         "subject": name_to_str(asn1.subject),
         "issuer": name_to_str(asn1.issuer),
         "serial": serial_hex(cert.serial_number),
-        "emails": _emails(cert),
+        "emails": list(certificate_addresses(cert)),
         "sha256": hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest(),
     }
 
