@@ -1,7 +1,8 @@
 """``smimegate queue``: the delivery queue (PKCS#12 mails, password SMS).
 
     smimegate queue list [--status pending|running|failed] [--json]
-    smimegate queue retry ID          try the item now; exit 1 with the error if it fails again
+    smimegate queue retry ID          claim the item and try it now; exit 1 with the error if it
+                                      fails again or a worker is sending it
     smimegate queue delete ID
     smimegate queue run [--max N]     send what is due (for cron or a systemd timer)
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from smimegate.cli.common import OperationFailed, UsageError, print_json
 from smimegate.cli.context import open_store
-from smimegate.delivery.queue import attempt, recipient_of, run_due
+from smimegate.delivery.queue import ItemBusy, recipient_of, retry_item, run_due
 from smimegate.store.base import QueueItem
 
 STATUSES = ("pending", "running", "failed")
@@ -93,16 +94,15 @@ def _list(args: argparse.Namespace) -> int:
 
 def _retry(args: argparse.Namespace) -> int:
     with open_store(args, keys=True) as ctx:
-        item = ctx.store.get_queue_item(args.id)
-        if item.status == "running":
-            raise OperationFailed(f"queue item {item.id} is being sent by a worker right now; "
-                                  "see `smimegate queue list` in a few minutes")
-        outcome = attempt(ctx.store, ctx.config, item)
+        try:
+            outcome = retry_item(ctx.store, ctx.config, args.id)
+        except ItemBusy as exc:
+            raise OperationFailed(str(exc)) from None
     if not outcome.sent:
         then = (f"next attempt {outcome.retry_at.isoformat(timespec='seconds')}"
                 if outcome.retry_at else "given up")
-        raise OperationFailed(f"queue item {item.id}: {outcome.error} ({then})")
-    print(f"queue item {item.id} ({item.kind} for {outcome.recipient}) sent")
+        raise OperationFailed(f"queue item {outcome.item_id}: {outcome.error} ({then})")
+    print(f"queue item {outcome.item_id} ({outcome.kind} for {outcome.recipient}) sent")
     return 0
 
 

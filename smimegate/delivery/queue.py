@@ -11,7 +11,7 @@ readable from the database. Kinds:
 A failed attempt is retried after ``[queue] retry_initial`` seconds, doubling up to
 ``retry_max``; ``give_up_days`` after the item was queued it is given up (status failed), and
 at once when the far end refused it for good (SMTP 5xx, HTTP 4xx). ``smimegate queue retry``
-tries any item again.
+tries any item again: it claims the item first (retry_item), so a worker never sends it too.
 """
 
 from __future__ import annotations
@@ -200,6 +200,35 @@ def attempt(
     return outcome
 
 
+def lease_for(config: Config) -> float:
+    """Seconds a claimed item stays ours: longer than one attempt can take."""
+    return max(config.smtp.timeout, config.sms.timeout) + 60.0
+
+
+class ItemBusy(Exception):
+    """A worker is sending the queue item right now."""
+
+
+def retry_item(
+    store: Store,
+    config: Config,
+    item_id: int,
+    *,
+    marker_secret: bytes | None = None,
+) -> Outcome:
+    """Claim one item now, due or not (also a failed one), and try it once (`queue retry`).
+
+    The claim comes first (Store.claim_item): from then on no worker takes the item, and an
+    item a worker holds is left to it. Raises ItemBusy when a worker holds it, NotFound when
+    there is no such item, StoreError when the store cannot record the result.
+    """
+    item = store.claim_item(item_id, lease=lease_for(config))
+    if item is None:
+        raise ItemBusy(f"queue item {item_id} is being sent by a worker right now; "
+                       "see `smimegate queue list` in a few minutes")
+    return attempt(store, config, item, marker_secret=marker_secret)
+
+
 def run_due(
     store: Store,
     config: Config,
@@ -215,7 +244,7 @@ def run_due(
     Safe to run on several nodes at once: each item is claimed (Store.claim) for longer than
     an attempt can take, so two workers never send the same item. Raises StoreError.
     """
-    lease = max(config.smtp.timeout, config.sms.timeout) + 60.0
+    lease = lease_for(config)
     outcomes: list[Outcome] = []
     while len(outcomes) < max_items:
         items = store.claim(limit=1, lease=lease, kinds=KINDS)

@@ -308,6 +308,12 @@ class Store(Protocol):
         """Take due items for this worker; another worker cannot take them for lease seconds."""
         ...
 
+    def claim_item(self, item_id: int, lease: float = 300.0) -> QueueItem | None:
+        """Take one item for this caller now, due or not, pending or failed, as claim() takes
+        due ones (`queue retry`). Returns None when a worker holds it (a lease not yet run
+        out, or claiming it at this moment). Raises NotFound when there is no such item."""
+        ...
+
     def complete(self, item_id: int) -> None: ...
     def fail(self, item_id: int, error: str, retry_at: dt.datetime | None) -> None:
         """Record a failed attempt: retry at retry_at, or give up (status failed) when None."""

@@ -853,6 +853,28 @@ class SqlStore:
             )
         return sorted((self._item(r) for r in rows), key=lambda i: (i.next_attempt, i.id))
 
+    def claim_item(self, item_id: int, lease: float = 300.0) -> QueueItem | None:
+        now = _now()
+        with self._db.transaction() as cur:
+            # The same claim as claim() but for one item whatever its due time or status
+            # (an admin's `queue retry` of a failed item): a worker's claim() skips it from the
+            # moment this UPDATE has the row, and a row a worker is claiming right now is
+            # skipped here (SKIP LOCKED), so exactly one of the two sends it.
+            row = cur.one(
+                "UPDATE queue SET status = 'running', claimed_until = ? WHERE id IN ("
+                " SELECT id FROM queue WHERE id = ?"
+                " AND (status <> 'running' OR claimed_until < ?)"
+                f"{self._db.for_update_skip_locked})"
+                " RETURNING id, kind, payload, status, attempts, next_attempt, last_error,"
+                " created",
+                (now + int(lease), item_id, now),
+            )
+            if row is None:
+                if cur.one("SELECT 1 FROM queue WHERE id = ?", (item_id,)) is None:
+                    raise NotFound(f"no queue item {item_id}")
+                return None
+        return self._item(row)
+
     def complete(self, item_id: int) -> None:
         with self._db.connection() as cur:
             if not cur.run("DELETE FROM queue WHERE id = ?", (item_id,)):

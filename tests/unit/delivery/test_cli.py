@@ -77,6 +77,22 @@ def test_list_retry_delete(store: SqlStore, make_config: MakeConfig, cli_for: Ca
     assert rc == 2 and "not a queue item id" in err
 
 
+def test_retry_claims_the_item_first(store: SqlStore, make_config: MakeConfig,
+                                     cli_for: Callable[[Path], Cli], tmp_path: Path) -> None:
+    sms_file = tmp_path / "sms.txt"
+    cli = cli_for(make_config(free_port(), "[sms]", 'transport = "file"', f'file = "{sms_file}"'))
+    item_id = store.enqueue(SMS, SmsJob(EMAIL, PHONE, "held").payload())
+    [held] = store.claim()  # a worker is sending it
+    rc, out, err = cli("queue", "retry", str(item_id))
+    assert rc == 1 and "being sent by a worker right now" in err
+    assert not sms_file.exists()
+    store.fail(held.id, "deferred by the worker", None)  # given up: only a retry sends it now
+    rc, out, err = cli("queue", "retry", str(item_id))
+    assert rc == 0, err
+    assert sms_file.read_text().count("held") == 1
+    assert store.list_queue() == []
+
+
 def test_run_sends_what_is_due(store: SqlStore, make_config: MakeConfig,
                                cli_for: Callable[[Path], Cli], tmp_path: Path) -> None:
     sms_file = tmp_path / "sms.txt"
