@@ -1,0 +1,238 @@
+"""CPU per message inside the running milter, beside one RSA-2048 operation (issue 11 item 2).
+
+    .venv/bin/python bench/cost_bench.py [--messages 300] [--size 10240] [--per-connection 1]
+
+The real ``smimegate milter`` process is started on a unix: socket over the store that
+bench/gateway_bench.py builds (tests/e2e/mta_fixtures.provision: alice@a.test internal with a
+key, bob@b.test outside with a trusted certificate) and driven over the milter protocol by
+tests/milter/client.py exactly as Postfix drives it: OPTNEG, CONNECT, HELO, MAIL, RCPT, DATA,
+the header fields, EOH, BODY, EOB and the modifications read back. The milter's CPU time
+(user + system, of the process and any children: /proc/PID/stat) is read before and after each
+batch, so everything it does for a message counts: libmilter's threads, the pymilter callbacks,
+the session, Gateway.process, the log line.
+
+  outbound  alice -> bob over the ORIGINATING listener: sign + encrypt (RSA 2048, AES-256-CBC)
+  inbound   bob -> alice from outside, signed then encrypted by bob: decrypt + verify + trust
+
+Printed beside them, measured in this run with the same library (cryptography, OpenSSL):
+  rsa sign     one RSA-2048 PKCS#1 v1.5 SHA-256 signature of a 10 KB entity
+  rsa decrypt  one RSA-2048 PKCS#1 v1.5 decryption of a 32-byte content-encryption key
+and the ratios, against the aims of issue 11 item 2 (outbound at most 2x one signature,
+inbound at most 2x one decryption). ``gateway`` is Gateway.process alone in this process
+(thread CPU time, warm caches), so that milter minus gateway is the protocol's and session's
+share. ``--profile`` prints cProfile's top functions of Gateway.process per direction.
+Prints, never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: E402
+
+from bench.gateway_bench import inbound_message, message  # noqa: E402
+from smimegate.config import load as load_config  # noqa: E402
+from smimegate.milter.gateway import Gateway  # noqa: E402
+from smimegate.milter.transaction import Envelope  # noqa: E402
+from tests.e2e.clients import make_pki  # noqa: E402
+from tests.e2e.mta import open_dir  # noqa: E402
+from tests.e2e.mta_fixtures import ALICE, BOB, PREFIX, milter_config, provision  # noqa: E402
+from tests.milter.client import SMFIR_CONTINUE, MilterClient  # noqa: E402
+from tests.milter.daemon import PYTHON, start  # noqa: E402
+
+AIM = 2.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+Headers = list[tuple[str, str]]
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants (/proc, proc(5))."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo.extend(p for p, parent in parents.items() if parent == current)
+    return total
+
+
+class Driver:
+    """Sends messages to the milter as Postfix does, ``per_connection`` on each connection."""
+
+    def __init__(self, spec: str, per_connection: int) -> None:
+        self.spec = spec
+        self.per_connection = per_connection
+
+    def run(self, count: int, sender: str, rcpt: str, headers: Headers, body: bytes,
+            addr: str, macros: dict[str, str], check: Callable[[Headers], None]) -> None:
+        sent = 0
+        while sent < count:
+            with MilterClient(self.spec) as client:
+                client.negotiate()
+                client.connect("client.example", addr, 4321,
+                               macros={"j": "mx.a.test", "{daemon_name}": macros.get(
+                                   "{daemon_name}", "smtpd")})
+                client.helo("client.example")
+                for _ in range(min(self.per_connection, count - sent)):
+                    result = client.message(sender, [rcpt], headers, body,
+                                            queue_id=f"Q{sent:06d}", extra_macros=macros)
+                    if result.eom is None or result.eom.reply.cmd != SMFIR_CONTINUE:
+                        raise SystemExit(f"unexpected end of message: {result}")
+                    added = [(a.name, a.value) for a in result.eom.actions
+                             if a.kind in ("addheader", "insheader", "chgheader")]
+                    check(added)
+                    sent += 1
+                client.quit()
+
+
+def rsa_costs(count: int, data: bytes) -> tuple[float, float]:
+    """Seconds of CPU for one RSA-2048 signature of ``data`` and one decryption."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    start = time.process_time()
+    for _ in range(count):
+        key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    sign = (time.process_time() - start) / count
+    wrapped = key.public_key().encrypt(os.urandom(32), padding.PKCS1v15())
+    start = time.process_time()
+    for _ in range(count):
+        key.decrypt(wrapped, padding.PKCS1v15())
+    return sign, (time.process_time() - start) / count
+
+
+def thread_cpu(run: Callable[[], object], count: int) -> float:
+    start = time.thread_time()
+    for _ in range(count):
+        run()
+    return (time.thread_time() - start) / count
+
+
+def show_profile(name: str, run: Callable[[], object], count: int) -> None:
+    prof = cProfile.Profile(time.thread_time)
+    prof.enable()
+    for _ in range(count):
+        run()
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(30)
+    print(f"\n--- cProfile (thread CPU, by own time), Gateway.process {name}, {count} ---")
+    print(out.getvalue())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--size", type=int, default=10240)
+    parser.add_argument("--per-connection", type=int, default=1,
+                        help="messages per milter connection (Postfix: per SMTP session)")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    base = open_dir("smimegate-costbench-")
+    daemon = None
+    try:
+        (base / "pki").mkdir()
+        pki = make_pki(base / "pki")
+        spec = f"unix:{base / 'milter.sock'}"
+        config_path = milter_config(base, socket=spec, reinject_port=1, store=base)
+        provision(config_path, pki)
+        config = load_config(config_path)
+        if hasattr(config.milter, "workers"):  # one process: CPU per message, not scaling
+            with config_path.open("a") as extra:
+                extra.write("workers = 1\n")
+        daemon = start([PYTHON, "-m", "smimegate", "-c", str(config_path), "milter"],
+                       base / "milter.log", spec)
+
+        out_headers, out_body = message(args.size)
+        in_headers, in_body = inbound_message(pki, args.size)
+        origin = {"{daemon_name}": "ORIGINATING"}
+
+        def out_check(added: Headers) -> None:
+            if not any(n == "Content-Type" and "enveloped-data" in v for n, v in added):
+                raise SystemExit(f"outbound not encrypted: {added}")
+
+        def in_check(added: Headers) -> None:
+            if (f"{PREFIX}Signer-Trusted-0-1", "True") not in added:
+                raise SystemExit(f"inbound not verified and trusted: {added}")
+
+        driver = Driver(spec, args.per_connection)
+        runs = {
+            "outbound": lambda n: driver.run(n, ALICE, BOB, out_headers, out_body,
+                                             "192.0.2.10", origin, out_check),
+            "inbound": lambda n: driver.run(n, BOB, ALICE, in_headers, in_body,
+                                            "192.0.2.7", {}, in_check),
+        }
+        milter_cpu: dict[str, float] = {}
+        for name, run in runs.items():
+            run(20)  # imports, caches, first connection
+            before = tree_cpu(daemon.proc.pid)
+            wall = time.perf_counter()
+            run(args.messages)
+            wall = time.perf_counter() - wall
+            milter_cpu[name] = (tree_cpu(daemon.proc.pid) - before) / args.messages
+            print(f"  ({name}: {args.messages} messages in {wall:.2f} s wall)", file=sys.stderr)
+        daemon.stop(signal.SIGTERM, timeout=30)
+        daemon = None
+
+        # Gateway.process alone, in this process, same store and messages (warm caches).
+        gateway = Gateway.create(load_config(config_path))
+        out_env = Envelope("BENCH", ALICE, (BOB,), client_addr="192.0.2.10",
+                           daemon_name="ORIGINATING")
+        in_env = Envelope("BENCHIN", BOB, (ALICE,), client_addr="192.0.2.7")
+        processes = {
+            "outbound": lambda: gateway.process(out_env, out_headers, out_body),
+            "inbound": lambda: gateway.process(in_env, in_headers, in_body),
+        }
+        gateway_cpu = {}
+        for name, process in processes.items():
+            process()
+            gateway_cpu[name] = thread_cpu(process, args.messages)
+
+        entity = b"Content-Type: text/plain\r\n\r\n" + out_body
+        sign, decrypt = rsa_costs(args.messages, entity)
+        print(f"CPU per message of {args.size} bytes, {args.messages} messages, "
+              f"{args.per_connection} per connection (ms)")
+        print(f"  rsa-2048 sign     {sign * 1000:6.2f}")
+        print(f"  rsa-2048 decrypt  {decrypt * 1000:6.2f}")
+        print(f"  {'':10} {'milter':>7} {'gateway':>8} {'rest':>6} {'vs rsa':>7} {'aim':>5}")
+        for name, unit in (("outbound", sign), ("inbound", decrypt)):
+            total, inner = milter_cpu[name], gateway_cpu[name]
+            print(f"  {name:10} {total * 1000:7.2f} {inner * 1000:8.2f} "
+                  f"{(total - inner) * 1000:6.2f} {total / unit:6.2f}x {AIM:4.1f}x")
+        if args.profile:
+            for name, process in processes.items():
+                show_profile(name, process, args.messages)
+        gateway.close()
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
