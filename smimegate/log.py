@@ -26,6 +26,7 @@ unknown origin instead. Handlers also scrub PEM private keys from any record, as
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import logging.handlers
 import re
@@ -63,6 +64,7 @@ _PEM_PRIVATE = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=1024)
 def is_secret_name(name: str) -> bool:
     """Whether a field name looks like it carries secret material.
 
@@ -75,6 +77,12 @@ def is_secret_name(name: str) -> bool:
     if not parts:
         return False
     return any(p in _SECRET_PARTS for p in parts) or parts[-1] in ("key", "keys")
+
+
+@functools.lru_cache(maxsize=1024)
+def _valid_name(name: str) -> bool:
+    # Field names come from a small fixed set in the code: checked once each (issue 11 item 2).
+    return _NAME.fullmatch(name) is not None
 
 
 def _has_private_key(value: str) -> bool:
@@ -96,6 +104,9 @@ def _pairs(fields: Fields) -> Iterable[tuple[str, object]]:
     return fields
 
 
+# Printable ASCII but for space, quotes, backslash and "=": written as it is. Most values are
+# like this, so the character-by-character escaping below is skipped for them.
+_PLAIN = re.compile(r"[!#-&(-<>-\[\]-~]+")
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -114,6 +125,8 @@ def format_value(value: object) -> str:
         text = value.decode("ascii", "backslashreplace")
     else:
         text = str(value)
+    if _PLAIN.fullmatch(text):
+        return text
     # Quoting follows POSIX shell double quotes, so that shlex.split reads a line back.
     needs_quotes = text == "" or any(c.isspace() or c in "\"'\\=" for c in text)
     escaped = "".join(_escape(c) for c in text)
@@ -136,7 +149,7 @@ def format_fields(fields: Fields) -> str:
     ValueError for a name that is not lower-case letters, digits and ``_``."""
     out: list[str] = []
     for name, value in _pairs(fields):
-        if not _NAME.fullmatch(name):
+        if not _valid_name(name):
             raise ValueError(f"log field name {name!r}: lower-case letters, digits and _ only")
         if is_secret_name(name):
             raise SecretFieldError(f"log field {name!r} looks like a secret; it is never logged")

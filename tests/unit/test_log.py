@@ -327,3 +327,14 @@ def test_facilities_in_the_table_are_known_to_syslog():
     assert row.choices and all(
         f in logging.handlers.SysLogHandler.facility_names for f in row.choices
     )
+
+
+def test_format_value_plain_ascii_as_is_and_the_rest_quoted() -> None:
+    # The fast path for plain printable ASCII must agree with the quoting rules.
+    for code in range(0x20, 0x7F):
+        text = f"a{chr(code)}b"
+        out = log.format_value(text)
+        if chr(code) in " \"'\\=":
+            assert out.startswith('"') and shlex.split(out) == [text]
+        else:
+            assert out == text
