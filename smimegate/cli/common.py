@@ -6,13 +6,15 @@ import json
 import sys
 from typing import Any
 
+from smimegate.service.errors import InvalidInput, OperationFailed
 
-class OperationFailed(Exception):
-    """The operation failed: one clear line on stderr, exit code 1."""
+# The service layer's errors are the CLI's, so a command passes them through untouched:
+# OperationFailed (the operation failed) is one clear line on stderr and exit code 1;
+# UsageError, the service's InvalidInput (a bad argument) or a usage or configuration error,
+# is one clear line and exit code 2.
+UsageError = InvalidInput
 
-
-class UsageError(Exception):
-    """Usage or configuration error: one clear line on stderr, exit code 2."""
+__all__ = ["OperationFailed", "UsageError", "print_json"]
 
 
 def print_json(value: Any) -> None:

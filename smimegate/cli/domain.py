@@ -19,6 +19,9 @@ from smimegate.cli import props
 from smimegate.cli.common import print_json
 from smimegate.cli.context import open_store
 from smimegate.cli.propcmds import add_property_actions, print_entries
+from smimegate.service import domains
+from smimegate.service.actor import cli_actor
+from smimegate.service.properties import checked, domain_arg
 
 
 def register(sub: Any) -> None:
@@ -45,57 +48,52 @@ def register(sub: Any) -> None:
 
 
 def _add(args: argparse.Namespace) -> int:
-    domain = props.domain_arg(args.domain)
     given = {"locality": args.locality, "encrypt_mode": args.encrypt_mode, "smime": args.smime}
-    values = {name: props.checked(name, value, "domain")
-              for name, value in given.items() if value is not None}
     with open_store(args) as ctx:
-        ctx.store.add_domain(domain, values)
-    extra = "".join(f" {k}={v}" for k, v in values.items())
-    print(f"domain {domain} added{extra}")
+        added = domains.add(ctx.store, cli_actor(), args.domain, given)
+    extra = "".join(f" {k}={v}" for k, v in added.properties.items())
+    print(f"domain {added.name} added{extra}")
     return 0
 
 
 def _set(args: argparse.Namespace) -> int:
-    domain = props.domain_arg(args.domain)
-    value = props.checked(args.property, args.value, "domain")
+    domain = domain_arg(args.domain)
+    checked(args.property, args.value, "domain")  # refused before the store is opened
     with open_store(args) as ctx:
-        ctx.store.set_domain_property(domain, args.property, value)
+        value = domains.set_property(ctx.store, cli_actor(), domain, args.property, args.value)
     print(f"domain {domain} {args.property} = {value}")
     return 0
 
 
 def _unset(args: argparse.Namespace) -> int:
-    domain = props.domain_arg(args.domain)
-    props.checked_name(args.property, "domain")
+    domain = domain_arg(args.domain)
     with open_store(args) as ctx:
-        ctx.store.delete_domain_property(domain, args.property)
+        domains.unset_property(ctx.store, cli_actor(), domain, args.property)
     print(f"domain {domain} {args.property} unset (inherited)")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    domain = props.domain_arg(args.domain)
+    domain = domain_arg(args.domain)
     with open_store(args) as ctx:
-        policy = props.effective_domain(ctx.store, domain)
+        policy = domains.show(ctx.store, domain)
     props.print_policy(policy, args.json, f"domain {domain}:")
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
     with open_store(args) as ctx:
-        domains = ctx.store.list_domains()
+        rows = domains.listing(ctx.store)
     if args.json:
-        print_json([{"name": d.name, "properties": dict(d.properties)} for d in domains])
+        print_json(rows)
         return 0
-    print_entries(((d.name, d.properties) for d in domains),
+    print_entries(((d["name"], d["properties"]) for d in rows),
                   "no domain rules (add one with `smimegate domain add`)")
     return 0
 
 
 def _remove(args: argparse.Namespace) -> int:
-    domain = props.domain_arg(args.domain)
     with open_store(args) as ctx:
-        ctx.store.remove_domain(domain)
+        domain = domains.remove(ctx.store, cli_actor(), args.domain)
     print(f"domain {domain} removed")
     return 0

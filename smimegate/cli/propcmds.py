@@ -3,7 +3,7 @@
 Each level of policy properties has ``set [KEY] PROPERTY VALUE``, ``unset [KEY] PROPERTY`` and
 ``show [KEY] [--json]`` (KEY: the domain rule or the user; none for the global settings), and
 the keyed levels list their entries as ``NAME  prop=value ...`` lines. The handlers stay in each
-group's module: what they validate and print differs per level (smimegate.cli.props).
+group's module: what they validate and print differs per level (smimegate.service.properties).
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ from typing import Any
 from smimegate.cli import props
 from smimegate.cli.context import open_store
 from smimegate.cli.propcmds import add_property_actions
-from smimegate.store import NotFound
+from smimegate.service import settings
+from smimegate.service.actor import cli_actor
+from smimegate.service.properties import checked, checked_name
 
 
 def register(sub: Any) -> None:
@@ -25,26 +27,25 @@ def register(sub: Any) -> None:
 
 def _show(args: argparse.Namespace) -> int:
     with open_store(args) as ctx:
-        policy = props.effective_global(ctx.store)
+        policy = settings.show(ctx.store)
     props.print_policy(policy, args.json, "global settings:")
     return 0
 
 
 def _set(args: argparse.Namespace) -> int:
-    value = props.checked(args.property, args.value, "global")
+    checked(args.property, args.value, "global")  # refused before the store is opened
     with open_store(args) as ctx:
-        ctx.store.set_setting(args.property, value)
+        value = settings.set_property(ctx.store, cli_actor(), args.property, args.value)
     print(f"global {args.property} = {value}")
     return 0
 
 
 def _unset(args: argparse.Namespace) -> int:
-    props.checked_name(args.property, "global")
+    checked_name(args.property, "global")
     with open_store(args) as ctx:
-        try:
-            ctx.store.delete_setting(args.property)
-        except NotFound:
-            print(f"global {args.property} was not set")
-            return 0
+        was_set = settings.unset_property(ctx.store, cli_actor(), args.property)
+    if not was_set:
+        print(f"global {args.property} was not set")
+        return 0
     print(f"global {args.property} unset (default applies)")
     return 0

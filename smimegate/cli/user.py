@@ -23,6 +23,10 @@ from smimegate.cli.common import print_json
 from smimegate.cli.context import open_store
 from smimegate.cli.ldap import directory_values
 from smimegate.cli.propcmds import add_property_actions, print_entries
+from smimegate.service import users
+from smimegate.service.actor import cli_actor
+from smimegate.service.properties import email_arg
+from smimegate.store import User
 from smimegate.store.policyrows import user_values
 
 
@@ -52,22 +56,19 @@ def register(sub: Any) -> None:
 
 
 def _add(args: argparse.Namespace) -> int:
-    email = props.email_arg(args.email)
     given = {"phone": args.phone, "smime": args.smime, "encrypt_mode": args.encrypt_mode}
-    values = {name: props.checked(name, value, "user")
-              for name, value in given.items() if value is not None}
     with open_store(args) as ctx:
-        ctx.store.add_user(email, values, enabled=not args.disabled)
-    extra = "".join(f" {k}={v}" for k, v in values.items())
-    print(f"user {email} added{' (disabled)' if args.disabled else ''}{extra}")
+        added = users.add(ctx.store, cli_actor(), args.email, given, enabled=not args.disabled)
+    extra = "".join(f" {k}={v}" for k, v in added.properties.items())
+    print(f"user {added.email} added{' (disabled)' if args.disabled else ''}{extra}")
     return 0
 
 
 def _set(args: argparse.Namespace) -> int:
-    email = props.email_arg(args.email)
+    email = email_arg(args.email)
     with open_store(args) as ctx:
-        value = props.set_user_property(ctx.store, email, args.property, args.value)
-        effective = props.effective_user(ctx.store, email)[args.property]
+        value = users.set_property(ctx.store, cli_actor(), email, args.property, args.value)
+        effective = users.show(ctx.store, email)[args.property]
     print(f"user {email} {args.property} = {value}")
     if effective.value != value:
         print(f"note: the effective value is {effective.value} (from {effective.source})")
@@ -75,38 +76,36 @@ def _set(args: argparse.Namespace) -> int:
 
 
 def _unset(args: argparse.Namespace) -> int:
-    email = props.email_arg(args.email)
+    email = email_arg(args.email)
     with open_store(args) as ctx:
-        props.unset_user_property(ctx.store, email, args.property)
+        users.unset_property(ctx.store, cli_actor(), email, args.property)
     print(f"user {email} {args.property} unset (inherited)")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    email = props.email_arg(args.email)
+    email = email_arg(args.email)
     with open_store(args) as ctx:
         # With [ldap], the directory's live values too (level "ldap"), as the milter sees them.
-        policy = props.effective_user(ctx.store, email, directory_values(ctx.config, email))
+        policy = users.show(ctx.store, email, directory_values(ctx.config, email))
     props.print_policy(policy, args.json, f"user {email}:")
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    domain = props.domain_arg(args.domain) if args.domain else None
     with open_store(args) as ctx:
-        users = ctx.store.list_users(domain)
+        rows = users.listing(ctx.store, args.domain)
     if args.json:
-        print_json([{"email": u.email, "enabled": u.enabled, "properties": dict(u.properties)}
-                    for u in users])
+        print_json(rows)
         return 0
-    print_entries(((u.email, user_values(u)) for u in users),
+    print_entries(((u["email"], user_values(User(u["email"], u["enabled"], u["properties"])))
+                   for u in rows),
                   "no users (add one with `smimegate user add`)")
     return 0
 
 
 def _remove(args: argparse.Namespace) -> int:
-    email = props.email_arg(args.email)
     with open_store(args) as ctx:
-        ctx.store.remove_user(email)
+        email = users.remove(ctx.store, cli_actor(), args.email)
     print(f"user {email} removed")
     return 0

@@ -8,7 +8,7 @@ For each directory entry with a mail address (DirectoryUsers.all_users):
   values are written, managed values the directory no longer gives are deleted, so the user
   inherits again; properties set with ``smimegate user set`` that the directory does not manage
   are left alone. A disabled user found again is enabled. ``enabled`` from the directory goes to
-  the store's enabled column, as ``user set EMAIL enabled`` does (smimegate.cli.props);
+  the store's enabled column, as ``user set EMAIL enabled`` does (smimegate.service.users);
 - certificates found in the entry are imported (no keys; source "ldap"), once.
 
 Users gone from the directory are disabled (``enabled`` column false: the gateway treats them as

@@ -9,7 +9,7 @@ become its inputs, so the milter (smimegate.milter.services) and the CLI (``user
 ``enabled`` property. The column is the one source of truth for a disabled user: a cleared
 column is the user-level value ``no``, whatever the user's properties say. An explicitly
 enabled user also carries ``enabled = yes`` as a property, so that it overrides a domain or
-global ``enabled = no`` (smimegate.cli.props keeps column and property in step). Every
+global ``enabled = no`` (smimegate.service.users keeps column and property in step). Every
 user-level view of the policy must go through user_values(), or a disabled user would count
 as enabled.
 """

@@ -182,6 +182,12 @@ class SqlStore:
         return self._db.name
 
     @property
+    def backend(self) -> Backend:
+        """The connections, for the store modules of other areas (smimegate.store.accounts)
+        that keep their tables' queries apart from this class."""
+        return self._db
+
+    @property
     def policy_generation(self) -> int:
         """How many policy writes (settings, domains, users) this object made. Writes by other
         processes (the CLI) are not counted: caches keyed on it also expire by time."""

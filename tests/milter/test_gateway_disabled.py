@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from smimegate.cli import props
 from smimegate.milter.edit import apply_header_edits, apply_outcome_to_message
 from smimegate.milter.transaction import Outcome
+from smimegate.service import users
+from smimegate.service.actor import cli_actor
 from tests.milter.gateway_support import World, envelope, make_world, openssl, parse, plain
 
 ALICE, DAVE, FRANK = "alice@internal.test", "dave@external.test", "frank@external.test"
@@ -22,10 +23,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 def disable_alice(world: World) -> None:
     # What `smimegate user set alice@internal.test enabled no` does.
-    props.set_user_property(world.store, ALICE, "enabled", "no")
+    users.set_property(world.store, cli_actor(), ALICE, "enabled", "no")
     user = world.store.get_user(ALICE)
     assert user.enabled is False and "enabled" not in user.properties  # the column only
-    assert props.effective_user(world.store, ALICE)["enabled"].value == "no"
+    assert users.show(world.store, ALICE)["enabled"].value == "no"
     world.gateway.reload()
 
 
