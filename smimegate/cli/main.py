@@ -21,7 +21,7 @@ from smimegate.config import ConfigError
 # Command-group modules under smimegate.cli, in help order.
 GROUPS: tuple[str, ...] = (
     "db", "settings", "domain", "user", "root", "cert", "config", "message", "ca", "crl", "queue",
-    "ldap", "milter",
+    "ldap", "milter", "admin",
 )
 
 DEFAULT_CONFIG = "/etc/smimegate/smimegate.toml"

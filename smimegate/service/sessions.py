@@ -1,0 +1,96 @@
+"""Web sessions and sign-in throttling, kept in the store so that several web processes share
+them and an admin can end them (OWASP ASVS 3.3).
+
+The session id is 32 random bytes in the cookie; the store keeps its SHA-256 only. A new id is
+made at every sign-in (ASVS 3.2.1), so an id planted before it is worthless. A session ends
+after ``idle`` seconds without a request or ``absolute`` seconds after sign-in, whichever is
+first (ASVS 3.3.2), and at sign-out. Each session has its own CSRF token (synchronizer token
+pattern) that every form posts back.
+
+Throttling (ASVS 2.2.1): sign-ins are refused for a client address with ``per_address`` or a
+user name with ``per_user`` failures in the last ``window`` seconds, before the password is
+checked, so a throttled guesser learns nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import cast
+
+from smimegate.service import accounts as admin_accounts
+from smimegate.service import audit
+from smimegate.service.actor import Actor, Role
+from smimegate.service.errors import InvalidInput, OperationFailed
+from smimegate.store import Store
+from smimegate.store.accounts import Session, accounts_of, now
+
+
+class Throttled(OperationFailed):
+    """Too many failed sign-ins from this address or for this user name."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    idle: int = 1800
+    absolute: int = 43200
+    window: int = 900
+    per_address: int = 20
+    per_user: int = 5
+
+
+def sign_in(store: Store, name: str, password: str, address: str,
+            limits: Limits) -> tuple[str, Session]:
+    """Check the credentials and open a session; returns (session id for the cookie, session).
+
+    Raises Throttled, InvalidInput (one message for a wrong name and a wrong password, field
+    "password"), StoreError.
+    """
+    accounts = accounts_of(store)
+    since = now() - limits.window
+    user_key = name.strip().lower()[:64]
+    accounts.prune_failures(since)
+    if (accounts.count_failures("address", address, since) >= limits.per_address
+            or accounts.count_failures("user", user_key, since) >= limits.per_user):
+        raise Throttled("too many failed sign-ins: wait a few minutes and try again")
+    admin = admin_accounts.check_credentials(store, name, password)
+    if admin is None:
+        accounts.add_failure("address", address)
+        accounts.add_failure("user", user_key)
+        raise InvalidInput("wrong user name or password", "password")
+    accounts.clear_failures("user", user_key)
+    session_id = secrets.token_urlsafe(32)
+    session = accounts.add_session(admin_accounts.token_digest(session_id), admin.name,
+                                   secrets.token_urlsafe(32), address)
+    audit.record(store, actor_of(session, address), "session.sign-in", admin.name)
+    return session_id, session
+
+
+def current(store: Store, session_id: str, limits: Limits) -> Session | None:
+    """The live session with this id (its last use set to now), None when there is none or it
+    expired (an expired one is deleted). Raises StoreError."""
+    if not session_id or len(session_id) > 100:
+        return None
+    accounts = accounts_of(store)
+    at = now()
+    accounts.expire_sessions(at - limits.idle, at - limits.absolute)
+    session = accounts.session(admin_accounts.token_digest(session_id))
+    if session is None:
+        return None
+    accounts.touch_session(session.digest)
+    return session
+
+
+def sign_out(store: Store, session_id: str) -> None:
+    """End the session with this id, if there is one. Raises StoreError."""
+    accounts_of(store).delete_session(admin_accounts.token_digest(session_id))
+
+
+def csrf_ok(session: Session, token: str) -> bool:
+    """Whether a posted CSRF token is the session's (constant-time compare)."""
+    return hmac.compare_digest(session.csrf.encode(), token.encode())
+
+
+def actor_of(session: Session, address: str) -> Actor:
+    return Actor(session.admin, cast(Role, session.role), "web", address)
