@@ -8,6 +8,7 @@ decryption makes the plaintext in place.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import io
 import os
@@ -25,8 +26,9 @@ from smimegate.smime.algorithms import (
     REFUSED_CONTENT_CIPHERS,
     ContentCipher,
 )
+from smimegate.smime.ber import der_header
 from smimegate.smime.cms import guard
-from smimegate.smime.envelope import MAC_HEADER, AlgorithmIdentifier, GCMParameters
+from smimegate.smime.envelope import MAC_HEADER, GCMParameters
 from smimegate.smime.errors import Malformed, Unsupported
 
 GCM_NONCE_BYTES = 12  # RFC 5084 3.2: a 12-octet nonce is RECOMMENDED
@@ -66,14 +68,24 @@ def new_parameters(cipher: ContentCipher) -> Parameters:
     """Random IV / nonce from os.urandom. Raises ValueError for a read-only cipher."""
     if not cipher.writable:
         raise ValueError(f"cipher {cipher.name!r} is read only")
+    # Written as DER (X.690 8.1; asn1crypto's building cost as much as the AES of a 10 KB
+    # message); tests/unit/smime/test_encrypt.py pins the bytes to asn1crypto's.
     if cipher.mode == "gcm":
+        # RFC 5084 3.2 GCMParameters: SEQUENCE { aes-nonce OCTET STRING, aes-ICVlen INTEGER }.
         nonce = os.urandom(GCM_NONCE_BYTES)
-        params: core.Asn1Value = GCMParameters({"aes_nonce": nonce, "aes_icvlen": GCM_TAG_BYTES})
+        params = der_header(0x30, len(nonce) + 5) + der_header(0x04, len(nonce)) + nonce \
+            + bytes((0x02, 0x01, GCM_TAG_BYTES))
     else:
+        # RFC 3565 4.1: the IV as an OCTET STRING.
         nonce = os.urandom(16)
-        params = core.OctetString(nonce)
-    der = AlgorithmIdentifier({"algorithm": cipher.oid, "parameters": params}).dump()
-    return Parameters(nonce, bytes(der))
+        params = der_header(0x04, len(nonce)) + nonce
+    oid = _oid_der(cipher.oid)
+    return Parameters(nonce, der_header(0x30, len(oid) + len(params)) + oid + params)
+
+
+@functools.lru_cache(maxsize=16)
+def _oid_der(oid: str) -> bytes:
+    return bytes(core.ObjectIdentifier(oid).dump())
 
 
 def ciphertext_length(cipher: ContentCipher, length: int) -> int:

@@ -7,6 +7,7 @@ IndexError or OverflowError at the moment a field is read. ``guard`` turns all o
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,6 +16,7 @@ from asn1crypto import core
 from asn1crypto import x509 as ax509
 from cryptography import x509
 
+from smimegate.smime.ber import der_header
 from smimegate.smime.errors import Malformed, SmimeError
 from smimegate.smime.results import CertId
 
@@ -120,6 +122,20 @@ def to_asn1(cert: x509.Certificate) -> ax509.Certificate:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return ax509.Certificate.load(cert.public_bytes(Encoding.DER))
+
+
+@functools.lru_cache(maxsize=128)
+def issuer_and_serial_der(cert: x509.Certificate) -> bytes:
+    """IssuerAndSerialNumber DER (RFC 5652 10.2.4) of a certificate. Cached: the same few
+    certificates sign and receive message after message."""
+    tbs = to_asn1(cert)["tbs_certificate"]
+    body = bytes(tbs["issuer"].dump()) + bytes(tbs["serial_number"].dump())
+    return der_header(0x30, len(body)) + body
+
+
+def tlv(identifier: int, content: bytes) -> bytes:
+    """One DER element: identifier octet, definite length, content (X.690 8.1)."""
+    return der_header(identifier, len(content)) + content
 
 
 def to_crypto(cert: ax509.Certificate) -> x509.Certificate:

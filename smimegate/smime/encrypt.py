@@ -22,7 +22,7 @@ from smimegate.smime.algorithms import (
     KEY_TRANSPORTS,
     WRITABLE_CONTENT_CIPHERS,
 )
-from smimegate.smime.cms import to_asn1
+from smimegate.smime.cms import issuer_and_serial_der
 from smimegate.smime.errors import Unsupported
 
 DEFAULT_CIPHER = "aes256-cbc"  # DESIGN.md: every client we test reads AES-256-CBC + RSA v1.5
@@ -86,7 +86,8 @@ def encrypt_der(
     params = bulk.new_parameters(spec)
     kind: envelope.EnvelopeKind = "auth-enveloped" if spec.mode == "gcm" else "enveloped"
     ct_length = bulk.ciphertext_length(spec, len(content))
-    head = envelope.head(kind, infos, params.algorithm_der, ct_length)
+    head = envelope.head_der(kind, [der for der, _ in infos], all(v0 for _, v0 in infos),
+                             params.algorithm_der, ct_length)
     mac_length = len(envelope.MAC_HEADER) + bulk.GCM_TAG_BYTES if spec.mode == "gcm" else 0
     size = len(head) + ct_length + mac_length
 
@@ -116,20 +117,19 @@ def _as_recipient(value: x509.Certificate | Recipient) -> Recipient:
     raise ValueError(f"recipients: {type(value).__name__} is neither a Certificate nor a Recipient")
 
 
-def _recipient_info(recipient: Recipient, cek: bytes) -> acms.RecipientInfo:
+def _recipient_info(recipient: Recipient, cek: bytes) -> tuple[bytes, bool]:
+    """One RecipientInfo DER, and whether it is a version 0 ktri (RFC 5652 6.1's version)."""
     cert = recipient.certificate
-    issuer_serial = acms.IssuerAndSerialNumber(
-        {"issuer": to_asn1(cert).issuer, "serial_number": cert.serial_number}
-    )
     public_key = cert.public_key()
     if isinstance(public_key, rsa.RSAPublicKey):
-        rid = acms.RecipientIdentifier(name="issuer_and_serial_number", value=issuer_serial)
-        return keytrans.build(rid, public_key, cek, recipient.key_transport)
+        return keytrans.build_der(issuer_and_serial_der(cert), public_key, cek,
+                                  recipient.key_transport), True
     if isinstance(public_key, ec.EllipticCurvePublicKey | x25519.X25519PublicKey):
+        issuer_serial = acms.IssuerAndSerialNumber.load(issuer_and_serial_der(cert))
         kid = acms.KeyAgreementRecipientIdentifier(
             name="issuer_and_serial_number", value=issuer_serial
         )
-        return keyagree.build(kid, public_key, cek)
+        return bytes(keyagree.build(kid, public_key, cek).dump()), False
     raise Unsupported(
         f"cannot encrypt to a {type(public_key).__name__} key ({cert.subject.rfc4514_string()})"
     )

@@ -81,30 +81,39 @@ def head(
     version 0, else 2) and RFC 5083 2.1 (always 0). RecipientInfos is a SET OF, so DER
     (X.690 11.6) sorts the encodings; strict readers (pyca/cryptography) reject any other order.
     """
-    infos = b"".join(sorted(info.dump() for info in recipient_infos))
+    all_v0 = all(info.name == "ktri" and info.chosen["version"].native == "v0"
+                 for info in recipient_infos)
+    return head_der(kind, [bytes(info.dump()) for info in recipient_infos], all_v0,
+                    algorithm_der, ciphertext_length)
+
+
+def head_der(
+    kind: EnvelopeKind,
+    recipient_infos: Sequence[bytes],
+    all_v0: bool,
+    algorithm_der: bytes,
+    ciphertext_length: int,
+) -> bytes:
+    """``head`` over RecipientInfos as DER; ``all_v0``: every one is a version 0 ktri."""
+    infos = b"".join(sorted(recipient_infos))
     infos_der = ber.der_header(0x31, len(infos)) + infos
     if kind == "enveloped":
-        all_v0 = all(
-            info.name == "ktri" and info.chosen["version"].native == "v0"
-            for info in recipient_infos
-        )
         version = 0 if all_v0 else 2
-        outer_oid = ENVELOPED_DATA_OID
+        outer_oid_der = _ENVELOPED_DATA_DER
         mac_len = 0
     else:
         version = 0
-        outer_oid = AUTH_ENVELOPED_DATA_OID
+        outer_oid_der = _AUTH_ENVELOPED_DATA_DER
         mac_len = len(MAC_HEADER) + 16
     ct_header = ber.der_header(0x80, ciphertext_length)  # [0] IMPLICIT OCTET STRING
-    data_oid = core.ObjectIdentifier(DATA_OID).dump()
+    data_oid = _DATA_DER
     eci_len = len(data_oid) + len(algorithm_der) + len(ct_header) + ciphertext_length
     eci_header = ber.der_header(0x30, eci_len)
-    version_der = core.Integer(version).dump()
+    version_der = bytes((0x02, 0x01, version))  # CMSVersion INTEGER
     body_len = len(version_der) + len(infos_der) + len(eci_header) + eci_len + mac_len
     body_header = ber.der_header(0x30, body_len)
     explicit_len = len(body_header) + body_len
     explicit_header = ber.der_header(0xA0, explicit_len)
-    outer_oid_der = core.ObjectIdentifier(outer_oid).dump()
     info_len = len(outer_oid_der) + len(explicit_header) + explicit_len
     return b"".join(
         (
@@ -120,6 +129,11 @@ def head(
             ct_header,
         )
     )
+
+
+_ENVELOPED_DATA_DER = bytes(core.ObjectIdentifier(ENVELOPED_DATA_OID).dump())
+_AUTH_ENVELOPED_DATA_DER = bytes(core.ObjectIdentifier(AUTH_ENVELOPED_DATA_OID).dump())
+_DATA_DER = bytes(core.ObjectIdentifier(DATA_OID).dump())
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ key as RFC 3218 2.3 asks.
 
 from __future__ import annotations
 
+import functools
+
 from asn1crypto import cms as acms
 from asn1crypto import core
 from cryptography.hazmat.primitives import hashes
@@ -19,6 +21,7 @@ from smimegate.smime.algorithms import (
     RSA_OAEP_OID,
     RSA_PKCS1_OID,
 )
+from smimegate.smime.ber import der_header
 from smimegate.smime.cms import guard
 from smimegate.smime.envelope import AlgorithmIdentifier, OaepParams
 from smimegate.smime.errors import Malformed, Unsupported
@@ -40,6 +43,11 @@ def hash_named(name: str) -> hashes.HashAlgorithm:
 def oaep_sha256_algorithm() -> acms.KeyEncryptionAlgorithm:
     """id-RSAES-OAEP with SHA-256 and MGF1-SHA-256, written out explicitly (RFC 4055 4.1, 4.3:
     sha256 parameters absent; the default pSourceFunc, empty label, is omitted)."""
+    return acms.KeyEncryptionAlgorithm.load(_oaep_sha256_der())
+
+
+@functools.lru_cache(maxsize=1)
+def _oaep_sha256_der() -> bytes:
     sha256 = AlgorithmIdentifier({"algorithm": OAEP_HASH_OIDS["sha256"]})
     params = OaepParams(
         {
@@ -47,24 +55,44 @@ def oaep_sha256_algorithm() -> acms.KeyEncryptionAlgorithm:
             "mask_gen_func": AlgorithmIdentifier({"algorithm": MGF1_OID, "parameters": sha256}),
         }
     )
-    der = AlgorithmIdentifier({"algorithm": RSA_OAEP_OID, "parameters": params}).dump()
-    return acms.KeyEncryptionAlgorithm.load(der)
+    return bytes(AlgorithmIdentifier({"algorithm": RSA_OAEP_OID, "parameters": params}).dump())
+
+
+@functools.lru_cache(maxsize=1)
+def _pkcs1_der() -> bytes:
+    return bytes(acms.KeyEncryptionAlgorithm({"algorithm": RSA_PKCS1_OID}).dump())
+
+
+def _transport(transport: str) -> tuple[bytes, padding.AsymmetricPadding]:
+    """keyEncryptionAlgorithm DER and padding. Raises ValueError for another transport."""
+    if transport == "rsa-oaep":
+        return _oaep_sha256_der(), padding.OAEP(
+            mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    if transport == "rsa-pkcs1":
+        return _pkcs1_der(), padding.PKCS1v15()
+    raise ValueError(f"key_transport {transport!r} is not rsa-pkcs1 or rsa-oaep")
+
+
+def build_der(issuer_serial_der: bytes, public_key: rsa.RSAPublicKey, cek: bytes,
+              transport: str) -> bytes:
+    """``build`` for a recipient named by issuerAndSerialNumber (its DER), as DER: the
+    RecipientInfo CHOICE of a ktri is the bare KeyTransRecipientInfo (RFC 5652 6.2). Written
+    directly because asn1crypto building it cost more than the RSA encryption
+    (bench/cost_bench.py); tests/unit/smime/test_encrypt.py pins the bytes to ``build``'s."""
+    algorithm, pad = _transport(transport)
+    encrypted = public_key.encrypt(cek, pad)
+    # RFC 5652 6.2.1: version 0 with issuerAndSerialNumber.
+    body = b"".join((b"\x02\x01\x00", issuer_serial_der, algorithm,
+                     der_header(0x04, len(encrypted)), encrypted))
+    return der_header(0x30, len(body)) + body
 
 
 def build(
     rid: acms.RecipientIdentifier, public_key: rsa.RSAPublicKey, cek: bytes, transport: str
 ) -> acms.RecipientInfo:
     """A KeyTransRecipientInfo for this recipient. transport: "rsa-pkcs1" | "rsa-oaep"."""
-    if transport == "rsa-oaep":
-        algorithm = oaep_sha256_algorithm()
-        pad: padding.AsymmetricPadding = padding.OAEP(
-            mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
-        )
-    elif transport == "rsa-pkcs1":
-        algorithm = acms.KeyEncryptionAlgorithm({"algorithm": RSA_PKCS1_OID})
-        pad = padding.PKCS1v15()
-    else:
-        raise ValueError(f"key_transport {transport!r} is not rsa-pkcs1 or rsa-oaep")
+    algorithm_der, pad = _transport(transport)
+    algorithm = acms.KeyEncryptionAlgorithm.load(algorithm_der)
     # RFC 5652 6.2.1: version 0 with issuerAndSerialNumber, 2 with subjectKeyIdentifier.
     version = "v0" if rid.name == "issuer_and_serial_number" else "v2"
     ktri = acms.KeyTransRecipientInfo(

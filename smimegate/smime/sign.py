@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from asn1crypto import algos, core
@@ -27,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from smimegate.smime import algorithms as alg
 from smimegate.smime import keytrans, mime
-from smimegate.smime.cms import to_asn1
+from smimegate.smime.ber import der_header
+from smimegate.smime.cms import issuer_and_serial_der, tlv
 from smimegate.smime.errors import Unsupported
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -73,15 +75,6 @@ def _digest_algorithm(name: str) -> algos.DigestAlgorithm:
     return algos.DigestAlgorithm({"algorithm": alg.DIGEST_OIDS[name], "parameters": None})
 
 
-def _signing_time_value(when: datetime) -> acms.Time:
-    if when.tzinfo is None:
-        raise ValueError("signing_time: must be timezone-aware")
-    when = when.astimezone(UTC).replace(microsecond=0)
-    if when < _UTCTIME_END and when.year >= 1950:
-        return acms.Time({"utc_time": when})
-    return acms.Time({"generalized_time": when})
-
-
 def _capabilities_value(names: Sequence[str]) -> acms.SMIMECapabilites:
     items = []
     for name in names:
@@ -111,23 +104,56 @@ def signed_attributes(
 
     Raises ValueError for a naive signing_time, Unsupported for an unknown capability name.
     """
+    return acms.CMSAttributes.load(_signed_attributes_der(
+        content_digest, content_type=content_type, capabilities=capabilities,
+        signing_time=signing_time))
+
+
+def _signed_attributes_der(
+    content_digest: bytes,
+    *,
+    content_type: str = "data",
+    capabilities: Sequence[str] | None = None,
+    signing_time: datetime | None = None,
+) -> bytes:
+    """signed_attributes as DER bytes (the SET OF, tag 0x31). Raises like signed_attributes."""
     when = signing_time if signing_time is not None else datetime.now(UTC)
     caps = alg.DEFAULT_CAPABILITIES if capabilities is None else tuple(capabilities)
+    # signingTime and messageDigest change with every message; they are written here as DER
+    # (an attribute is SEQUENCE { type OID, SET { value } }, RFC 5652 5.3), because asn1crypto
+    # building them cost a tenth of a millisecond each (bench/cost_bench.py).
+    # tests/unit/smime/test_sign_der.py pins the bytes to what asn1crypto builds.
     encoded = [
         _content_type_attribute(content_type),
-        bytes(
-            acms.CMSAttribute({"type": "signing_time", "values": [_signing_time_value(when)]})
-            .dump()
-        ),
-        bytes(acms.CMSAttribute({"type": "message_digest", "values": [content_digest]}).dump()),
+        _attribute(_SIGNING_TIME_OID, _signing_time_der(when)),
+        _attribute(_MESSAGE_DIGEST_OID, tlv(0x04, content_digest)),
     ]
     if caps:
         encoded.append(_capabilities_attribute(caps))
     # DER SET OF order (X.690 11.6), which RFC 5652 5.4 requires for the bytes that are signed:
-    # the encodings sorted. Joined here and loaded, because asn1crypto building and sorting the
-    # SET itself cost a millisecond per signature (bench/smime_bench.py, 10 KB sign).
+    # the encodings sorted.
     body = b"".join(sorted(encoded))
-    return acms.CMSAttributes.load(_der_header(0x31, len(body)) + body)
+    return der_header(0x31, len(body)) + body
+
+
+def _attribute(type_der: bytes, value_der: bytes) -> bytes:
+    values = tlv(0x31, value_der)
+    return der_header(0x30, len(type_der) + len(values)) + type_der + values
+
+
+def _signing_time_der(when: datetime) -> bytes:
+    """RFC 5652 11.3 Time: UTCTime YYMMDDHHMMSSZ (X.690 11.8) in 1950-2049, else
+    GeneralizedTime YYYYMMDDHHMMSSZ (X.690 11.7), whole seconds, UTC."""
+    if when.tzinfo is None:
+        raise ValueError("signing_time: must be timezone-aware")
+    when = when.astimezone(UTC)
+    if when < _UTCTIME_END and when.year >= 1950:
+        return tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))
+    return tlv(0x18, f"{when.year:04d}{when.strftime('%m%d%H%M%S')}Z".encode("ascii"))
+
+
+_SIGNING_TIME_OID = bytes(core.ObjectIdentifier("1.2.840.113549.1.9.5").dump())  # RFC 5652 11.3
+_MESSAGE_DIGEST_OID = bytes(core.ObjectIdentifier("1.2.840.113549.1.9.4").dump())  # 11.2
 
 
 @functools.lru_cache(maxsize=16)
@@ -140,14 +166,6 @@ def _capabilities_attribute(caps: tuple[str, ...]) -> bytes:
     """The SMIMECapabilities attribute DER (constant per list). Raises Unsupported."""
     value = _capabilities_value(caps)
     return bytes(acms.CMSAttribute({"type": "smime_capabilities", "values": [value]}).dump())
-
-
-def _der_header(identifier: int, length: int) -> bytes:
-    """DER identifier octet and definite length (X.690 10.1)."""
-    if length < 0x80:
-        return bytes((identifier, length))
-    size = (length.bit_length() + 7) // 8
-    return bytes((identifier, 0x80 | size)) + length.to_bytes(size, "big")
 
 
 def _pss_algorithm(digest: str) -> algos.SignedDigestAlgorithm:
@@ -164,27 +182,35 @@ def _pss_algorithm(digest: str) -> algos.SignedDigestAlgorithm:
     return algos.SignedDigestAlgorithm({"algorithm": alg.RSASSA_PSS, "parameters": params})
 
 
-def _signature(
-    key: PrivateKey, data: bytes, digest: str, pss: bool
-) -> tuple[algos.SignedDigestAlgorithm, bytes]:
+def _signature(key: PrivateKey, data: bytes, digest: str, pss: bool) -> tuple[bytes, bytes]:
+    """(signatureAlgorithm DER, signature) of ``data``."""
     if isinstance(key, rsa.RSAPrivateKey):
         hash_alg = alg.hash_for(digest)
         if pss:
             pad = padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
-            return _pss_algorithm(digest), key.sign(data, pad, hash_alg)
+            return _algorithm_der("pss", digest), key.sign(data, pad, hash_alg)
+        return _algorithm_der("rsa", digest), key.sign(data, padding.PKCS1v15(), hash_alg)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return _algorithm_der("ecdsa", digest), key.sign(data, ec.ECDSA(alg.hash_for(digest)))
+    # RFC 8419 3.1: PureEdDSA over the DER of the signed attributes.
+    return _algorithm_der("ed25519", digest), key.sign(data)
+
+
+@functools.lru_cache(maxsize=32)
+def _algorithm_der(kind: str, digest: str) -> bytes:
+    """signatureAlgorithm DER, constant per key kind and digest."""
+    if kind == "pss":
+        return bytes(_pss_algorithm(digest).dump())
+    if kind == "rsa":
         # RFC 3370 3.2: rsaEncryption with NULL parameters, digest from digestAlgorithm.
         algorithm = algos.SignedDigestAlgorithm(
-            {"algorithm": alg.RSA_ENCRYPTION, "parameters": core.Null()}
-        )
-        return algorithm, key.sign(data, padding.PKCS1v15(), hash_alg)
-    if isinstance(key, ec.EllipticCurvePrivateKey):
+            {"algorithm": alg.RSA_ENCRYPTION, "parameters": core.Null()})
+    elif kind == "ecdsa":
         algorithm = algos.SignedDigestAlgorithm(
-            {"algorithm": alg.ECDSA_BY_DIGEST[digest], "parameters": None}
-        )
-        return algorithm, key.sign(data, ec.ECDSA(alg.hash_for(digest)))
-    # RFC 8419 3.1: PureEdDSA over the DER of the signed attributes.
-    algorithm = algos.SignedDigestAlgorithm({"algorithm": alg.ED25519, "parameters": None})
-    return algorithm, key.sign(data)
+            {"algorithm": alg.ECDSA_BY_DIGEST[digest], "parameters": None})
+    else:
+        algorithm = algos.SignedDigestAlgorithm({"algorithm": alg.ED25519, "parameters": None})
+    return bytes(algorithm.dump())
 
 
 def build_signer_info(
@@ -209,14 +235,43 @@ def build_signer_info(
     Raises Unsupported (digest, key type, curve, capability name, pss with a non-RSA key),
     ValueError (key does not match cert, naive signing_time, use_ski without an SKI).
     """
+    return acms.SignerInfo.load(_signer_info(
+        content, key, cert, digest=digest, pss=pss, capabilities=capabilities,
+        signing_time=signing_time, with_signed_attributes=with_signed_attributes,
+        use_ski=use_ski, content_type=content_type).der)
+
+
+@dataclass(frozen=True)
+class _SignerInfoDer:
+    """A SignerInfo as DER, with what assemble needs of it without parsing it again."""
+
+    der: bytes
+    digest_algorithm: bytes
+    v3: bool
+
+
+def _signer_info(
+    content: bytes,
+    key: PrivateKey,
+    cert: x509.Certificate,
+    *,
+    digest: str = "sha256",
+    pss: bool = False,
+    capabilities: Sequence[str] | None = None,
+    signing_time: datetime | None = None,
+    with_signed_attributes: bool = True,
+    use_ski: bool = False,
+    content_type: str = "data",
+) -> _SignerInfoDer:
+    """build_signer_info's DER. Raises like build_signer_info."""
     name = effective_digest(key, digest)
     if pss and not isinstance(key, rsa.RSAPrivateKey):
         raise Unsupported("pss: RSA-PSS needs an RSA key")
-    if _public_der(key.public_key()) != _public_der(cert.public_key()):
+    if key.public_key() != cert.public_key():
         raise ValueError("key: does not match the certificate's public key")
-    # The SignerInfo is written as DER here and loaded back (lazily): asn1crypto building and
-    # dumping it cost ~0.2 ms per message, a tenth of the milter's work on a 10 KB message
-    # (bench/gateway_bench.py). tests/unit/smime/test_sign_der.py pins the bytes to what
+    # The SignerInfo is written as DER here: asn1crypto building, dumping and parsing it back
+    # cost more than half of the RSA signature itself on a 10 KB message
+    # (bench/cost_bench.py). tests/unit/smime/test_sign_der.py pins the bytes to what
     # asn1crypto builds.
     if use_ski:
         from smimegate.smime.cms import subject_key_identifier
@@ -225,36 +280,40 @@ def build_signer_info(
         if ski is None:
             raise ValueError("use_ski: the certificate has no subjectKeyIdentifier")
         # RFC 5652 5.3: subjectKeyIdentifier [0] IMPLICIT OCTET STRING.
-        sid = _tlv(0x80, ski)
+        sid = tlv(0x80, ski)
     else:
-        tbs = to_asn1(cert)["tbs_certificate"]
-        sid = _tlv(0x30, tbs["issuer"].dump() + tbs["serial_number"].dump())
-    parts = [_CMS_VERSION["v3" if use_ski else "v1"], sid, _digest_algorithm_der(name)]
+        sid = issuer_and_serial_der(cert)
+    digest_der = _digest_algorithm_der(name)
+    parts = [_CMS_VERSION["v3" if use_ski else "v1"], sid, digest_der]
     if with_signed_attributes:
-        hasher = hashes.Hash(alg.hash_for(name))
-        hasher.update(content)
-        attrs = signed_attributes(
-            hasher.finalize(),
+        attrs = _signed_attributes_der(
+            _digest(name, content),
             content_type=content_type,
             capabilities=capabilities,
             signing_time=signing_time,
         )
         # RFC 5652 5.4: the signature covers the DER of the SET OF (tag 0x31), not [0].
-        to_sign = attrs.dump()
-        parts.append(b"\xa0" + to_sign[1:])  # signedAttrs [0] IMPLICIT
+        to_sign = attrs
+        parts.append(b"\xa0" + attrs[1:])  # signedAttrs [0] IMPLICIT
     else:
         to_sign = content
     algorithm, signature = _signature(key, to_sign, name, pss)
-    parts += [algorithm.dump(), _tlv(0x04, signature)]
-    return acms.SignerInfo.load(_tlv(0x30, b"".join(parts)))
+    parts += [algorithm, tlv(0x04, signature)]
+    return _SignerInfoDer(tlv(0x30, b"".join(parts)), digest_der, use_ski)
+
+
+def _digest(name: str, content: bytes) -> bytes:
+    hasher = hashes.Hash(alg.hash_for(name))
+    hasher.update(content)
+    return hasher.finalize()
+
+
+@functools.lru_cache(maxsize=64)
+def _certificate_der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 _CMS_VERSION = {"v1": b"\x02\x01\x01", "v3": b"\x02\x01\x03"}  # CMSVersion INTEGER
-
-
-def _tlv(identifier: int, content: bytes) -> bytes:
-    """One DER element: identifier octet, definite length, content (X.690 8.1)."""
-    return _der_header(identifier, len(content)) + content
 
 
 @functools.lru_cache(maxsize=16)
@@ -280,34 +339,48 @@ def assemble(
     Certificates are deduplicated. Both certificates and signerInfos are DER SET OF, so they
     appear sorted by encoding, not in the order given. Raises ValueError without signer_infos.
     """
+    infos = [_SignerInfoDer(bytes(info.dump()), bytes(info["digest_algorithm"].dump()),
+                            info["version"].native == "v3") for info in signer_infos]
+    return _assemble(content, infos, certificates, detached=detached, content_type=content_type)
+
+
+def _assemble(
+    content: bytes,
+    signer_infos: Sequence[_SignerInfoDer],
+    certificates: Sequence[x509.Certificate],
+    *,
+    detached: bool = True,
+    content_type: str = "data",
+) -> bytes:
+    """assemble over SignerInfos as DER. Raises ValueError without signer_infos."""
     if not signer_infos:
         raise ValueError("signer_infos: at least one is needed")
     # Written as DER directly (see build_signer_info): asn1crypto copied every certificate to
     # retag it [0] and re-encoded the structure, ~0.35 ms per message. A DER SET OF holds its
     # elements sorted by their encodings (X.690 11.6); duplicates are left out.
-    digests = sorted({bytes(info["digest_algorithm"].dump()) for info in signer_infos})
-    certs = sorted({cert.public_bytes(serialization.Encoding.DER) for cert in certificates})
-    signers = sorted(bytes(info.dump()) for info in signer_infos)
+    digests = sorted({info.digest_algorithm for info in signer_infos})
+    certs = sorted({_certificate_der(cert) for cert in certificates})
+    signers = sorted(info.der for info in signer_infos)
     # RFC 5652 5.1: version 1 when every SignerInfo is version 1 and eContentType is id-data.
-    v3 = content_type != "data" or any(info["version"].native == "v3" for info in signer_infos)
+    v3 = content_type != "data" or any(info.v3 for info in signer_infos)
     encap_type = _content_type_der(content_type)
     if detached:
-        encap = [_tlv(0x30, encap_type)]
+        encap = [tlv(0x30, encap_type)]
     else:
         # eContent [0] EXPLICIT OCTET STRING; the content itself is joined only once below.
-        octets = _der_header(0x04, len(content))
-        explicit = _der_header(0xA0, len(octets) + len(content))
-        encap = [_der_header(0x30, len(encap_type) + len(explicit) + len(octets) + len(content)),
+        octets = der_header(0x04, len(content))
+        explicit = der_header(0xA0, len(octets) + len(content))
+        encap = [der_header(0x30, len(encap_type) + len(explicit) + len(octets) + len(content)),
                  encap_type, explicit, octets, content]
-    head = _CMS_VERSION["v3" if v3 else "v1"] + _tlv(0x31, b"".join(digests))
+    head = _CMS_VERSION["v3" if v3 else "v1"] + tlv(0x31, b"".join(digests))
     # certificates [0] is written also when empty, as asn1crypto did before.
-    tail = _tlv(0xA0, b"".join(certs)) + _tlv(0x31, b"".join(signers))
+    tail = tlv(0xA0, b"".join(certs)) + tlv(0x31, b"".join(signers))
     signed_len = len(head) + sum(len(p) for p in encap) + len(tail)
-    signed_header = _der_header(0x30, signed_len)
+    signed_header = der_header(0x30, signed_len)
     explicit_len = len(signed_header) + signed_len
     outer_type = _content_type_der("signed_data")
-    explicit_header = _der_header(0xA0, explicit_len)
-    info_header = _der_header(0x30, len(outer_type) + len(explicit_header) + explicit_len)
+    explicit_header = der_header(0xA0, explicit_len)
+    info_header = der_header(0x30, len(outer_type) + len(explicit_header) + explicit_len)
     return b"".join([info_header, outer_type, explicit_header, signed_header, head, *encap,
                      tail])
 
@@ -332,7 +405,7 @@ def sign_der(
     Raises Unsupported (digest, key type, curve, capability, pss without RSA) and ValueError
     (key does not match cert, naive signing_time).
     """
-    info = build_signer_info(
+    info = _signer_info(
         content,
         key,
         cert,
@@ -341,7 +414,7 @@ def sign_der(
         capabilities=capabilities,
         signing_time=signing_time,
     )
-    return assemble(content, [info], [cert, *chain], detached=detached)
+    return _assemble(content, [info], [cert, *chain], detached=detached)
 
 
 def sign(

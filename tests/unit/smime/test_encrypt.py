@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import cms as acms
+from asn1crypto import core
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from smimegate.smime import mime
-from smimegate.smime.algorithms import WRITABLE_CONTENT_CIPHERS
-from smimegate.smime.cms import cert_id
+from smimegate.smime import bulk, keytrans, mime
+from smimegate.smime.algorithms import CONTENT_CIPHER_BY_NAME, WRITABLE_CONTENT_CIPHERS
+from smimegate.smime.cms import cert_id, issuer_and_serial_der, to_asn1
 from smimegate.smime.decrypt import decrypt, decrypt_der
 from smimegate.smime.encrypt import Recipient, encrypt, encrypt_der
+from smimegate.smime.envelope import AlgorithmIdentifier, GCMParameters
 from smimegate.smime.errors import Unsupported
 from tests.helpers.testpki import Identity, TestCA
 
@@ -311,3 +314,67 @@ def test_large_der_functions_make_a_single_copy(pki: Pki) -> None:
         assert plain == content
         assert enc_peak < 1.2 * len(content), (cipher, enc_peak / len(content))
         assert dec_peak - base < 1.2 * len(content), (cipher, (dec_peak - base) / len(content))
+
+
+# --- the DER written directly pinned to what asn1crypto builds (issue 11 item 2) -------------
+
+
+@pytest.mark.parametrize("transport", ["rsa-pkcs1", "rsa-oaep"])
+def test_ktri_bytes_as_asn1crypto_builds_them(pki: Pki, transport: str) -> None:
+    cert = pki["rsa"].cert
+    public_key = cert.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    got = keytrans.build_der(issuer_and_serial_der(cert), public_key, b"k" * 32, transport)
+    ktri = acms.KeyTransRecipientInfo.load(got)
+    issuer_serial = acms.IssuerAndSerialNumber({"issuer": to_asn1(cert).issuer,
+                                                "serial_number": cert.serial_number})
+    algorithm = (keytrans.oaep_sha256_algorithm() if transport == "rsa-oaep"
+                 else acms.KeyEncryptionAlgorithm({"algorithm": OID_RSA}))
+    reference = acms.KeyTransRecipientInfo({
+        "version": "v0",
+        "rid": acms.RecipientIdentifier(name="issuer_and_serial_number", value=issuer_serial),
+        "key_encryption_algorithm": algorithm,
+        "encrypted_key": ktri["encrypted_key"].native,  # PKCS#1 / OAEP are randomised
+    })
+    assert got == reference.dump()
+
+
+@pytest.mark.parametrize("cipher", WRITABLE_CONTENT_CIPHERS)
+def test_content_algorithm_bytes_as_asn1crypto_builds_them(cipher: str) -> None:
+    spec = CONTENT_CIPHER_BY_NAME[cipher]
+    params = bulk.new_parameters(spec)
+    if spec.mode == "gcm":
+        value: core.Asn1Value = GCMParameters({"aes_nonce": params.iv, "aes_icvlen": 16})
+    else:
+        value = core.OctetString(params.iv)
+    reference = AlgorithmIdentifier({"algorithm": spec.oid, "parameters": value})
+    assert params.algorithm_der == reference.dump()
+
+
+@pytest.mark.parametrize("cipher", ["aes128-cbc", "aes256-gcm"])
+def test_envelope_bytes_as_asn1crypto_builds_them(pki: Pki, cipher: str) -> None:
+    der = encrypt_der(b"x" * 300, all_recipients(pki), cipher=cipher)
+    info = content_info(der)
+    inner = info["content"]
+    gcm = cipher.endswith("-gcm")
+    eci_name = "auth_encrypted_content_info" if gcm else "encrypted_content_info"
+    eci = inner[eci_name]
+    fields = {
+        "version": inner["version"].native,
+        "recipient_infos": acms.RecipientInfos.load(inner["recipient_infos"].dump()),
+        eci_name: acms.EncryptedContentInfo({
+            "content_type": "data",
+            "content_encryption_algorithm": acms.EncryptionAlgorithm.load(
+                eci["content_encryption_algorithm"].dump()),
+            "encrypted_content": eci["encrypted_content"].native,
+        }),
+    }
+    if gcm:
+        fields["mac"] = inner["mac"].native
+        reference = acms.ContentInfo({"content_type": "1.2.840.113549.1.9.16.1.23",
+                                      "content": acms.AuthEnvelopedData(fields)})
+    else:
+        reference = acms.ContentInfo({"content_type": "enveloped_data",
+                                      "content": acms.EnvelopedData(fields)})
+    assert inner["version"].native == ("v0" if gcm else "v2")
+    assert der == reference.dump()

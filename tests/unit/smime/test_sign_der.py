@@ -6,7 +6,7 @@ Ed25519 signatures are deterministic, so whole SignerInfos compare equal."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from asn1crypto import cms as acms
@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from smimegate.smime import sign as S
+from smimegate.smime.ber import der_header
 from smimegate.smime.cms import subject_key_identifier, to_asn1
 from smimegate.smime.verify import verify_der
 from tests.helpers.testpki import Identity, TestCA
@@ -141,3 +142,42 @@ def test_signed_der_still_verifies(ca: TestCA, rsa_id: Identity) -> None:
     assert [s.valid for s in layer.signers] == [True]
     assert content == CONTENT
 
+
+
+def reference_signed_attributes(digest: bytes, when: datetime,
+                                capabilities: Sequence[str] | None) -> bytes:
+    """sign.signed_attributes as it was, with asn1crypto building each attribute."""
+    when = when.astimezone(UTC).replace(microsecond=0)
+    utc = datetime(1950, 1, 1, tzinfo=UTC) <= when < datetime(2050, 1, 1, tzinfo=UTC)
+    time_value = acms.Time({"utc_time": when} if utc else {"generalized_time": when})
+    encoded = [
+        acms.CMSAttribute({"type": "content_type", "values": ["data"]}).dump(),
+        acms.CMSAttribute({"type": "signing_time", "values": [time_value]}).dump(),
+        acms.CMSAttribute({"type": "message_digest", "values": [digest]}).dump(),
+    ]
+    caps = S.alg.DEFAULT_CAPABILITIES if capabilities is None else tuple(capabilities)
+    if caps:
+        encoded.append(S._capabilities_attribute(caps))
+    return bytes(acms.CMSAttributes.load(der_header(
+        0x31, sum(len(e) for e in encoded)) + b"".join(sorted(encoded))).dump())
+
+
+@pytest.mark.parametrize("when", [
+    WHEN, WHEN.replace(microsecond=999_999),
+    datetime(1950, 1, 1, tzinfo=UTC), datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC),
+    datetime(2050, 1, 1, tzinfo=UTC), datetime(1949, 12, 31, 23, 59, 59, tzinfo=UTC),
+    datetime(2026, 6, 1, 3, 4, 5, tzinfo=timezone(timedelta(hours=-7))),
+])
+@pytest.mark.parametrize("capabilities", [None, (), ("aes128-cbc",)])
+def test_signed_attributes_bytes_as_asn1crypto_builds_them(
+        when: datetime, capabilities: Sequence[str] | None) -> None:
+    digest = bytes(range(32))
+    got = S.signed_attributes(digest, signing_time=when, capabilities=capabilities)
+    assert bytes(got.dump()) == reference_signed_attributes(digest, when, capabilities)
+    times = [a["values"][0].native for a in got if a["type"].native == "signing_time"]
+    assert times == [when.astimezone(UTC).replace(microsecond=0)]
+
+
+def test_signed_attributes_refuse_a_naive_time() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        S.signed_attributes(b"\0" * 32, signing_time=datetime(2026, 1, 1))
