@@ -25,8 +25,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from smimegate.cli import cert_pki, certview
 from smimegate.cli.common import OperationFailed, UsageError, print_json
 from smimegate.cli.context import open_store, read_password_file, write_output
-from smimegate.pki import certfile
-from smimegate.pki.anchors import load_anchors
 from smimegate.pki.pkcs12 import DEFAULT_PROFILE, PROFILES, make_pkcs12
 from smimegate.store import NotFound, Store
 from smimegate.store.certinfo import cert_info
@@ -80,6 +78,8 @@ def _password(args: argparse.Namespace) -> str | None:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from smimegate.pki import certfile
+
     try:
         found = certfile.read_file(args.file, _password(args))
     except certfile.NeedsPassword as exc:
@@ -110,6 +110,8 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from smimegate.pki.anchors import load_anchors
+
     email = args.email.strip().lower() if args.email else None
     with open_store(args) as ctx:
         anchors = load_anchors(ctx.store)
@@ -125,6 +127,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from smimegate.pki.anchors import load_anchors
+
     with open_store(args) as ctx:
         fingerprint = certview.pick(ctx.store.list_certificates(), args.fingerprint)
         record = ctx.store.get_certificate(fingerprint)

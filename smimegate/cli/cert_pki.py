@@ -19,17 +19,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from smimegate.cli import ldap as ldap_cli
 from smimegate.cli.common import OperationFailed, UsageError
 from smimegate.cli.context import open_store, read_password_file, write_output
 from smimegate.cli.crl import days_arg, print_summary, reason_arg, serial_arg
-from smimegate.delivery import DeliveryError
-from smimegate.delivery import pfx as delivery
-from smimegate.pki import authority
 from smimegate.pki.ca import DEFAULT_DAYS
 from smimegate.pki.crl import DEFAULT_NEXT_UPDATE_DAYS, REASONS
-from smimegate.pki.issue import IssueRequest, Subject
-from smimegate.pki.passwords import generate_password
 from smimegate.pki.pkcs12 import DEFAULT_PROFILE, PROFILES, make_pkcs12
 from smimegate.pki.signing import KEY_TYPES, SIGNATURE_ALGORITHMS
 from smimegate.store.certinfo import cert_info
@@ -89,6 +83,8 @@ def _password(args: argparse.Namespace, wants_pfx: bool) -> str | None:
             raise UsageError("a PKCS#12 password needs --pfx-out FILE or --send-pfx")
         return None
     if args.generate_password:
+        from smimegate.pki.passwords import generate_password
+
         return generate_password()
     if args.password_file:
         password = read_password_file(args.password_file)
@@ -103,6 +99,13 @@ def _password(args: argparse.Namespace, wants_pfx: bool) -> str | None:
 
 
 def _issue(args: argparse.Namespace) -> int:
+    # Imported here: `cert list` builds this parser too and needs none of them (issue 9).
+    from smimegate.cli import ldap as ldap_cli
+    from smimegate.delivery import DeliveryError
+    from smimegate.delivery import pfx as delivery
+    from smimegate.pki import authority
+    from smimegate.pki.issue import IssueRequest, Subject
+
     wants_pfx = bool(args.pfx_out or args.send_pfx)
     password = _password(args, wants_pfx)
     delivering = args.send_pfx or args.sms_password
@@ -161,6 +164,8 @@ def _issue(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
+    from smimegate.pki import authority
+
     with open_store(args, keys=True) as ctx:
         try:
             record = authority.revoke(ctx.store, args.serial, ca_name=args.ca, reason=args.reason,

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smimegate.cli.common import OperationFailed, UsageError
-from smimegate.pki import storetrust
-from smimegate.pki.trust import TrustAnchors
-from smimegate.store import CertificateRecord
+
+if TYPE_CHECKING:
+    from smimegate.pki.trust import TrustAnchors
+    from smimegate.store import CertificateRecord
 
 MIN_PREFIX = 8
 _HEX = re.compile(r"[0-9a-f]+")
@@ -48,6 +49,8 @@ def pick(records: Sequence[CertificateRecord], text: str, what: str = "certifica
 
 def describe(record: CertificateRecord, anchors: TrustAnchors) -> dict[str, Any]:
     """The JSON object CONTRACT.md fixes for ``cert list --json``, plus a few more fields."""
+    from smimegate.pki import storetrust  # path validation: pyhanko-certvalidator
+
     verdict = storetrust.verdict(record, anchors)
     return {
         "fingerprint": record.fingerprint,

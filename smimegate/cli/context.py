@@ -20,13 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smimegate.cli.common import OperationFailed, UsageError
-from smimegate.cli.config import load_from_args
-from smimegate.config import Config
-from smimegate.pki.authority import PkiError
-from smimegate.store import Store, StoreError
-from smimegate.store.configured import open_configured
+from smimegate.pki.errors import PkiError
+
+if TYPE_CHECKING:
+    from smimegate.config import Config
+    from smimegate.store import Store
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,12 @@ def open_store(args: argparse.Namespace, *, keys: bool = False) -> Iterator[Cont
     or from inside the block (a missing schema says to run `smimegate db init`), and for
     PkiError from the built-in CA's operations inside the block.
     """
+    # Imported here, not at the top: command modules import this one while the parser is
+    # built, and `smimegate --help` needs no store (issue 9).
+    from smimegate.cli.config import load_from_args
+    from smimegate.store import StoreError
+    from smimegate.store.configured import open_configured
+
     config = load_from_args(args)
     try:
         store = open_configured(config.store, keys=keys, pool_size=1)  # one command at a time

@@ -16,10 +16,13 @@ from typing import Any
 
 from smimegate.cli.common import OperationFailed, print_json
 from smimegate.cli.context import open_store
-from smimegate.pki.fetch import SCHEMES, fetch_all
 
 
 def _url(text: str) -> str:
+    # Imported when used: the cert and crl parsers are built for every command of theirs, and
+    # pki.fetch brings urllib, ssl and http.client (issue 9).
+    from smimegate.pki.fetch import SCHEMES
+
     scheme = text.split(":", 1)[0].lower() if ":" in text else ""
     if scheme not in SCHEMES:
         raise argparse.ArgumentTypeError(f"{text!r}: expected an {', '.join(SCHEMES)} URL")
@@ -43,6 +46,8 @@ def register_fetch(commands: Any) -> None:
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Handler of ``crl fetch``. Raises OperationFailed (exit 1) when every URL failed or the
     store cannot be used; ConfigError (exit 2) for a bad configuration."""
+    from smimegate.pki.fetch import fetch_all
+
     with open_store(args) as ctx:
         report = fetch_all(ctx.store, timeout=ctx.config.crl.fetch_timeout, urls=args.url)
     if args.json:

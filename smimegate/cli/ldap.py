@@ -15,17 +15,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Any
 
 from smimegate.cli.common import OperationFailed, UsageError, print_json
 from smimegate.cli.config import load_from_args
 from smimegate.cli.context import open_store
-from smimegate.config import Config
 from smimegate.store.certinfo import cert_info
-from smimegate.store.ldap import DirectoryError, DirectoryUsers
-from smimegate.store.ldapsync import managed_properties, sync
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from smimegate.config import Config
+    from smimegate.store.ldap import DirectoryUsers
+
+# smimegate.store.ldap (ldap3) is imported where a directory is used: `user show` and
+# `cert issue` call in here and, without an [ldap] section, start without it (issue 9).
 
 
 def register(sub: Any) -> None:
@@ -48,6 +52,8 @@ def register(sub: Any) -> None:
 def _directory(config: Config) -> DirectoryUsers:
     """Raises UsageError without an [ldap] section, OperationFailed for an unreadable
     password file."""
+    from smimegate.store.ldap import DirectoryError, DirectoryUsers
+
     if not config.ldap.enabled:
         raise UsageError("no [ldap] section in the configuration (or enabled = false)")
     try:
@@ -57,6 +63,9 @@ def _directory(config: Config) -> DirectoryUsers:
 
 
 def _sync(args: argparse.Namespace) -> int:
+    from smimegate.store.ldap import DirectoryError
+    from smimegate.store.ldapsync import managed_properties, sync
+
     with open_store(args) as ctx:
         directory = _directory(ctx.config)
         try:
@@ -78,6 +87,8 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _lookup(args: argparse.Namespace) -> int:
+    from smimegate.store.ldap import DirectoryError
+
     config = load_from_args(args)
     directory = _directory(config)
     try:
@@ -121,6 +132,8 @@ def directory_values(config: Config, email: str) -> Mapping[str, str] | None:
     """
     if not config.ldap.enabled:
         return None
+    from smimegate.store.ldap import DirectoryError, DirectoryUsers
+
     try:
         directory = DirectoryUsers(config.ldap)
         try:
@@ -146,6 +159,8 @@ def publish_issued(
     """
     if not (config.ldap.enabled and config.ldap.publish_certificates):
         return None
+    from smimegate.store.ldap import DirectoryError, DirectoryUsers
+
     try:
         directory = DirectoryUsers(config.ldap)
         try:

@@ -16,8 +16,6 @@ from cryptography import x509
 from smimegate.cli import certview
 from smimegate.cli.common import OperationFailed, print_json
 from smimegate.cli.context import open_store
-from smimegate.pki import certfile
-from smimegate.pki.anchors import load_anchors
 
 
 def register(sub: Any) -> None:
@@ -43,6 +41,8 @@ def _may_be_root(cert: x509.Certificate) -> bool:
 
 
 def _add(args: argparse.Namespace) -> int:
+    from smimegate.pki import certfile
+
     try:
         found = certfile.read_file(args.file)
     except certfile.CertFileError as exc:
@@ -64,6 +64,8 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from smimegate.pki.anchors import load_anchors
+
     with open_store(args) as ctx:
         anchors = load_anchors(ctx.store)
         items = [certview.describe(r, anchors) for r in ctx.store.list_roots()]

@@ -28,6 +28,7 @@ from smimegate.pki.crl import (
     load_crl,
     merge,
 )
+from smimegate.pki.errors import PkiError
 from smimegate.pki.issue import IssueRequest, issue_certificate
 from smimegate.pki.signing import PrivateKey, new_key
 from smimegate.store.base import (
@@ -42,10 +43,6 @@ from smimegate.store.certinfo import parse_serial, serial_hex
 
 CA_SOURCE = "ca"
 ISSUED_SOURCE = "issued"
-
-
-class PkiError(Exception):
-    """The CA operation cannot be done; the message says why in one line."""
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,6 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-import psycopg
-import psycopg.errors
-import psycopg_pool
-
 from smimegate.store.base import (
     Conflict,
     InvalidData,
@@ -212,6 +208,9 @@ class PostgresBackend:
         pool_size: int,
         wait: bool = True,
     ) -> None:
+        # Imported here: a command on an SQLite store starts without psycopg (issue 9).
+        import psycopg_pool
+
         self.url = url
         self._timeout = connect_timeout
         self._pool = psycopg_pool.ConnectionPool(
@@ -262,6 +261,9 @@ class PostgresBackend:
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
+        import psycopg.errors
+        import psycopg_pool
+
         try:
             yield
         except psycopg.errors.UndefinedTable as exc:
