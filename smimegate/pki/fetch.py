@@ -27,18 +27,16 @@ Its store needs a pool of at least two connections (the lock holds one for the r
 from __future__ import annotations
 
 import datetime as dt
-import http.client
 import math
 import ssl
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -48,6 +46,7 @@ from smimegate.config import Config
 from smimegate.log import TAG, format_fields, get_logger, warning_line
 from smimegate.pki.authority import known_ca_certificates
 from smimegate.pki.crl import CrlIssuerError, crl_number, find_issuer, load_crl
+from smimegate.pki.httpclient import HttpError, exchange
 from smimegate.store.base import Store, StoreError
 
 __all__ = [
@@ -169,21 +168,6 @@ def crl_urls(store: Store, at: dt.datetime | None = None) -> list[str]:
 # --- downloading -----------------------------------------------------------------------------
 
 
-def _read_limited(response: Any, max_bytes: int, deadline: float, timeout: float) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        if time.monotonic() > deadline:
-            raise FetchError(f"timed out after {timeout:g} s")
-        chunk = response.read(65536)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > max_bytes:
-            raise FetchError(f"larger than {max_bytes} bytes")
-        chunks.append(chunk)
-
-
 def _http(url: str, timeout: float, max_bytes: int) -> bytes:
     request = urllib.request.Request(
         url,
@@ -193,30 +177,10 @@ def _http(url: str, timeout: float, max_bytes: int) -> bytes:
             "Accept": "application/pkix-crl, application/x-pkcs7-crl, */*;q=0.5",
         },
     )
-    # urllib's timeout applies to each socket operation; the deadline bounds the whole
-    # download against a server that trickles bytes.
-    deadline = time.monotonic() + timeout
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            length = response.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) > max_bytes:
-                raise FetchError(f"larger than {max_bytes} bytes (Content-Length {length})")
-            return _read_limited(response, max_bytes, deadline, timeout)
-    except urllib.error.HTTPError as exc:
-        raise FetchError(f"HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, TimeoutError):
-            raise FetchError(f"timed out after {timeout:g} s") from None
-        raise FetchError(f"cannot connect: {reason}") from None
-    except TimeoutError:
-        raise FetchError(f"timed out after {timeout:g} s") from None
-    except OSError as exc:
-        raise FetchError(f"download failed: {exc.strerror or exc}") from None
-    except http.client.HTTPException as exc:  # IncompleteRead, a malformed status line ...
-        raise FetchError(f"bad HTTP answer: {type(exc).__name__} {exc}"[:200]) from None
-    except ValueError as exc:  # urllib: a URL it cannot use (bad port, control characters)
-        raise FetchError(f"bad URL: {exc}") from None
+        return exchange(request, timeout, max_bytes)
+    except HttpError as exc:
+        raise FetchError(str(exc)) from None
 
 
 @dataclass(frozen=True)
