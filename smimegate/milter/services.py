@@ -124,6 +124,13 @@ class Services:
         self._policy_lock = threading.Lock()
         self._policy_rows: dict[str, tuple[float, PolicyRows]] = {}
         self._policy_generation: int | None = None
+        # Harvesting (import_signers) writes to the store only what this process has not
+        # written lately: the same correspondents sign message after message, and two store
+        # transactions per message cost more than the RSA decryption (bench/cost_bench.py).
+        self._harvested = _TtlCache(CACHE_TTL)  # fingerprint -> stored (False: refused)
+        self._capabilities_lock = threading.Lock()
+        # fingerprint -> (newest signing time recorded, whole seconds as stored; its names)
+        self._capabilities_seen: dict[str, tuple[int, tuple[str, ...]]] = {}
 
     def reload(self) -> None:
         """Forget every cached value, the directory's too."""
@@ -133,6 +140,9 @@ class Services:
             self._policy_rows.clear()
         self._signing.clear()
         self._encryption.clear()
+        self._harvested.clear()
+        with self._capabilities_lock:
+            self._capabilities_seen.clear()
         if self.directory is not None:
             self.directory.invalidate()
 
@@ -291,17 +301,25 @@ class Services:
             signers = [s for s in layer.signers if s.valid and s.certificate is not None]
             wanted = [s.certificate for s in signers if s.certificate is not None]
             wanted += [c for c in layer.certificates if _is_ca(c)]
-            for cert in wanted:
-                try:
-                    record = self.store.add_certificate(cert, source="message")
-                except InvalidData:
-                    continue  # a certificate the store cannot keep is simply not harvested
-                count += 1
-                for email in record.emails:
-                    self._encryption.discard(email)  # a new certificate: choose again
+            count += sum(1 for cert in wanted if self._harvest(cert))
             for signer in signers:
                 self._record_capabilities(signer)
         return count
+
+    def _harvest(self, cert: x509.Certificate) -> bool:
+        """Store one certificate, once per CACHE_TTL in this process; False when the store
+        cannot keep it (then it is simply not harvested)."""
+
+        def add() -> bool:
+            try:
+                record = self.store.add_certificate(cert, source="message")
+            except InvalidData:
+                return False
+            for email in record.emails:
+                self._encryption.discard(email)  # maybe a new certificate: choose again
+            return True
+
+        return self._harvested.get(_fingerprint(cert), add)
 
     def _record_capabilities(self, signer: SignerResult) -> None:
         # Only a valid signature gets here: the capabilities are the certificate holder's own
@@ -312,13 +330,25 @@ class Services:
         when = signer.signing_time.timestamp() if signer.signing_time is not None else now
         # signingTime is the sender's claim: one from the future would pin its list forever.
         when = min(when, now)
+        fingerprint = _fingerprint(signer.certificate)
+        names = tuple(signer.capabilities)
+        with self._capabilities_lock:
+            seen = self._capabilities_seen.get(fingerprint)
+        if seen is not None and (int(when) < seen[0] or (int(when), names) == seen):
+            return  # the store holds a newer announcement, or this very one
         info = cert_info(signer.certificate)
         try:
             changed = self.store.set_certificate_capabilities(
-                info.fingerprint, signer.capabilities,
+                info.fingerprint, names,
                 dt.datetime.fromtimestamp(int(when), dt.UTC))
         except InvalidData:
             return  # the certificate was not stored (see import_signers)
+        with self._capabilities_lock:
+            if len(self._capabilities_seen) > 10000:
+                self._capabilities_seen.clear()
+            seen = self._capabilities_seen.get(fingerprint)
+            if seen is None or int(when) >= seen[0]:
+                self._capabilities_seen[fingerprint] = (int(when), names)
         if changed:
             for email in info.emails:
                 self._encryption.discard(email)

@@ -8,16 +8,20 @@ within POLICY_TTL seconds, or at once after reload().
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from smimegate.milter import services as svc
 from smimegate.milter.services import Services
+from smimegate.smime.cms import cert_id
+from smimegate.smime.results import Layer, SignerResult
 from smimegate.store.base import NotFound
 from smimegate.store.keys import ensure_master_key
 from smimegate.store.sql import SqlStore
@@ -111,3 +115,52 @@ def test_unwrapped_key_works_without_the_rsa_check(stores: tuple[SqlStore, SqlSt
     signature = key.sign(b"data", padding.PKCS1v15(), hashes.SHA256())
     alice.cert.public_key().verify(signature, b"data", padding.PKCS1v15(),  # type: ignore[union-attr]
                                    hashes.SHA256())
+
+
+def signed_layer(cert: x509.Certificate, when: dt.datetime,
+                 capabilities: tuple[str, ...]) -> Layer:
+    signer = SignerResult(cert_id(cert), cert, True, None, "sha256", "rsa",
+                          signing_time=when, capabilities=capabilities)
+    return Layer(kind="signed", signers=(signer,), certificates=(cert,))
+
+
+def test_harvest_writes_once_per_process_until_reload(
+        stores: tuple[SqlStore, SqlStore]) -> None:
+    store, other = stores
+    cert = TestCA().issue("frank@outside.test").cert
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+    when = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    layer = signed_layer(cert, when, ("aes256-gcm",))
+    services = Services(store)
+    assert services.import_signers([layer]) == 1
+    assert store.get_certificate(fingerprint).source == "message"
+    # Removed behind the milter's back (the CLI): the same signer again is not written again,
+    # yet counted as harvested, as the log line always said.
+    other.remove_certificate(fingerprint)
+    assert services.import_signers([layer]) == 1
+    with pytest.raises(NotFound):
+        store.get_certificate(fingerprint)
+    services.reload()
+    assert services.import_signers([layer]) == 1
+    assert store.get_certificate(fingerprint).source == "message"
+    assert store.certificate_capabilities([fingerprint])[fingerprint].names == ("aes256-gcm",)
+
+
+def test_capabilities_same_announcement_skipped_other_names_recorded(
+        stores: tuple[SqlStore, SqlStore]) -> None:
+    store, _ = stores
+    cert = TestCA().issue("gina@outside.test").cert
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+    when = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    services = Services(store)
+    services.import_signers([signed_layer(cert, when, ("aes256-gcm",))])
+    # At the same signing time the store keeps the one seen last (store.sql): other names
+    # are still written; an older announcement never replaces a newer one.
+    services.import_signers([signed_layer(cert, when, ("aes128-cbc",))])
+    assert store.certificate_capabilities([fingerprint])[fingerprint].names == ("aes128-cbc",)
+    older = when - dt.timedelta(days=1)
+    services.import_signers([signed_layer(cert, older, ("aes256-cbc",))])
+    assert store.certificate_capabilities([fingerprint])[fingerprint].names == ("aes128-cbc",)
+    newer = when + dt.timedelta(seconds=1)
+    services.import_signers([signed_layer(cert, newer, ("aes256-cbc",))])
+    assert store.certificate_capabilities([fingerprint])[fingerprint].names == ("aes256-cbc",)
