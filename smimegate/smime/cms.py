@@ -138,10 +138,28 @@ def tlv(identifier: int, content: bytes) -> bytes:
     return der_header(identifier, len(content)) + content
 
 
+def parsed_der(value: core.Asn1Value) -> bytes:
+    """The bytes a parsed asn1crypto value came from (re-encoded only when they were BER with
+    an indefinite length).
+
+    asn1crypto 1.5.1's dump() takes any header whose last byte is 0x80 for an indefinite
+    length, also a definite one such as 30 82 03 80 (896 bytes), and then re-encodes the whole
+    value. A field that does not survive re-encoding changes the bytes under the signature:
+    PKITS 4.3.6's UID CA certificate (a subjectUniqueID BIT STRING with unused bits) came out
+    with a signature that no longer verified.
+    """
+    header = getattr(value, "_header", None)
+    contents = value.contents
+    if isinstance(header, bytes) and contents is not None and header[1:] != b"\x80":
+        return header + bytes(contents)
+    return bytes(value.dump())
+
+
 def to_crypto(cert: ax509.Certificate) -> x509.Certificate:
-    """asn1crypto certificate -> cryptography certificate; Malformed if cryptography refuses it."""
+    """asn1crypto certificate -> cryptography certificate, from the bytes it was parsed from
+    (parsed_der); Malformed if cryptography refuses it."""
     try:
-        return x509.load_der_x509_certificate(cert.dump())
+        return x509.load_der_x509_certificate(parsed_der(cert))
     except (ValueError, x509.InvalidVersion) as exc:
         # InvalidVersion (a version field other than v1-v3) is not a ValueError.
         raise Malformed(f"certificate: {exc}") from exc
