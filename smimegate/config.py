@@ -286,7 +286,9 @@ class StoreConfig:
     pool_min: int = opt(1, "PostgreSQL: connections the pool keeps open.", check=_at_least(0))
     pool_max: int = opt(
         10,
-        "PostgreSQL: most connections the pool opens (about one per concurrent SMTP session).",
+        "PostgreSQL: most connections the pool opens (about one per concurrent SMTP session); "
+        "with [milter] workers > 1 the milter's workers share them (each opens at most "
+        "pool_max / workers, and at least 2).",
         check=_at_least(1),
     )
 
@@ -366,6 +368,15 @@ class MilterConfig:
         30.0,
         "Seconds a stop (SIGTERM/SIGINT/SIGHUP) waits for messages in progress to finish before "
         "it cuts them (the MTA then tempfails them).",
+        check=_at_least(0),
+    )
+    workers: int = opt(
+        0,
+        "Milter worker processes serving the socket (one Python process uses about one core); "
+        "0: one per CPU core this process may run on. With more than one, a supervisor process "
+        "holds the socket, starts the workers after the privilege drop, restarts one that dies "
+        "and passes SIGTERM/SIGINT/SIGHUP and SIGUSR1 on to every worker; the background jobs "
+        "run in one worker. 1: a single process, no supervisor.",
         check=_at_least(0),
     )
     log: LogTarget = opt("syslog", "Where the log goes.")

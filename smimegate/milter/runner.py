@@ -14,6 +14,11 @@ Order (DESIGN.md Style 7, after dkimpy-milter's ``main()``):
 6. Background jobs (smimegate.milter.jobs: CRL download, delivery queue), as the dropped user.
 7. ``smfi_main`` in a thread of its own, while the main thread waits for a stop signal.
 
+That is one process, ``[milter] workers = 1``. With more workers (the default 0 means one per
+core) this process becomes the supervisor of smimegate.milter.supervisor instead: it does steps
+1 to 5 itself, binding the socket in place of libmilter, and forks the workers, each of which
+goes on from step 6 (background jobs in worker 0 only) on the shared socket.
+
 Stopping (issue 5 item 1: SIGTERM/SIGINT stop cleanly, messages in flight finish). What stock
 libmilter (8.17, signal.c/listener.c/engine.c) does is not enough: ``smfi_main`` starts a
 thread that sigwaits SIGHUP/SIGTERM/SIGINT; SIGHUP/SIGTERM set MILTER_STOP (listening socket
@@ -412,7 +417,7 @@ class Reloader:
     [crl] fetch_interval) need a restart; a change to them is logged. ``[queue]`` and
     ``stop_timeout`` are read when used, so a reload changes them."""
 
-    RESTART_ONLY = ("socket", "socket_mode", "user", "group")
+    RESTART_ONLY = ("socket", "socket_mode", "user", "group", "workers")
 
     def __init__(self, runtime: Runtime, path: str | None, explicit: bool) -> None:
         self.runtime = runtime
@@ -668,19 +673,23 @@ def drain(runtime: Runtime, stop: StopSignals, timeout: float) -> bool:
             return False
 
 
-def serve(runtime: Runtime, listener: Listener) -> None:
-    """Run smfi_main until a stop signal (or until it returns by itself), then stop as the
-    module docstring says (waiting up to ``[milter] stop_timeout`` as configured then).
-    Raises RunnerError when smfi_main fails."""
+def serve(runtime: Runtime, listener: Listener,
+          orphaned: Callable[[], bool] | None = None) -> None:
+    """Run smfi_main until a stop signal (or until it returns by itself, or ``orphaned``
+    says the worker's supervisor is gone), then stop as the module docstring says (waiting up
+    to ``[milter] stop_timeout`` as configured then). Raises RunnerError when smfi_main
+    fails."""
     stop = StopSignals().install()
     placeholder: socket.socket | None = None
+    gone = orphaned or (lambda: False)
     try:
         thread = LibmilterThread().start()
-        while not stop.received and thread.is_alive():
+        while not stop.received and thread.is_alive() and not gone():
             thread.join(POLL)
         in_progress = runtime.stop()
+        reason = stop.first if stop.received or orphaned is None or not gone() else "orphaned"
         _LOG.info(f"{log.TAG}: stopping; " + log.format_fields(
-            {"signal": stop.first, "in_progress": in_progress}))
+            {"signal": reason, "in_progress": in_progress}))
         if thread.is_alive():
             placeholder = stop_accepting(listener)
         finished = drain(runtime, stop, runtime.config.milter.stop_timeout)
@@ -702,6 +711,12 @@ def serve(runtime: Runtime, listener: Listener) -> None:
             placeholder.close()
 
 
+def worker_count(config: Config) -> int:
+    """``[milter] workers``, with 0 meaning one per CPU core this process may run on (its
+    affinity mask, which taskset and cgroup cpusets narrow)."""
+    return config.milter.workers or len(os.sched_getaffinity(0))
+
+
 def run(
     config: Config,
     *,
@@ -711,6 +726,8 @@ def run(
     make_gateway: Callable[[Config], GatewayLike] | None = None,
 ) -> int:
     """Run the milter in the foreground until SIGTERM/SIGHUP/SIGINT; returns the exit code.
+    With ``[milter] workers`` other than 1 this process supervises that many workers
+    (smimegate.milter.supervisor).
 
     ``config_path``/``explicit`` say where SIGUSR1 re-reads the configuration.
     ``make_gateway`` replaces the real gateway (tests). Must be called from the main thread.
@@ -729,6 +746,12 @@ def run(
     identity = resolve_identity(config)
     log.setup_logging(config)
     block_signals()
+    workers = worker_count(config)
+    if workers > 1:
+        from smimegate.milter.supervisor import Supervisor
+
+        return Supervisor(config, spec, identity, make_gateway or default_gateway,
+                          workers=workers, config_path=config_path, explicit=explicit).run()
     gateway = (make_gateway or default_gateway)(config)
     listener: Listener | None = None
     jobs: BackgroundJobs | None = None

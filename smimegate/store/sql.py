@@ -35,6 +35,7 @@ from smimegate.store.base import (
     Revocation,
     SchemaError,
     Store,
+    StoreUnavailable,
     User,
 )
 from smimegate.store.certinfo import (
@@ -106,6 +107,9 @@ class SqlStore:
     def __init__(self, backend: Backend, master_key: MasterKey | None) -> None:
         self._db = backend
         self._master = master_key
+        # How open() made the backend, so that reconnect() can make another (None: made
+        # elsewhere, cannot reconnect).
+        self._reopen: Callable[..., Backend] | None = None
         self._policy_generation = 0
         agg = backend.string_agg
         self._cert_select = (
@@ -150,6 +154,10 @@ class SqlStore:
             create=create,
         )
         store = cls(backend, master)
+        store._reopen = functools.partial(
+            backend_for_url, url, connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout, wait=wait,
+        )
         if check_schema:
             with contextlib.ExitStack() as on_failure:
                 on_failure.callback(store.close)
@@ -176,6 +184,22 @@ class SqlStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def reconnect(self, pool_size: int) -> None:
+        """Open new connections (at most ``pool_size``) in place of the closed ones; the
+        master key read by open() stays. For a forked milter worker (smimegate.milter.
+        supervisor): its parent opened and closed the store as root before the fork, and a
+        child must never use connections made by its parent (sqlite3's "how to corrupt"
+        section 2.6, libpq's "connections must not be shared across fork").
+
+        Raises StoreUnavailable when this store was not made by open(), or when PostgreSQL
+        does not answer within the connect timeout.
+        """
+        if self._reopen is None:
+            raise StoreUnavailable("this store cannot reconnect (not made by SqlStore.open)")
+        old = self._db
+        self._db = self._reopen(pool_size=pool_size)
+        old.close()
 
     @property
     def dialect(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import socketserver
@@ -13,6 +14,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.milter.client import MilterClient
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -60,6 +65,20 @@ class Daemon:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def serving(self) -> int:
+        """How many processes serve: the workers the supervisor's start line names
+        (``[milter] workers`` > 1, the default on a machine with several cores), else 1."""
+        found = re.search(r"smimegate: starting; .*\bworkers=(\d+)", self.output())
+        return int(found.group(1)) if found else 1
+
+    def wait_each(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until every serving process has logged ``text`` (a reload reaches each worker
+        on its own). Raises AssertionError with the log after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.output().count(text) < self.serving():
+            assert time.monotonic() < deadline, f"no {text!r} from each process:\n{self.output()}"
+            time.sleep(0.05)
+
     def stop(self, sig: int = signal.SIGKILL, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -106,6 +125,27 @@ def _accepts(spec: str) -> bool:
         except OSError:
             return False
         return True
+
+
+def session(spec: str) -> MilterClient:
+    """A negotiated connection from an outside client, after CONNECT and HELO."""
+    from tests.milter.client import MilterClient
+
+    c = MilterClient(spec).open()
+    c.negotiate()
+    c.connect(hostname="mx.outside.test", address="192.0.2.7")
+    c.helo("mx.outside.test")
+    return c
+
+
+def refuses_connections(spec: str) -> bool:
+    from tests.milter.client import MilterClient
+
+    try:
+        MilterClient(spec, timeout=1).open().close()
+    except OSError:
+        return True
+    return False
 
 
 def milter_argv(config: Path, *extra: str) -> list[str]:

@@ -13,13 +13,15 @@ recipients' local parts, so that one running milter covers every case:
 
 Every message: each header starting with ``header_prefix`` is deleted (highest index of a
 name first, as the real gateway does), ``{prefix}Seen`` is added with the envelope as the
-session built it, and ``X-Top: 1`` is inserted at the top.
+session built it and the process id and reload count of the process that served it, and
+``X-Top: 1`` is inserted at the top.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import time
@@ -29,6 +31,7 @@ from smimegate import config as config_module
 from smimegate.config import Config
 from smimegate.milter import replies
 from smimegate.milter.transaction import Envelope, HeaderEdit, Outcome, Reinjection
+from smimegate.store.base import StoreUnavailable
 
 
 class FakeGateway:
@@ -37,6 +40,7 @@ class FakeGateway:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.reloads = 0
+        self.store: UnreachableStore | None = None
 
     @classmethod
     def create(cls, config: Config) -> FakeGateway:
@@ -81,7 +85,8 @@ class FakeGateway:
         seen_value = (
             f"queue={envelope.queue_id} from={envelope.sender} rcpts={','.join(rcpts)} "
             f"auth={envelope.auth_authen} daemon={envelope.daemon_name} "
-            f"client={envelope.client_addr} helo={envelope.helo} size={len(body)}"
+            f"client={envelope.client_addr} helo={envelope.helo} size={len(body)} "
+            f"pid={os.getpid()} reloads={self.reloads}"
         )
         edits.append(HeaderEdit("add", f"{prefix}Seen", value=seen_value))
         edits.append(HeaderEdit("insert", "X-Top", value="1"))
@@ -101,16 +106,39 @@ class FakeGateway:
         )
 
 
+class UnreachableStore:
+    """``--unreachable-store``: a store that went away after the supervisor's start-up check,
+    so that every worker's reconnect (smimegate.milter.supervisor) fails."""
+
+    def close(self) -> None:
+        """Nothing is open."""
+
+    def reconnect(self, pool_size: int) -> None:
+        raise StoreUnavailable("postgresql://db.example/smimegate: connection refused")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from smimegate.milter import runner
 
     parser = argparse.ArgumentParser()
     parser.add_argument("config")
     parser.add_argument("--socket")
+    parser.add_argument("--unreachable-store", action="store_true")
     args = parser.parse_args(argv)
     config = config_module.load(args.config)
-    return runner.run(config, config_path=args.config, explicit=True, socket_spec=args.socket,
-                      make_gateway=FakeGateway.create)
+
+    def make(config: Config) -> FakeGateway:
+        gateway = FakeGateway.create(config)
+        if args.unreachable_store:
+            gateway.store = UnreachableStore()
+        return gateway
+
+    try:
+        return runner.run(config, config_path=args.config, explicit=True,
+                          socket_spec=args.socket, make_gateway=make)
+    except runner.RunnerError as exc:  # as the CLI reports it: one line, exit 1
+        print(f"smimegate: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -16,22 +16,22 @@ import pytest
 
 from tests.milter import client as mc
 from tests.milter.client import MessageResult, MilterClient
-from tests.milter.daemon import Daemon, fake_argv, free_port, start, write_config
+from tests.milter.daemon import (
+    Daemon,
+    fake_argv,
+    free_port,
+    refuses_connections,
+    session,
+    start,
+    write_config,
+)
 
 HEADERS = [("From", "alice@inside.test"), ("To", "bob@outside.test"), ("Subject", "hi")]
 
 
-def _client(spec: str) -> MilterClient:
-    c = MilterClient(spec).open()
-    c.negotiate()
-    c.connect(hostname="mx.outside.test", address="192.0.2.7")
-    c.helo("mx.outside.test")
-    return c
-
-
 def _open_transaction(spec: str, queue_id: str) -> MilterClient:
     """A connection whose transaction is open: headers sent, body and end not yet."""
-    c = _client(spec)
+    c = session(spec)
     c.mail("a@inside.test", macros={"i": queue_id})
     assert c.rcpt("bob@outside.test") == mc.Reply(mc.SMFIR_CONTINUE)
     c.header("Subject", "x")
@@ -47,26 +47,21 @@ def _wait_for(daemon: Daemon, text: str, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def _refuses_connections(spec: str) -> bool:
-    try:
-        MilterClient(spec, timeout=1).open().close()
-    except OSError:
-        return True
-    return False
-
-
-@pytest.mark.parametrize(("sig", "kind"), [(signal.SIGTERM, "inet"), (signal.SIGINT, "unix"),
-                                          (signal.SIGHUP, "inet")])
+# workers 0 (the default, one per core: a supervisor passes the signal on) and 1 (one process).
+@pytest.mark.parametrize(("sig", "kind", "workers"), [
+    (signal.SIGTERM, "inet", 0), (signal.SIGINT, "unix", 0), (signal.SIGHUP, "inet", 0),
+    (signal.SIGTERM, "inet", 1), (signal.SIGINT, "unix", 1)])
 def test_stop_signal_lets_the_message_in_flight_finish(
-    tmp_path: Path, sig: signal.Signals, kind: str
+    tmp_path: Path, sig: signal.Signals, kind: str, workers: int
 ) -> None:
     spec = (f"inet:{free_port()}@127.0.0.1" if kind == "inet"
             else f"unix:{tmp_path}/milter.sock")
-    daemon = start(fake_argv(write_config(tmp_path, spec)), tmp_path / "milter.log", spec)
+    daemon = start(fake_argv(write_config(tmp_path, spec, workers=workers)),
+                   tmp_path / "milter.log", spec)
     results: list[MessageResult] = []
 
     def send() -> None:
-        with _client(spec) as c:
+        with session(spec) as c:
             results.append(c.message("a@inside.test", ["slow20@outside.test"], HEADERS,
                                      b"x\r\n", queue_id="QSLOW"))
 
@@ -77,7 +72,7 @@ def test_stop_signal_lets_the_message_in_flight_finish(
         daemon.proc.send_signal(sig)
         # No new connections from the moment the stop begins, while the message is in flight.
         deadline = time.monotonic() + 1.5
-        while not _refuses_connections(spec):
+        while not refuses_connections(spec):
             assert time.monotonic() < deadline, "still accepting connections after the signal"
             time.sleep(0.05)
         assert sender.is_alive() and daemon.proc.poll() is None
@@ -98,7 +93,7 @@ def test_stop_signal_lets_the_message_in_flight_finish(
     assert not (tmp_path / "milter.sock").exists()
 
 
-def test_open_transaction_finishes_and_new_ones_are_refused(tmp_path: Path) -> None:
+def test_open_transaction_finishes_and_new_ones_arerefuses_connections(tmp_path: Path) -> None:
     spec = f"inet:{free_port()}@127.0.0.1"
     daemon = start(fake_argv(write_config(tmp_path, spec)), tmp_path / "milter.log", spec)
     try:

@@ -1,0 +1,347 @@
+"""``[milter] workers``: several milter processes on one socket behind a supervisor (issue 11).
+
+The real ``smimegate milter`` runner in a subprocess, with tests/milter/fakegateway.py (its
+``Seen`` header names the process that served a message and how often it reloaded) or the
+real gateway over SQLite, driven by the protocol client over the real sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests.milter import client as mc
+from tests.milter.client import MessageResult, MilterClient
+from tests.milter.daemon import (
+    PYTHON,
+    ROOT,
+    Daemon,
+    fake_argv,
+    free_port,
+    milter_argv,
+    refuses_connections,
+    session,
+    start,
+    write_config,
+)
+
+HEADERS = [("From", "alice@inside.test"), ("To", "bob@outside.test"), ("Subject", "hi")]
+STARTED = re.compile(r"worker started; worker=(\d+) pid=(\d+) uid=\d+ jobs=(yes|no)")
+CORES = len(os.sched_getaffinity(0))
+
+
+def _eventually(what: str, check: Callable[[], object], daemon: Daemon,
+                timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} did not happen; log:\n{daemon.output()}"
+        time.sleep(0.05)
+
+
+def _workers(daemon: Daemon) -> dict[int, int]:
+    """Worker index -> pid of its latest start, from the log."""
+    return {int(m.group(1)): int(m.group(2)) for m in STARTED.finditer(daemon.output())}
+
+
+def _wait_workers(daemon: Daemon, count: int) -> dict[int, int]:
+    _eventually(f"{count} workers", lambda: len(_workers(daemon)) == count, daemon)
+    return _workers(daemon)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
+
+
+def _seen(result: MessageResult) -> dict[str, str]:
+    assert result.eom is not None and result.eom.reply.cmd == mc.SMFIR_CONTINUE, result
+    (seen,) = [a for a in result.eom.of("addheader") if a.name.endswith("-Seen")]
+    return dict(part.split("=", 1) for part in (seen.value or "").split() if "=" in part)
+
+
+def _message(c: MilterClient, rcpt: str = "bob@outside.test", queue_id: str = "Q1"
+             ) -> dict[str, str]:
+    return _seen(c.message("a@inside.test", [rcpt], HEADERS, b"x\r\n", queue_id=queue_id))
+
+
+def _connection_per_worker(spec: str, pids: set[int], stack: ExitStack,
+                           daemon: Daemon) -> dict[int, MilterClient]:
+    """Open connections (each sends a message to learn which worker serves it) until every
+    worker in ``pids`` holds one; the kernel chooses, so this may take a few."""
+    held: dict[int, MilterClient] = {}
+    deadline = time.monotonic() + 30
+    n = 0
+    while set(held) != pids:
+        assert time.monotonic() < deadline, f"workers served: {sorted(held)}\n{daemon.output()}"
+        c = stack.enter_context(session(spec))
+        n += 1
+        pid = int(_message(c, queue_id=f"QPROBE{n}")["pid"])
+        assert pid in pids, (pid, pids)
+        held.setdefault(pid, c)
+    return held
+
+
+def _spec(kind: str, tmp_path: Path) -> str:
+    return (f"unix:{tmp_path}/milter.sock" if kind == "unix"
+            else f"inet6:{free_port()}@::1" if kind == "inet6"
+            else f"inet:{free_port()}@127.0.0.1")
+
+
+@pytest.fixture()
+def two(tmp_path: Path) -> Iterator[tuple[Daemon, str, Path]]:
+    """The fake milter with workers = 2 on inet:."""
+    spec = _spec("inet", tmp_path)
+    config = write_config(tmp_path, spec, workers=2)
+    daemon = start(fake_argv(config), tmp_path / "milter.log", spec)
+    try:
+        yield daemon, spec, config
+    finally:
+        for pid in _workers(daemon).values():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        daemon.stop()
+
+
+@pytest.mark.parametrize("kind", ["inet", "inet6", "unix"])
+def test_two_workers_serve_one_socket_and_stop_cleanly(tmp_path: Path, kind: str) -> None:
+    spec = _spec(kind, tmp_path)
+    config = write_config(tmp_path, spec, workers=2)
+    daemon = start(fake_argv(config), tmp_path / "milter.log", spec)
+    try:
+        pids = _wait_workers(daemon, 2)
+        assert len(set(pids.values())) == 2 and daemon.proc.pid not in pids.values()
+        for pid in pids.values():  # children of the supervisor, in process groups of their own
+            stat_fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            assert int(stat_fields[1]) == daemon.proc.pid  # ppid
+            assert int(stat_fields[2]) == pid  # pgrp
+        with ExitStack() as stack:
+            held = _connection_per_worker(spec, set(pids.values()), stack, daemon)
+            assert len(held) == 2
+        assert daemon.stop(signal.SIGTERM, timeout=30) == 0
+    finally:
+        daemon.stop()
+    out = daemon.output()
+    assert f"socket={spec} pid={daemon.proc.pid}" in out and "workers=2" in out
+    assert out.count("worker stopped;") == 2 and "status=0" in out
+    assert "smimegate: stopped; workers_failed=0" in out
+    assert "warning" not in out.replace("warning: running as root", "")
+    if kind == "unix":
+        assert not (tmp_path / "milter.sock").exists()
+
+
+def test_stop_drains_the_messages_in_flight_in_every_worker(
+    two: tuple[Daemon, str, Path]
+) -> None:
+    daemon, spec, _ = two
+    pids = set(_wait_workers(daemon, 2).values())
+    results: dict[int, dict[str, str]] = {}
+    with ExitStack() as stack:
+        held = _connection_per_worker(spec, pids, stack, daemon)
+
+        def send(pid: int, c: MilterClient) -> None:
+            results[pid] = _message(c, rcpt="slow20@outside.test", queue_id=f"QSLOW{pid}")
+
+        senders = [threading.Thread(target=send, args=item) for item in held.items()]
+        for t in senders:
+            t.start()
+        _eventually("both in flight", lambda: daemon.output().count("fake slow start") == 2,
+                    daemon)
+        daemon.proc.send_signal(signal.SIGTERM)
+        # No new connections once every worker began its stop.
+        _eventually("connections refused", lambda: refuses_connections(spec), daemon, timeout=3)
+        assert all(t.is_alive() for t in senders)  # still in flight
+        for t in senders:
+            t.join(15)
+        assert daemon.proc.wait(20) == 0
+    assert {int(r["pid"]) for r in results.values()} == pids  # each got its reply
+    out = daemon.output()
+    assert out.count("smimegate: stopping; signal=SIGTERM in_progress=1") == 2
+    assert out.count("smimegate: drained; finished=yes cut=0") == 2
+    assert "transactions cut" not in out
+
+
+def test_killed_worker_restarts_with_back_off_and_the_others_serve_on(
+    two: tuple[Daemon, str, Path]
+) -> None:
+    daemon, spec, _ = two
+    first = _wait_workers(daemon, 2)
+    os.kill(first[1], signal.SIGKILL)
+    with session(spec) as c:  # served by worker 0 (or the new worker 1) meanwhile
+        assert int(_message(c)["pid"]) != first[1]
+    _eventually("restart", lambda: _workers(daemon)[1] != first[1], daemon)
+    second = _workers(daemon)[1]
+    os.kill(second, signal.SIGKILL)  # dies again at once: twice the wait
+    _eventually("second restart", lambda: _workers(daemon)[1] != second, daemon)
+    out = daemon.output()
+    assert (f"warning: worker died; starting it again; worker=1 pid={first[1]} "
+            "signal=SIGKILL restart_in=0.5") in out
+    assert (f"warning: worker died; starting it again; worker=1 pid={second} "
+            "signal=SIGKILL restart_in=1.0") in out
+    assert _workers(daemon)[0] == first[0] and _alive(first[0])
+    with ExitStack() as stack:
+        _connection_per_worker(spec, set(_workers(daemon).values()), stack, daemon)
+    assert daemon.stop(signal.SIGTERM, timeout=30) == 0
+
+
+def test_sigusr1_reaches_every_worker_and_a_restarted_one(
+    two: tuple[Daemon, str, Path]
+) -> None:
+    daemon, spec, config = two
+    pids = _wait_workers(daemon, 2)
+    config.write_text(config.read_text().replace(
+        "[milter]", '[milter]\nheader_prefix = "X-Reloaded-"'))
+    daemon.proc.send_signal(signal.SIGUSR1)
+    _eventually("two reloads", lambda: daemon.output().count("configuration reloaded") == 2,
+                daemon)
+    with ExitStack() as stack:
+        for c in _connection_per_worker(spec, set(pids.values()), stack, daemon).values():
+            result = c.message("a@inside.test", ["bob@outside.test"], HEADERS, b"x\r\n")
+            assert result.eom is not None
+            assert [a.name for a in result.eom.of("addheader")] == ["X-Reloaded-Seen"]
+    # A worker started after the reload runs the reloaded configuration too.
+    os.kill(pids[0], signal.SIGKILL)
+    _eventually("restart", lambda: _workers(daemon)[0] != pids[0], daemon)
+    _eventually("third reload", lambda: daemon.output().count("configuration reloaded") == 3,
+                daemon)
+    with ExitStack() as stack:
+        held = _connection_per_worker(spec, set(_workers(daemon).values()), stack, daemon)
+        fresh = held[_workers(daemon)[0]]
+        result = fresh.message("a@inside.test", ["bob@outside.test"], HEADERS, b"x\r\n")
+        assert result.eom is not None
+        assert [a.name for a in result.eom.of("addheader")] == ["X-Reloaded-Seen"]
+    assert "reload passed on; workers=2" in daemon.output()
+
+
+def test_workers_stop_when_the_supervisor_is_killed(two: tuple[Daemon, str, Path]) -> None:
+    daemon, spec, _ = two
+    pids = _wait_workers(daemon, 2)
+    daemon.proc.kill()
+    daemon.proc.wait(5)
+    for pid in pids.values():
+        _eventually(f"worker {pid} gone", lambda pid=pid: not _alive(pid), daemon, timeout=20)
+    assert daemon.output().count("stopping; signal=orphaned in_progress=0") == 2
+    assert refuses_connections(spec)
+
+
+def test_socket_activation_fd3_with_two_workers(tmp_path: Path) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    spec = f"inet:{listener.getsockname()[1]}@127.0.0.1"
+    config = write_config(tmp_path, "fd:3", workers=2)
+    launcher = (f"import os, sys; os.dup2({listener.fileno()}, 3); "
+                "os.execv(sys.argv[1], sys.argv[1:])")
+    daemon = start([PYTHON, "-c", launcher, *fake_argv(config)], tmp_path / "milter.log",
+                   None, pass_fds=[listener.fileno()])
+    listener.close()
+    try:
+        pids = _wait_workers(daemon, 2)
+        with ExitStack() as stack:
+            assert len(_connection_per_worker(spec, set(pids.values()), stack, daemon)) == 2
+        assert daemon.stop(signal.SIGTERM, timeout=30) == 0
+    finally:
+        daemon.stop()
+    assert "socket=fd:3" in daemon.output()
+
+
+def test_a_worker_that_cannot_start_stops_start_up(tmp_path: Path) -> None:
+    spec = f"unix:{tmp_path}/milter.sock"
+    config = write_config(tmp_path, spec, workers=2)
+    done = subprocess.run([*fake_argv(config), "--unreachable-store"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 1, done
+    assert ("worker 0 could not start: StoreUnavailable: postgresql://db.example/smimegate: "
+            "connection refused") in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "milter.sock").exists()
+
+
+def test_workers_1_is_one_process(tmp_path: Path) -> None:
+    spec = _spec("inet", tmp_path)
+    config = write_config(tmp_path, spec, workers=1)
+    daemon = start(fake_argv(config), tmp_path / "milter.log", spec)
+    try:
+        with session(spec) as c:
+            assert int(_message(c)["pid"]) == daemon.proc.pid
+        children = Path(f"/proc/{daemon.proc.pid}/task/{daemon.proc.pid}/children").read_text()
+        assert children.split() == []
+        assert daemon.stop(signal.SIGTERM, timeout=30) == 0
+    finally:
+        daemon.stop()
+    assert "worker" not in daemon.output()
+
+
+def test_default_is_one_worker_per_core(tmp_path: Path) -> None:
+    spec = _spec("inet", tmp_path)
+    daemon = start(fake_argv(write_config(tmp_path, spec)), tmp_path / "milter.log", spec)
+    try:
+        if CORES > 1:
+            assert len(_wait_workers(daemon, CORES)) == CORES
+            assert f"workers={CORES}" in daemon.output()
+        else:
+            assert "worker" not in daemon.output()
+        assert daemon.stop(signal.SIGTERM, timeout=30) == 0
+    finally:
+        daemon.stop()
+
+
+# -- the real gateway ---------------------------------------------------------------------------
+
+
+def test_real_milter_runs_background_jobs_in_one_worker(tmp_path: Path) -> None:
+    spec = _spec("inet", tmp_path)
+    sms_file = tmp_path / "sms.txt"
+    config = write_config(tmp_path, spec, workers=2, tables=(
+        '[sms]\ntransport = "file"\nfile = "sms.txt"\n[queue]\ninterval = 1\n'))
+    done = subprocess.run([PYTHON, "-m", "smimegate", "-c", str(config), "db", "init"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    from smimegate.delivery.queue import SMS, SmsJob
+    from smimegate.store import SqlStore
+
+    daemon = start(milter_argv(config), tmp_path / "milter.log", spec)
+    store = SqlStore.open(f"sqlite:///{tmp_path}/smimegate.db", tmp_path / "master.key")
+    try:
+        pids = _wait_workers(daemon, 2)
+        store.enqueue(SMS, SmsJob("dave@partner.test", "+4917099887766", "pw 1").payload())
+        _eventually("SMS delivery", lambda: not store.list_queue(), daemon)
+        out = daemon.output()
+        assert out.count("background jobs;") == 1
+        assert re.search(r"worker started; worker=0 pid=\d+ uid=\d+ jobs=yes", out)
+        assert re.search(r"worker started; worker=1 pid=\d+ uid=\d+ jobs=no", out)
+        # The real gateway serves in both workers.
+        with ExitStack() as stack:
+            for pid in pids.values():
+                assert _alive(pid)
+            for _ in range(6):
+                c = stack.enter_context(session(spec))
+                r = c.message("a@inside.test", ["bob@outside.test"], HEADERS, b"x\r\n")
+                assert r.eom is not None and r.eom.reply.cmd == mc.SMFIR_CONTINUE
+        # Worker 0 restarted: the jobs come back with it, still once.
+        os.kill(pids[0], signal.SIGKILL)
+        _eventually("restart", lambda: _workers(daemon)[0] != pids[0], daemon)
+        _eventually("jobs again", lambda: daemon.output().count("background jobs;") == 2,
+                    daemon)
+        store.enqueue(SMS, SmsJob("erin@partner.test", "+4917099887700", "pw 2").payload())
+        _eventually("second SMS", lambda: not store.list_queue(), daemon)
+        assert daemon.stop(signal.SIGTERM, timeout=30) == 0
+    finally:
+        store.close()
+        daemon.stop()
+    lines = sms_file.read_text().splitlines()
+    assert [line.split("\t")[1:] for line in lines] == [
+        ["+4917099887766", "pw 1"], ["+4917099887700", "pw 2"]]
