@@ -250,7 +250,7 @@ def _property_name(value: str) -> str:
 
 OnInternalError = Literal["tempfail", "accept", "reject"]
 OnMalformed = Literal["deliver", "tempfail", "reject"]
-LogTarget = Literal["syslog", "stdout"]
+LogTarget = Literal["syslog", "stdout", "stderr"]
 LogLevel = Literal["debug", "info", "warning"]
 Facility = Literal[
     "mail", "daemon", "user", "auth", "authpriv",
@@ -379,10 +379,17 @@ class MilterConfig:
         "run in one worker. 1: a single process, no supervisor.",
         check=_at_least(0),
     )
-    log: LogTarget = opt("syslog", "Where the log goes.")
+    log: LogTarget = opt(
+        "syslog",
+        "Where the log goes. syslog: while syslog_socket cannot be reached (a container "
+        "without syslogd) one warning on stderr, then the log goes to stderr until the socket "
+        "answers again; never a failed start.",
+    )
     log_level: LogLevel = opt("info", "Least severe level that is logged.")
     syslog_facility: Facility = opt("mail", "syslog facility.")
-    syslog_socket: str = opt("/dev/log", "Local syslog socket.", check=_nonempty, path=True)
+    syslog_socket: str = opt(
+        "/dev/log", "Local syslog socket (datagram or stream).", check=_nonempty, path=True
+    )
 
 
 @dataclass(frozen=True)

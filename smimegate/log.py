@@ -1,4 +1,4 @@
-"""Log lines: ``QUEUEID: smimegate: key=value ...``, and the syslog or stdout handler.
+"""Log lines: ``QUEUEID: smimegate: key=value ...``, and the syslog, stdout or stderr handler.
 
 One line per message and action, queue id first, ``key=value`` fields after, successes logged
 too (DESIGN.md, Style 4, after Postfix ``cleanup_milter.c``; CONTRACT.md "Log line")::
@@ -32,7 +32,8 @@ import logging.handlers
 import re
 import socket
 import sys
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
@@ -228,40 +229,170 @@ class _OneLine(logging.Formatter):
         return super().format(record).replace("\n", "\\n")
 
 
-def _probe_unix_socket(path: str) -> None:
-    """Connect to a local syslog socket once. Raises OSError when nobody listens there."""
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_UNIX, kind) as probe:
+# Seconds between attempts to reach the syslog socket while it is away: a missing syslogd costs
+# one connect per this interval at most, however much is logged meanwhile.
+SYSLOG_RETRY = 2.0
+
+
+class SyslogWithFallback(logging.Handler):
+    """syslog on a local socket (RFC 3164 over ``/dev/log``), stderr while it cannot be reached.
+
+    The milter must start and keep logging wherever it runs: containers often have no syslogd,
+    and a syslogd that restarts recreates its socket. So a missing or dead socket is not an
+    error: the line goes to ``fallback`` (stderr) instead, with one ``warning:`` line when
+    that starts, and the handler tries the socket again at most every ``retry`` seconds, when
+    there is something to log. Once it answers, lines go there again, announced on the fallback
+    stream. Both datagram and stream sockets are understood (rsyslog and syslog-ng make either).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        facility: int,
+        *,
+        fallback: TextIO,
+        retry: float = SYSLOG_RETRY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.path = path
+        self.facility = facility
+        self.fallback = fallback
+        self.retry = retry
+        self._clock = clock
+        self._sock: socket.socket | None = None
+        self._next_try = 0.0
+        self._falling_back = False
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    def _connect(self) -> None:
+        """Raises OSError when nobody listens at the path."""
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            sock = socket.socket(socket.AF_UNIX, kind)
             try:
-                probe.connect(path)
-                return
+                sock.connect(self.path)
             except OSError as exc:
-                if exc.errno != errno.EPROTOTYPE:  # a stream socket: try that type next
-                    raise OSError(exc.errno, f"syslog socket {path}: {exc.strerror}") from None
-    raise OSError(errno.EPROTOTYPE, f"syslog socket {path}: neither datagram nor stream")
+                sock.close()
+                if exc.errno == errno.EPROTOTYPE:  # a stream socket: try that type next
+                    continue
+                raise
+            self._sock = sock
+            return
+        raise OSError(errno.EPROTOTYPE, "neither a datagram nor a stream socket")
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def open(self) -> bool:
+        """Try the socket now; on failure write the warning line and fall back. Returns
+        whether it is connected."""
+        try:
+            self._connect()
+        except OSError as exc:
+            self._fall_back(exc)
+            return False
+        self._falling_back = False
+        return True
+
+    def _fall_back(self, exc: OSError) -> None:
+        self._next_try = self._clock() + self.retry
+        if self._falling_back:
+            return
+        self._falling_back = True
+        reason = exc.strerror or str(exc)
+        self._write_fallback(warning_line(None, f"syslog socket {self.path}: {reason}; "
+                                          "logging to stderr until it answers"))
+
+    def _write_fallback(self, line: str) -> None:
+        try:
+            self.fallback.write(line + "\n")
+            self.fallback.flush()
+        except (OSError, ValueError):
+            pass  # stderr itself is gone: there is nowhere left to say anything
+
+    def _send(self, data: bytes) -> None:
+        assert self._sock is not None
+        if self._sock.type == socket.SOCK_STREAM:
+            self._sock.sendall(data)
+        else:
+            self._sock.send(data)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except (ValueError, TypeError):
+            self.handleError(record)
+            return
+        priority = logging.handlers.SysLogHandler.priority_names.get(
+            _SYSLOG_PRIORITY.get(record.levelname, "warning"), 4)
+        # RFC 3164 4.1.1: PRI = facility * 8 + severity; NUL ends the message for stream
+        # sockets and is what SysLogHandler has always sent.
+        data = f"<{self.facility << 3 | priority}>{line}\000".encode("utf-8", "replace")
+        was_back = self._falling_back
+        if self._sock is None and self._clock() >= self._next_try:
+            self.open()
+        if self._sock is not None:
+            try:
+                self._send(data)
+            except OSError:
+                # syslogd restarted (a new socket at the same path) or went away: one
+                # reconnect now, else fall back.
+                self._drop()
+                if self.open():
+                    try:
+                        self._send(data)
+                    except OSError as exc:
+                        self._drop()
+                        self._fall_back(exc)
+            if self._sock is not None:
+                if was_back:
+                    self._write_fallback(f"{TAG}: syslog socket {self.path} answers again; "
+                                         "logging there")
+                return
+        # The bare line, as log = "stderr" writes it: the tag is for syslog only.
+        self._write_fallback(line.removeprefix(f"{TAG}[{record.process}]: "))
+
+    def close(self) -> None:
+        self._drop()
+        super().close()
+
+
+# logging level names to syslog severities (as SysLogHandler.mapPriority does).
+_SYSLOG_PRIORITY = {
+    "DEBUG": "debug", "INFO": "info", "WARNING": "warning", "ERROR": "error",
+    "CRITICAL": "critical",
+}  # fmt: skip
 
 
 def setup_logging(config: Config, *, stream: TextIO | None = None) -> logging.Logger:
-    """Send the ``smimegate`` logger to syslog or stdout as ``config.milter`` says.
+    """Send the ``smimegate`` logger to syslog, stdout or stderr as ``config.milter`` says.
 
-    syslog: a SysLogHandler on the local socket ``syslog_socket`` with ``syslog_facility``, tag
-    ``smimegate[PID]: ``. stdout: the bare lines (systemd's journal and ``make run`` add their own
-    time stamps); ``stream`` replaces sys.stdout (tests). Calling it again (SIGUSR1 reload)
-    replaces the handler installed before. Raises OSError when the syslog socket cannot be opened.
+    syslog: the local socket ``syslog_socket`` with ``syslog_facility``, tag
+    ``smimegate[PID]: ``; while the socket cannot be reached the lines go to stderr
+    (SyslogWithFallback), so a missing syslogd never stops the milter. stdout, stderr: the bare
+    lines (systemd's journal and ``make run`` add their own time stamps). ``stream`` replaces
+    sys.stdout / sys.stderr (tests). Calling it again (SIGUSR1 reload) replaces the handler
+    installed before. Never raises for the log target.
     """
     milter = config.milter
     logger = get_logger()
     handler: logging.Handler
     if milter.log == "syslog":
         facility = logging.handlers.SysLogHandler.facility_names[milter.syslog_facility]
-        # SysLogHandler tolerates a missing syslogd (it reconnects on every record, which
-        # covers a syslogd restart later); at start-up a missing socket is a set-up error.
-        _probe_unix_socket(milter.syslog_socket)
-        handler = logging.handlers.SysLogHandler(address=milter.syslog_socket, facility=facility)
-        # The tag (RFC 3164 section 4.1.3) is part of the message for SysLogHandler.
-        handler.setFormatter(_OneLine(f"{TAG}[%(process)d]: %(message)s"))
+        syslog = SyslogWithFallback(milter.syslog_socket, facility,
+                                    fallback=stream or sys.stderr)
+        syslog.open()  # says at once, on stderr, when syslog cannot be reached
+        # The tag (RFC 3164 section 4.1.3) is part of the message.
+        syslog.setFormatter(_OneLine(f"{TAG}[%(process)d]: %(message)s"))
+        handler = syslog
     else:
-        handler = logging.StreamHandler(stream or sys.stdout)
+        handler = logging.StreamHandler(
+            stream or (sys.stderr if milter.log == "stderr" else sys.stdout))
         handler.setFormatter(_OneLine("%(message)s"))
     handler.addFilter(ScrubPrivateKeys())
     handler.set_name(f"{LOGGER_NAME}-main")

@@ -5,7 +5,7 @@
   stop_timeout; SIGUSR1 reloads). Exit 0 after a clean stop; 1 when it cannot start (one
   line).
 - ``-n``: load the configuration, check the socket spec, the user and group to run as and the
-  log target, open the store (as the milter would: pools, master key), print ``OK`` and exit 0;
+  log target (an unreachable syslog socket is a warning, as at start), open the store (as the milter would: pools, master key), print ``OK`` and exit 0;
   or exit 2 with one line naming what is wrong.
 """
 
@@ -68,10 +68,9 @@ def _check(config: Any, socket_spec: str | None) -> int:
         runner.resolve_identity(config)
     except (ValueError, runner.RunnerError) as exc:
         raise UsageError(str(exc)) from None
-    try:
-        log.setup_logging(config)  # probes the syslog socket
-    except OSError as exc:
-        raise UsageError(f"[milter] log: {exc}") from None
+    # An unreachable syslog socket is a warning on stderr, not an error: the milter starts and
+    # logs to stderr until it answers (smimegate.log.SyslogWithFallback).
+    log.setup_logging(config)
     try:
         gateway = Gateway.create(config)
     except (StoreError, OSError) as exc:

@@ -35,16 +35,18 @@ def write_config(
     directory: Path, socket_spec: str, *, store_url: str = "", tables: str = "", **milter: object
 ) -> Path:
     """A configuration with an SQLite store under ``directory`` (or ``store_url``) and log to
-    stdout; ``milter`` are [milter] options, ``tables`` more TOML tables appended as they are."""
+    stdout unless ``milter`` says ``log``; ``milter`` are [milter] options, ``tables`` more TOML
+    tables appended as they are."""
     lines = [
         "[store]",
         f'url = "{store_url or f"sqlite:///{directory}/smimegate.db"}"',
         'master_key_file = "master.key"',
         "[milter]",
         f'socket = "{socket_spec}"',
-        'log = "stdout"',
         'reinject_secret_file = "reinject.key"',
     ]
+    if "log" not in milter:
+        lines.append('log = "stdout"')
     for key, value in milter.items():
         rendered = f'"{value}"' if isinstance(value, str) else str(value).lower()
         lines.append(f"{key} = {rendered}")

@@ -256,11 +256,77 @@ def test_syslog_handler_sends_facility_and_tag(clean_logger, syslog_socket, faci
     )
 
 
-def test_syslog_socket_missing_raises_oserror(clean_logger, tmp_path):
+def test_syslog_socket_missing_falls_back_to_stderr_after_one_warning(clean_logger, tmp_path):
     missing = tmp_path / "none"
-    with pytest.raises(OSError, match=f"syslog socket {missing}"):
-        log.setup_logging(with_milter(log="syslog", syslog_socket=str(missing)))
-    assert not [h for h in clean_logger.handlers if h.get_name() == "smimegate-main"]
+    err = io.StringIO()
+    log.setup_logging(with_milter(log="syslog", syslog_socket=str(missing)), stream=err)
+    log.log_message("Q1", {"n": 1})
+    log.log_warning("Q2", "odd")
+    assert err.getvalue().splitlines() == [
+        f"smimegate: warning: syslog socket {missing}: No such file or directory; logging to "
+        "stderr until it answers",
+        "Q1: smimegate: n=1",
+        "Q2: smimegate: warning: odd",
+    ]
+
+
+def test_stderr_target(clean_logger, capsys):
+    log.setup_logging(with_milter(log="stderr"))
+    log.log_message("Q1", {"n": 1})
+    assert capsys.readouterr() == ("", "Q1: smimegate: n=1\n")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_syslog_socket_that_appears_is_used_after_the_retry_interval(tmp_path):
+    path = tmp_path / "log.sock"
+    err, clock = io.StringIO(), FakeClock()
+    handler = log.SyslogWithFallback(str(path), 2, fallback=err, retry=5.0, clock=clock)
+    handler.setFormatter(logging.Formatter("tag: %(message)s"))
+    record = logging.LogRecord("smimegate", logging.INFO, __file__, 1, "line %s", ("1",), None)
+    assert not handler.open()
+    handler.emit(record)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslogd:
+        syslogd.bind(str(path))
+        syslogd.settimeout(5)
+        clock.now += 4.9  # not yet: at most one connect per retry interval
+        handler.emit(record)
+        assert not handler.connected
+        clock.now += 0.1
+        handler.emit(record)
+        assert handler.connected
+        assert syslogd.recv(4096) == b"<22>tag: line 1\x00"
+    handler.close()
+    lines = err.getvalue().splitlines()
+    assert lines[0].startswith(f"smimegate: warning: syslog socket {path}: ")
+    assert lines[1:] == ["tag: line 1", "tag: line 1",
+                         f"smimegate: syslog socket {path} answers again; logging there"]
+
+
+def test_syslog_that_goes_away_is_one_warning_then_stderr(clean_logger, tmp_path):
+    path = tmp_path / "log.sock"
+    err = io.StringIO()
+    syslogd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    syslogd.bind(str(path))
+    log.setup_logging(with_milter(log="syslog", syslog_socket=str(path)), stream=err)
+    log.log_message("Q1", {"n": 1})
+    assert syslogd.recv(4096).endswith(b"Q1: smimegate: n=1\x00")
+    syslogd.close()
+    path.unlink()
+    log.log_message("Q2", {"n": 2})
+    log.log_message("Q3", {"n": 3})
+    assert err.getvalue().splitlines() == [
+        f"smimegate: warning: syslog socket {path}: No such file or directory; logging to "
+        "stderr until it answers",
+        "Q2: smimegate: n=2",
+        "Q3: smimegate: n=3",
+    ]
 
 
 def test_stream_syslog_socket_is_accepted(clean_logger, tmp_path):
@@ -271,12 +337,12 @@ def test_stream_syslog_socket_is_accepted(clean_logger, tmp_path):
         server.settimeout(5)
         log.setup_logging(with_milter(log="syslog", syslog_socket=str(path)))
         log.log_message("Q9", {"n": 9})
-        data = b""
-        while not data.endswith(b"\x00"):
-            conn, _ = server.accept()  # the probe's connection first, then the handler's
-            with conn:
-                conn.settimeout(5)
-                data = conn.recv(4096)
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(5)
+            data = b""
+            while not data.endswith(b"\x00"):
+                data += conn.recv(4096)
         assert data.endswith(b"Q9: smimegate: n=9\x00")
 
 
