@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Sequence
 
 from smimegate import __version__
+from smimegate.cli import clilog
 from smimegate.cli.common import OperationFailed, UsageError
 
 # Command-group modules under smimegate.cli with their one-line help, in help order. The help
@@ -71,7 +72,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--debug", action="store_true",
-        help="show tracebacks on errors",
+        help="show tracebacks on errors, library warnings and debug messages",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, text in GROUPS:
@@ -108,6 +109,7 @@ def _config_error() -> type[Exception]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    clilog.setup(debug=debug)
     try:
         parser = build_parser(_command(argv))
         args = parser.parse_args(argv)
