@@ -232,6 +232,9 @@ class _OneLine(logging.Formatter):
 # Seconds between attempts to reach the syslog socket while it is away: a missing syslogd costs
 # one connect per this interval at most, however much is logged meanwhile.
 SYSLOG_RETRY = 2.0
+# Syslog sockets this process has warned about and not reached since. A handler set up again
+# (SIGUSR1) or in a forked milter worker does not repeat the supervisor's warning.
+_UNREACHABLE: set[str] = set()
 
 
 class SyslogWithFallback(logging.Handler):
@@ -240,7 +243,7 @@ class SyslogWithFallback(logging.Handler):
     The milter must start and keep logging wherever it runs: containers often have no syslogd,
     and a syslogd that restarts recreates its socket. So a missing or dead socket is not an
     error: the line goes to ``fallback`` (stderr) instead, with one ``warning:`` line when
-    that starts, and the handler tries the socket again at most every ``retry`` seconds, when
+    that starts (once per process and socket, see _UNREACHABLE), and the handler tries the socket again at most every ``retry`` seconds, when
     there is something to log. Once it answers, lines go there again, announced on the fallback
     stream. Both datagram and stream sockets are understood (rsyslog and syslog-ng make either).
     """
@@ -297,6 +300,7 @@ class SyslogWithFallback(logging.Handler):
             self._fall_back(exc)
             return False
         self._falling_back = False
+        _UNREACHABLE.discard(self.path)
         return True
 
     def _fall_back(self, exc: OSError) -> None:
@@ -304,6 +308,9 @@ class SyslogWithFallback(logging.Handler):
         if self._falling_back:
             return
         self._falling_back = True
+        if self.path in _UNREACHABLE:
+            return
+        _UNREACHABLE.add(self.path)
         reason = exc.strerror or str(exc)
         self._write_fallback(warning_line(None, f"syslog socket {self.path}: {reason}; "
                                           "logging to stderr until it answers"))
