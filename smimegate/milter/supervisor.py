@@ -216,7 +216,9 @@ def worker_main(setup: WorkerSetup, ready_fd: int | None) -> int:
     jobs = None
     try:
         try:
-            log.setup_logging(config)  # a syslog socket of its own
+            # Logging stays as the supervisor set it up: one syslog datagram (or stdout write)
+            # per line keeps lines whole across processes, the syslog tag carries each
+            # worker's pid, and a fallback warning is not repeated by every worker.
             store = _store(setup.gateway)
             if store is not None:
                 store.reconnect(pool_size(config, setup.workers))

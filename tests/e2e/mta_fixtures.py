@@ -17,6 +17,7 @@ listener, so the tests exercise {daemon_name} from contrib/postfix/master.cf.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,21 @@ def smimegate_milter(config: Path, socket: str, logfile: Path) -> MilterProcess:
     return MilterProcess([SMIMEGATE, "-c", str(config), "milter"], socket, logfile)
 
 
+@contextlib.contextmanager
+def running(sink: SmtpSink, milter: MilterProcess, mta: Postfix | Sendmail) -> Iterator[None]:
+    """Start the sink, the milter and the MTA; stop them all at the end."""
+    try:
+        sink.start()
+        milter.start()
+        mta.start()
+        yield
+    finally:
+        milter.signal_stop()  # libmilter takes seconds to return: overlap with the MTA's stop
+        mta.stop()
+        milter.stop()
+        sink.stop()
+
+
 @dataclass
 class PostfixWorld:
     """A running Postfix + smimegate milter + smtp-sink, and the pki the clients share."""
@@ -134,17 +150,8 @@ def postfix_world(pki: Pki, store_dir: Path) -> Iterator[PostfixWorld]:
     config = milter_config(base, socket=socket, reinject_port=postfix.reinject_port,
                            store=store_dir)
     milter = smimegate_milter(config, socket, base / "milter.log")
-    world = PostfixWorld(base, pki, config, postfix, sink, milter)
-    try:
-        sink.start()
-        milter.start()
-        postfix.start()
-        yield world
-    finally:
-        milter.signal_stop()  # libmilter takes seconds to return: overlap with Postfix's stop
-        postfix.stop()
-        milter.stop()
-        sink.stop()
+    with running(sink, milter, postfix):
+        yield PostfixWorld(base, pki, config, postfix, sink, milter)
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -182,14 +189,6 @@ def sendmail_world(pki: Pki, store_dir: Path) -> Iterator[SendmailWorld]:
     config = milter_config(base, socket=socket, reinject_port=sendmail.reinject_port,
                            store=store_dir)
     milter = smimegate_milter(config, socket, base / "milter.log")
-    try:
-        sink.start()
-        milter.start()
-        sendmail.start()
+    with running(sink, milter, sendmail):
         yield SendmailWorld(base, pki, sendmail, sink, milter)
-    finally:
-        milter.signal_stop()
-        sendmail.stop()
-        milter.stop()
-        sink.stop()
     shutil.rmtree(base, ignore_errors=True)
