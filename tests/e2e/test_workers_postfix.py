@@ -61,7 +61,7 @@ def _config(base: Path, spec: str, store: Path, reinject_port: int, extra: str) 
     return path
 
 
-@pytest.fixture(params=["workers2-unix"])
+@pytest.fixture(params=["defaults-inet", "workers2-unix"])
 def world(request: pytest.FixtureRequest, store_dir: Path) -> Iterator[World]:  # noqa: F811
     base = open_dir("smimegate-workers-")
     sink = SmtpSink(base / "sink")
@@ -223,6 +223,9 @@ def test_killing_workers_under_load_loses_nothing(world: World) -> None:
           f"tempfailed and sent again: {first_tempfailed}")
     assert first_tempfailed, f"no kill cut a transaction in {len(kills)} tries\n{log()[-3000:]}"
     out = log()
+    if "log = " not in (world.base / "smimegate.toml").read_text():  # the default: syslog
+        # No syslogd here: one warning for the supervisor and every worker, then stderr.
+        assert out.count("logging to stderr until it answers") == 1, out[:3000]
     for pid in kills:
         assert re.search(rf"worker died; starting it again; worker=\d+ pid={pid} "
                          r"signal=SIGKILL", out), out[-3000:]
