@@ -45,11 +45,13 @@ from smimegate.milter import headers as hdr
 from smimegate.milter.edit import apply_header_edits, build_message
 from smimegate.milter.entity import message_entity, replace_entity
 from smimegate.milter.inbound import (
+    Opened,
     addressed_to,
     first_recipients,
     is_encrypted,
     is_smime,
     open_entity,
+    recipients_of,
 )
 from smimegate.milter.services import EncryptionChoice, Services, SigningIdentity
 from smimegate.milter.transaction import Envelope, HeaderEdit, Outcome, Reinjection
@@ -468,8 +470,9 @@ class Gateway:
     # -- inbound --------------------------------------------------------------------------
     def _inbound(self, run: _Run, entity: bytes, policies: dict[str, EffectivePolicy],
                  sender_policy: EffectivePolicy, recipients: list[str]) -> Outcome:
+        early = self._open_early(entity, policies, recipients)
         try:
-            rids = first_recipients(entity)
+            rids = recipients_of(early[1].layers) if early else first_recipients(entity)
         except (Malformed, Unsupported) as exc:
             rids = None
             malformed: str | None = f"{type(exc).__name__.lower()}: {exc}"
@@ -493,9 +496,32 @@ class Gateway:
         if malformed is not None:
             return self._malformed(run, malformed)
         internal = {d.address for d in decision.recipients if d.internal}
-        copies = [self._open(run, entity, decision, group, internal, rids is not None)
+        copies = [self._open(run, entity, decision, group, internal, early)
                   for group in decision.groups]
         return self._finish(run, decision, copies, decision.groups)
+
+    def _open_early(self, entity: bytes, policies: dict[str, EffectivePolicy],
+                    recipients: list[str]) -> tuple[list[str], Opened] | None:
+        """The common inbound case, a message encrypted for internal users, opened once with
+        the keys of those who may decrypt (the addresses, and what it gave): their RecipientInfos
+        come from the same pass, and _open reuses it when a group asks for just these keys.
+        Unwrapping twice, once without keys to read the RecipientInfos and once with them, cost
+        a millisecond per message (bench/cost_bench.py). None when the message is not
+        encrypted at the top, when nobody could decrypt it, or when an inner layer is broken
+        (then the two passes report it exactly as before). Raises StoreUnavailable."""
+        addresses = [a for a in recipients if policies[a].value("locality") == "internal"
+                     and policies[a].value("smime") == "allow" and policies[a].flag("enabled")]
+        if not addresses:
+            return None
+        try:
+            if not is_encrypted(entity):
+                return None
+            keys = self.services.decryption_keys(addresses)
+            if not keys:
+                return None
+            return addresses, open_entity(entity, keys)
+        except (Malformed, Unsupported):
+            return None
 
     def _malformed(self, run: _Run, reason: str) -> Outcome:
         milter = self.config.milter
@@ -515,16 +541,19 @@ class Gateway:
                                                          reply))
 
     def _open(self, run: _Run, entity: bytes, decision: Decision, group: Group,
-              internal: set[str], encrypted: bool) -> _Copy:
+              internal: set[str], early: tuple[list[str], Opened] | None) -> _Copy:
         facts: list[tuple[str, object]] = [("action", decision.action(group))]
         if not any(a in internal for a in group.addresses):
             return _Copy((), None, facts=(("action", "none"),))
-        keys = (self.services.decryption_keys([a for a in group.addresses if a in internal])
-                if group.treatment.decrypt else [])
-        try:
-            opened = open_entity(entity, keys)
-        except (Malformed, Unsupported) as exc:
-            raise _Failure("malformed", f"{type(exc).__name__.lower()}: {exc}") from exc
+        addresses = [a for a in group.addresses if a in internal]
+        if early is not None and group.treatment.decrypt and addresses == early[0]:
+            opened = early[1]  # opened with exactly these keys already (_open_early)
+        else:
+            keys = self.services.decryption_keys(addresses) if group.treatment.decrypt else []
+            try:
+                opened = open_entity(entity, keys)
+            except (Malformed, Unsupported) as exc:
+                raise _Failure("malformed", f"{type(exc).__name__.lower()}: {exc}") from exc
         if not opened.layers:
             return _Copy((), None, facts=(("action", "none"),))
         anchors = self.services.anchors() if any(

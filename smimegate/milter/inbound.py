@@ -16,8 +16,8 @@ from typing import Any
 from cryptography import x509
 
 from smimegate.smime import mime
-from smimegate.smime.cms import name_to_str, to_asn1
-from smimegate.smime.results import CertId, Layer, RecipientResult
+from smimegate.smime.cms import matches
+from smimegate.smime.results import Layer, RecipientResult
 from smimegate.smime.unwrap import DEFAULT_MAX_DEPTH, unwrap
 
 _ENCRYPTED = ("enveloped", "auth-enveloped")
@@ -56,29 +56,18 @@ def first_recipients(entity: bytes) -> tuple[RecipientResult, ...] | None:
     """The RecipientInfos of the first encrypted layer (signed layers around it are verified
     to reach it), or None when the message is not encrypted. No private key is used.
     Raises Malformed / Unsupported."""
-    opened = open_entity(entity, ())
-    for layer in opened.layers:
+    return recipients_of(open_entity(entity, ()).layers)
+
+
+def recipients_of(layers: Sequence[Layer]) -> tuple[RecipientResult, ...] | None:
+    """The RecipientInfos of the first encrypted layer of ``layers``, None when none is."""
+    for layer in layers:
         if layer.kind in _ENCRYPTED:
             return layer.recipients
     return None
 
 
-def _ski(cert: x509.Certificate) -> bytes | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-
-
 def addressed_to(cert: x509.Certificate, recipients: Sequence[RecipientResult]) -> bool:
     """Whether one of the RecipientInfos names ``cert`` (issuer and serial, or SKI; RFC 5652
     6.2.1)."""
-    issuer = name_to_str(to_asn1(cert).issuer)
-    ski = _ski(cert)
-    for recipient in recipients:
-        rid: CertId = recipient.recipient_id
-        if rid.serial is not None and rid.serial == cert.serial_number and rid.issuer == issuer:
-            return True
-        if rid.ski is not None and ski is not None and rid.ski == ski:
-            return True
-    return False
+    return any(matches(recipient.recipient_id, cert) for recipient in recipients)

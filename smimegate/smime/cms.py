@@ -96,8 +96,19 @@ def _escape_rfc4514(value: str) -> str:
 
 
 def name_to_str(name: ax509.Name) -> str:
-    """RFC 4514 string, most specific RDN first, ``, `` between attributes (CONTRACT.md)."""
+    """RFC 4514 string, most specific RDN first, ``, `` between attributes (CONTRACT.md).
+    Raises Malformed."""
     with guard("distinguished name"):
+        der = bytes(name.dump())
+    return _name_der_to_str(der)
+
+
+@functools.lru_cache(maxsize=1024)
+def _name_der_to_str(der: bytes) -> str:
+    # By DER: the same few issuer names come back in every message, and formatting one costs
+    # more than a millisecond's tenth (bench/cost_bench.py). Failures are not cached.
+    with guard("distinguished name"):
+        name = ax509.Name.load(der)
         rdns = list(name.chosen)
         parts: list[str] = []
         for rdn in reversed(rdns):
@@ -178,8 +189,14 @@ def subject_key_identifier(cert: x509.Certificate) -> bytes | None:
 
 def cert_id(cert: x509.Certificate) -> CertId:
     """CertId of a certificate: issuer DN, serial and SKI (for headers and matching)."""
-    issuer = name_to_str(to_asn1(cert).issuer)
-    return CertId(issuer=issuer, serial=cert.serial_number, ski=subject_key_identifier(cert))
+    return CertId(issuer=_issuer(cert), serial=cert.serial_number,
+                  ski=subject_key_identifier(cert))
+
+
+@functools.lru_cache(maxsize=256)
+def _issuer(cert: x509.Certificate) -> str:
+    # Per certificate: matching a signer or recipient asks again with every message.
+    return name_to_str(to_asn1(cert).issuer)
 
 
 def identifier_to_cert_id(sid: acms.SignerIdentifier | acms.RecipientIdentifier | acms.KeyAgreementRecipientIdentifier) -> CertId:
@@ -202,5 +219,5 @@ def identifier_to_cert_id(sid: acms.SignerIdentifier | acms.RecipientIdentifier 
 def matches(cid: CertId, cert: x509.Certificate) -> bool:
     """Whether a CMS identifier names this certificate."""
     if cid.serial is not None:
-        return cid.serial == cert.serial_number and cid.issuer == name_to_str(to_asn1(cert).issuer)
+        return cid.serial == cert.serial_number and cid.issuer == _issuer(cert)
     return cid.ski is not None and cid.ski == subject_key_identifier(cert)

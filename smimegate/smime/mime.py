@@ -16,6 +16,7 @@ removed and the final line end removed; folding inside a value is kept as receiv
 from __future__ import annotations
 
 import binascii
+import functools
 import io
 import re
 import secrets
@@ -262,6 +263,14 @@ def parse_params(value: bytes) -> tuple[str, dict[str, str]]:
     backslash escapes), comments dropped; RFC 2231 extended values and continuations are
     decoded. A parameter without '=' is ignored (lenient, as mail clients are). Never raises.
     """
+    main, params = _parse_params(bytes(value))
+    return main, dict(params)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_params(value: bytes) -> tuple[str, tuple[tuple[str, str], ...]]:
+    # Cached by value: unwrapping one message reads the same few Content-Type fields several
+    # times (classify, then the recipe), a character at a time (bench/cost_bench.py).
     text = unfold(value)
     i = _skip_blanks_and_comments(text, 0)
     main, i = _read_until(text, i, ";(")
@@ -291,7 +300,7 @@ def parse_params(value: bytes) -> tuple[str, dict[str, str]]:
             pvalue, i = _read_until(text, i, ";" + _BLANKS + "(")
             quoted = False
         raw_params.append((pname.lower(), pvalue, quoted))
-    return main, _decode_rfc2231(raw_params)
+    return main, tuple(_decode_rfc2231(raw_params).items())
 
 
 def _decode_rfc2231(raw_params: list[tuple[str, str, bool]]) -> dict[str, str]:

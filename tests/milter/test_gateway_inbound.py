@@ -3,6 +3,7 @@ harvesting signer certificates, stripping forged headers."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,46 @@ def test_signed_only_inbound_gets_signer_headers(world: World) -> None:
     assert names(headers) == [f"{P}Signer-ID-0-0", f"{P}Signer-Verified-0-0",
                               f"{P}Signer-Trusted-0-0"]
     assert outcome.new_body is None and "action=verify" in outcome.log_line
+
+
+def broken_inner(world: World) -> bytes:
+    """Encrypted to alice, holding a multipart/signed whose signature is not CMS."""
+    head = plain(FRANK, ALICE, "broken inside").partition(b"\r\n\r\n")[0]
+    entity = (b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; '
+              b'micalg=sha-256; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\n'
+              b'hi\r\n--b1\r\nContent-Type: application/pkcs7-signature\r\n'
+              b'Content-Transfer-Encoding: base64\r\n\r\nAAAAbm90IENNUw==\r\n--b1--\r\n')
+    envelope_part = openssl("smime", "-encrypt", "-aes256", str(world.pem("alice")[1]),
+                            data=entity)
+    outer = b"\r\n".join(line for line in head.split(b"\r\n")
+                         if not line.lower().startswith((b"content-", b"mime-version")))
+    return outer + b"\r\n" + envelope_part
+
+
+@pytest.mark.parametrize("case", ["signed", "unsigned-two", "split", "not-for-us",
+                                  "broken-inner", "signed-only"])
+def test_one_pass_gives_what_two_passes_gave(world: World, case: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # An encrypted message for internal users is opened once (Gateway._open_early) instead of
+    # once without keys and once with them; the outcome must be the two passes' to the byte.
+    raw, rcpts = {
+        "signed": lambda: (signed_encrypted(world, ("alice",)), (ALICE,)),
+        "unsigned-two": lambda: (signed_encrypted(world, ("alice", "bob"), False), (ALICE, BOB)),
+        "split": lambda: (signed_encrypted(world, ("alice",)), (ALICE, BOB)),
+        "not-for-us": lambda: (signed_encrypted(world, ("bob",), False), (ALICE,)),
+        "broken-inner": lambda: (broken_inner(world), (ALICE,)),
+        "signed-only": lambda: (openssl("smime", "-sign", "-signer", str(world.pem("frank")[1]),
+                                        "-inkey", str(world.pem("frank")[0]),
+                                        data=plain(FRANK, ALICE, "signed")), (ALICE,)),
+    }[case]()
+    one, _headers, _message = deliver(world, raw, *rcpts)
+    monkeypatch.setattr(world.gateway, "_open_early", lambda *args: None)
+    two, _headers, _message = deliver(world, raw, *rcpts)
+    assert one.reply == two.reply
+    assert one.header_edits == two.header_edits
+    assert one.new_body == two.new_body
+    assert one.remove_recipients == two.remove_recipients
+    assert one.reinjections == two.reinjections
+    assert re.sub(r" delay=\S+", "", one.log_line) == re.sub(r" delay=\S+", "", two.log_line)
+    if case == "broken-inner":
+        assert "result=malformed" in one.log_line
