@@ -403,10 +403,17 @@ class CrlConfig:
     fetch_timeout: float = opt(30.0, "Seconds one CRL download may take.", check=_positive)
     revocation_mode: RevocationMode = opt(
         "soft-fail",
-        "A certificate for which no CRL is known: soft-fail trusts it, hard-fail distrusts it "
-        "when a CRL is named but unavailable, require distrusts it without a CRL. A CRL that "
-        "says revoked always wins.",
+        "No usable CRL or OCSP answer for a link of the path: soft-fail -> trusted (the log "
+        "line says revocation=unknown); hard-fail -> not trusted when a CRL or OCSP responder "
+        "is named but unavailable; require -> not trusted without one (PKITS's rule). Not "
+        "trusted always comes with Trusted-Info saying why. A CRL that says revoked always "
+        "wins.",
     )
+    ocsp: bool = opt(
+        True,
+        "Ask the OCSP responder of a certificate's AIA (RFC 6960) when no current CRL says.",
+    )
+    ocsp_timeout: float = opt(5.0, "Seconds one OCSP exchange may take.", check=_positive)
 
 
 @dataclass(frozen=True)

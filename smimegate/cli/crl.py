@@ -4,7 +4,7 @@
                          [--update-existing] [--signature-algorithm ALG]
     smimegate crl list [--json]
     smimegate crl export [--ca NAME] --out FILE [--format der|pem]
-    smimegate crl import FILE            refused unless a CA we know signed it
+    smimegate crl import FILE            DER, PEM or a PEM bundle: every CRL it can read
     smimegate crl fetch [--url URL]...   download the CRLs of the distribution points
 
 SERIAL is hex as ``openssl x509 -serial`` prints it (colons and leading zeros allowed).
@@ -28,9 +28,10 @@ from smimegate.cli.context import open_store, write_output
 from smimegate.cli.crlfetch import register_fetch
 from smimegate.pki import authority
 from smimegate.pki.crl import DEFAULT_NEXT_UPDATE_DAYS, REASONS, parse_reason
+from smimegate.pki.crlstore import CrlKeeper, read_bundle
 from smimegate.pki.signing import SIGNATURE_ALGORITHMS
 from smimegate.store import CrlRecord, InvalidData
-from smimegate.store.certinfo import parse_serial
+from smimegate.store.certinfo import crl_info, parse_serial
 
 
 def serial_arg(text: str) -> int:
@@ -96,7 +97,11 @@ def register(sub: Any) -> None:
                         help="der (default, what HTTP distribution points serve) or pem")
     export.set_defaults(func=_export)
 
-    imp = commands.add_parser("import", help="store a CRL signed by a CA we know")
+    imp = commands.add_parser(
+        "import", help="store the CRLs of a file (DER, PEM or a PEM bundle)",
+        description="Store every CRL of FILE that can be read, also one whose issuer is not "
+                    "(yet) a CA of the store: it is checked when a certificate path needs it. "
+                    "Each CRL that cannot be read is named; the exit status is 1 then.")
     imp.add_argument("file", metavar="FILE")
     imp.set_defaults(func=_import)
 
@@ -117,34 +122,47 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_summary(record: CrlRecord) -> None:
+def print_summary(record: CrlRecord, note: str = "") -> None:
     """One line about a CRL just made or imported."""
-    entries = len(x509.load_der_x509_crl(record.der))
+    entries = record.entries
+    if entries is None:
+        entries = len(x509.load_der_x509_crl(record.der))
     nxt = record.next_update.isoformat() if record.next_update else "-"
     print(f"CRL {record.crl_number if record.crl_number is not None else '-'} of "
-          f"{record.issuer}: {entries} revoked, next update {nxt}")
+          f"{record.issuer}: {entries} revoked, next update {nxt}{note}")
 
 
 def _describe(record: CrlRecord, ours: dict[str, str]) -> dict[str, Any]:
-    crl = x509.load_der_x509_crl(record.der)
+    entries = record.entries
+    if entries is None:  # stored before migration 0005
+        entries = len(x509.load_der_x509_crl(record.der))
     return {
         "fingerprint": record.fingerprint,
         "issuer": record.issuer,
         "authority_key_id": record.authority_key_id,
+        "number": record.crl_number,
         "crl_number": record.crl_number,
         "this_update": record.this_update.isoformat(),
         "next_update": record.next_update.isoformat() if record.next_update else None,
-        "revoked": len(crl),
+        "entries": entries,
+        "revoked": entries,
+        "verified": record.verified,
+        "scope": record.scope or "complete",
+        "delta_base": record.delta_base,
         "source": record.source,
         "ca": ours.get(record.fingerprint),
     }
+
+
+_VERIFIED_TEXT = {True: "", False: "  (signature NOT verified)", None: "  (issuer unknown)"}
 
 
 def _list(args: argparse.Namespace) -> int:
     with open_store(args) as ctx:
         ours: dict[str, str] = {}
         for ca_record in ctx.store.list_cas():
-            current = authority.current_crl_record(ctx.store, authority.load_ca(ctx.store, ca_record.name))
+            current = authority.current_crl_record(
+                ctx.store, authority.load_ca(ctx.store, ca_record.name))
             if current is not None:
                 ours[current.fingerprint] = ca_record.name
         rows = [_describe(r, ours) for r in ctx.store.list_crls()]
@@ -153,8 +171,10 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         ca = f"  (CA {row['ca']})" if row["ca"] else ""
-        print(f"{row['issuer']}  #{row['crl_number'] if row['crl_number'] is not None else '-'}"
-              f"  {row['revoked']} revoked  next {row['next_update'] or '-'}{ca}")
+        scope = f"  {row['scope']}" if row["scope"] != "complete" else ""
+        print(f"{row['issuer']}  #{row['number'] if row['number'] is not None else '-'}"
+              f"  {row['entries']} revoked  next {row['next_update'] or '-'}{scope}{ca}"
+              f"{_VERIFIED_TEXT[row['verified']]}")
     if not rows:
         print("no CRLs", file=sys.stderr)
     return 0
@@ -171,12 +191,40 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+_IMPORT_NOTE = {
+    True: "",
+    False: " (its signature does not verify with the CA certificates of that name: kept, "
+           "not used)",
+    None: " (issuer not a CA of the store yet: checked when a certificate path needs it)",
+}
+
+
 def _import(args: argparse.Namespace) -> int:
     try:
         data = Path(args.file).read_bytes()
     except OSError as exc:
         raise OperationFailed(f"{args.file}: {exc.strerror or exc}") from None
+    items = read_bundle(data)
+    failed = 0
     with open_store(args) as ctx:
-        record = authority.import_crl(ctx.store, data, source=f"import:{Path(args.file).name}")
-    print_summary(record)
+        keeper = CrlKeeper(ctx.store)
+        source = f"import:{Path(args.file).name}"
+        for item in items:
+            label = f"{args.file}: CRL {item.index}" if len(items) > 1 else args.file
+            if item.crl is None:
+                print(f"smimegate: {label}: {item.problem}", file=sys.stderr)
+                failed += 1
+                continue
+            try:
+                record = keeper.keep(item.crl, source=source)
+            except InvalidData as exc:
+                print(f"smimegate: {label}: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            own = record.fingerprint == crl_info(item.crl).fingerprint
+            print_summary(record, _IMPORT_NOTE[record.verified] if own
+                          else " (the store holds this newer one)")
+    if failed:
+        raise OperationFailed(f"{failed} of {len(items)} CRLs in {args.file} could not be "
+                              "imported")
     return 0

@@ -131,6 +131,15 @@ def _client_ip(addr: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
         return None
 
 
+def _ocsp_lookup(config: Config) -> trust.OcspLookup | None:
+    """The OCSP client trust decisions ask ([crl] ocsp), or None."""
+    if not config.crl.ocsp:
+        return None
+    from smimegate.pki.ocsp import OcspClient
+
+    return OcspClient(timeout=config.crl.ocsp_timeout).check
+
+
 class Gateway:
     """Built once per process (``Gateway.create``); holds per-process caches."""
 
@@ -138,7 +147,9 @@ class Gateway:
                  directory: DirectoryUsers | None = None) -> None:
         self.store = store
         self.directory = directory
-        self.services = Services(store, directory)
+        self.services = Services(store, directory,
+                                 revocation_mode=config.crl.revocation_mode,
+                                 ocsp=_ocsp_lookup(config))
         self._configure(config)
 
     def _configure(self, config: Config) -> None:

@@ -114,10 +114,18 @@ class _TtlCache:
 class Services:
     """Lookups over one Store (and a directory, when one is configured) for one process."""
 
-    def __init__(self, store: Store, directory: DirectoryUsers | None = None) -> None:
+    def __init__(self, store: Store, directory: DirectoryUsers | None = None, *,
+                 revocation_mode: trust.RevocationMode = "soft-fail",
+                 ocsp: trust.OcspLookup | None = None) -> None:
+        """``revocation_mode`` and ``ocsp`` ([crl] in the configuration) go into the trust
+        anchors (smimegate.pki.trust)."""
         self.store = store
         self.directory = directory
-        self._anchors = CachedAnchors(store, max_age=ANCHORS_MAX_AGE)
+        # Reloaded in a thread of its own when older than ANCHORS_MAX_AGE: a CRL imported or
+        # downloaded by another process (another milter node on the same PostgreSQL) is used
+        # here within that time, and no message waits for the reload (issue 10 items 2, 6).
+        self._anchors = CachedAnchors(store, max_age=ANCHORS_MAX_AGE, background=True,
+                                      revocation_mode=revocation_mode, ocsp=ocsp)
         self._signing = _TtlCache(CACHE_TTL)
         self._encryption = _TtlCache(CACHE_TTL)
         self._trust = TrustCache(ttl=ANCHORS_MAX_AGE)
@@ -133,7 +141,8 @@ class Services:
         self._capabilities_seen: dict[str, tuple[int, tuple[str, ...]]] = {}
 
     def reload(self) -> None:
-        """Forget every cached value, the directory's too."""
+        """Forget every cached value, the directory's too. The trust anchors are read again
+        on next use, incrementally (only new CRLs are parsed)."""
         self._anchors.invalidate()
         self._trust.clear()
         with self._policy_lock:

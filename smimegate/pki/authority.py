@@ -11,7 +11,7 @@ PkiError when the request cannot be met, and ValueError for a bad argument.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -19,13 +19,10 @@ from cryptography import x509
 from smimegate.pki.ca import CaPair, chain_pem
 from smimegate.pki.crl import (
     DEFAULT_NEXT_UPDATE_DAYS,
-    CrlIssuerError,
     Entry,
     build_crl,
     crl_number,
     entries_of,
-    find_issuer,
-    load_crl,
     merge,
 )
 from smimegate.pki.errors import PkiError
@@ -215,7 +212,8 @@ def create_crl(
     crl = build_crl(ca.intermediate, key, merge(recorded, kept), number,
                     next_update_days=next_update_days,
                     signature_algorithm=signature_algorithm, now=now)
-    return store.add_crl(crl, source=f"{CA_SOURCE}:{ca.name}")
+    # Signed just now by the CA's own key: verified.
+    return store.add_crl(crl, source=f"{CA_SOURCE}:{ca.name}", verified=True)
 
 
 def _recorded_entries(
@@ -261,29 +259,3 @@ def revoke(
         )
     return create_crl(store, ca.name, revoke=[serial], reason=reason, update_existing=True,
                       next_update_days=next_update_days)
-
-
-def known_ca_certificates(store: Store) -> list[x509.Certificate]:
-    """Certificates that may have signed a CRL we accept: our CAs, trusted roots, stored CAs."""
-    seen: dict[str, x509.Certificate] = {}
-    records: Iterable[CertificateRecord] = [
-        *store.list_roots(), *(r for r in store.list_certificates() if r.is_ca)]
-    for record in records:
-        seen.setdefault(record.fingerprint, record.certificate())
-    return list(seen.values())
-
-
-def import_crl(store: Store, data: bytes, *, source: str = "import") -> CrlRecord:
-    """Store a CRL (PEM or DER) after checking that a CA we know signed it.
-
-    Raises PkiError when it is no CRL or no known CA signed it.
-    """
-    try:
-        crl = load_crl(data)
-    except ValueError as exc:
-        raise PkiError(f"not a CRL in PEM or DER: {exc}") from None
-    try:
-        find_issuer(crl, known_ca_certificates(store))
-    except CrlIssuerError as exc:
-        raise PkiError(f"refused: {exc}") from None
-    return store.add_crl(crl, source=source)

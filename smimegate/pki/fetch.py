@@ -6,18 +6,17 @@ CRL (http/https through urllib, ldap/ldaps through ldap3 per RFC 4516), checks i
 in the store when it is newer than the one held. One URL's failure is an outcome, never an
 exception: the report says per URL fetched / unchanged / failed and why.
 
-A CRL is accepted when (RFC 5280 6.3.3):
-- it parses (DER, or PEM as some servers publish it) and is not a delta CRL (5.2.4: the store
-  keeps one complete CRL per issuer, a delta would replace it and lose entries);
-- a CA certificate we hold signed it (smimegate.pki.crl.find_issuer: name, AKI, cRLSign,
-  signature), whether or not that CA chains to a trusted root: trust.check only applies a CRL
-  to certificates whose path issuer signed it;
-- its thisUpdate is not in the future (CLOCK_SKEW allowed) and its nextUpdate, when present,
-  is not before its thisUpdate. A CRL past its nextUpdate is still kept when it is the newest
-  we can get (its listings still count, trust.py) and reported as stale.
+Every well-formed CRL is kept (smimegate.pki.crlstore, issue 10 item 1): complete, delta and
+partitioned CRLs side by side, also one whose issuer is not a CA of the store yet (checked when
+a certificate path needs it). Refused: what does not parse (DER, or PEM as some servers publish
+it), a thisUpdate in the future (CLOCK_SKEW allowed) and a nextUpdate before the thisUpdate. A
+CRL past its nextUpdate is still kept when it is the newest we can get (its listings still
+count, trust.py) and reported as stale. One whose signature does not verify with the CA
+certificates of its issuer's name is kept as unverified (never used for a decision: trust.py
+checks each CRL against the path) and reported as failed, so that an administrator sees it.
 
-The newest CRL wins: a higher cRLNumber (5.2.3), else a later thisUpdate; a downloaded CRL that
-is not newer than the stored one of the same CA and key leaves the store unchanged.
+A verified CRL replaces the older one of the same issuer, key and scope (the store's rule:
+later thisUpdate, then higher cRLNumber); one that is not newer leaves the store unchanged.
 
 ``PeriodicFetcher`` runs fetch_all in a daemon thread of the milter every
 ``[crl] fetch_interval`` seconds; on PostgreSQL only the node that takes the job lock runs.
@@ -33,21 +32,21 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from smimegate import __version__
 from smimegate.config import Config
 from smimegate.log import TAG, format_fields, get_logger, warning_line
-from smimegate.pki.authority import known_ca_certificates
-from smimegate.pki.crl import CrlIssuerError, crl_number, find_issuer, load_crl
+from smimegate.pki.crl import crl_number, load_crl
+from smimegate.pki.crlstore import CrlKeeper
 from smimegate.pki.httpclient import HttpError, exchange
-from smimegate.store.base import Store, StoreError
+from smimegate.store.base import InvalidData, Store, StoreError
+from smimegate.store.certinfo import crl_info
 
 __all__ = [
     "CLOCK_SKEW",
@@ -307,14 +306,6 @@ def download(url: str, *, timeout: float, max_bytes: int = MAX_CRL_BYTES) -> byt
 # --- checking and keeping --------------------------------------------------------------------
 
 
-def _newer(a: x509.CertificateRevocationList, b: x509.CertificateRevocationList) -> bool:
-    """Whether a supersedes b: a higher cRLNumber (RFC 5280 5.2.3), else a later thisUpdate."""
-    na, nb = crl_number(a), crl_number(b)
-    if na is not None and nb is not None and na != nb:
-        return na > nb
-    return a.last_update_utc > b.last_update_utc
-
-
 def _describe(crl: x509.CertificateRevocationList, stale: bool = False) -> str:
     number = crl_number(crl)
     nxt = crl.next_update_utc
@@ -324,47 +315,15 @@ def _describe(crl: x509.CertificateRevocationList, stale: bool = False) -> str:
     return text + (" (stale: past its next update)" if stale else "")
 
 
-def _check(
-    crl: x509.CertificateRevocationList,
-    known: Sequence[x509.Certificate],
-    moment: dt.datetime,
-) -> tuple[x509.Certificate, bool]:
-    """The CA certificate that signed crl and whether crl is stale. Raises FetchError."""
-    try:
-        crl.extensions.get_extension_for_class(x509.DeltaCRLIndicator)
-    except x509.ExtensionNotFound:
-        pass
-    except ValueError as exc:
-        raise FetchError(f"unreadable CRL extensions: {exc}") from None
-    else:
-        raise FetchError("delta CRL: not supported (only complete CRLs are kept)")
-    try:
-        issuer = find_issuer(crl, known)
-    except CrlIssuerError as exc:
-        raise FetchError(f"refused: {exc}") from None
+def _check_times(crl: x509.CertificateRevocationList, moment: dt.datetime) -> bool:
+    """Whether crl is stale. Raises FetchError for times that make no sense."""
     this_update = crl.last_update_utc
     if this_update > moment + CLOCK_SKEW:
         raise FetchError(f"refused: thisUpdate {this_update:%Y-%m-%d %H:%M} UTC is in the future")
     next_update = crl.next_update_utc
     if next_update is not None and next_update < this_update:
         raise FetchError("refused: nextUpdate is before thisUpdate")
-    return issuer, next_update is not None and next_update < moment
-
-
-def _held(
-    store: Store, crl: x509.CertificateRevocationList, issuer: x509.Certificate
-) -> list[x509.CertificateRevocationList]:
-    """Stored CRLs of the same CA and key as crl (the signature decides, as in authority)."""
-    key = issuer.public_key()
-    held = []
-    for record in store.crls_for_issuer(crl.issuer):
-        try:
-            stored = x509.load_der_x509_crl(record.der)
-            if stored.is_signature_valid(key):  # type: ignore[arg-type]  # find_issuer checked
-                held.append(stored)
-        except (ValueError, TypeError):
-            continue
-    return held
+    return next_update is not None and next_update < moment
 
 
 def fetch_url(
@@ -372,41 +331,43 @@ def fetch_url(
     url: str,
     *,
     timeout: float,
-    known_cas: Sequence[x509.Certificate],
+    keeper: CrlKeeper | None = None,
     max_bytes: int = MAX_CRL_BYTES,
     at: dt.datetime | None = None,
 ) -> FetchOutcome:
-    """Download, check and (when newer) store the CRL at url; see the module docstring.
+    """Download, check and keep the CRL at url; see the module docstring.
 
-    ``known_cas``: the CA certificates a CRL may be signed by (authority.known_ca_certificates).
+    ``keeper``: the run's CrlKeeper (it reads the store's CA certificates once per run).
     Download and check problems are a failed outcome; raises StoreError only (the store is
     needed for every URL, so there is no point going on without it).
     """
     moment = at or dt.datetime.now(dt.UTC)
+    keeper = keeper or CrlKeeper(store)
     try:
         data = download(url, timeout=timeout, max_bytes=max_bytes)
         try:
             crl = load_crl(data)
-        except ValueError:
+            fingerprint = crl_info(crl).fingerprint
+        except (ValueError, InvalidData):
             raise FetchError("not a CRL (neither DER nor PEM)") from None
-        issuer, stale = _check(crl, known_cas, moment)
+        stale = _check_times(crl, moment)
     except FetchError as exc:
         return FetchOutcome(url, "failed", str(exc))
     name, number = crl.issuer.rfc4514_string(), crl_number(crl)
-    der = crl.public_bytes(Encoding.DER)
-    for stored in _held(store, crl, issuer):
-        if stored.public_bytes(Encoding.DER) == der:
-            return FetchOutcome(url, "unchanged", "the store holds this one: "
-                                + _describe(crl, stale), name, number)
-        if not _newer(crl, stored):
-            # Never replace a newer CRL by an older one (a stale mirror, a replayed file).
-            return FetchOutcome(url, "unchanged", "the store holds a newer one: "
-                                + _describe(stored), name, number)
-    record = store.add_crl(crl, source=f"fetch:{url}")
-    if record.der != der:
-        # The store ranks by thisUpdate first and kept another CRL as the newest.
-        return FetchOutcome(url, "unchanged", "the store holds a newer one", name, number)
-    return FetchOutcome(url, "fetched", _describe(crl, stale), name, number)
+    if store.get_crls([fingerprint]):
+        return FetchOutcome(url, "unchanged", "the store holds this one: "
+                            + _describe(crl, stale), name, number)
+    record = keeper.keep(crl, source=f"fetch:{url}")
+    if record.fingerprint != fingerprint:
+        # Never replace a newer CRL by an older one (a stale mirror, a replayed file).
+        newer = x509.load_der_x509_crl(record.der)
+        return FetchOutcome(url, "unchanged", "the store holds a newer one: "
+                            + _describe(newer), name, number)
+    if record.verified is False:
+        return FetchOutcome(url, "failed", "signature does not verify with the CA certificates "
+                            f"of {name} (kept, not used): " + _describe(crl, stale), name, number)
+    note = " (issuer not a CA of the store yet)" if record.verified is None else ""
+    return FetchOutcome(url, "fetched", _describe(crl, stale) + note, name, number)
 
 
 def fetch_all(
@@ -427,9 +388,9 @@ def fetch_all(
     todo = list(dict.fromkeys(urls)) if urls is not None else crl_urls(store, moment)
     if not todo:
         return FetchReport()
-    known = known_ca_certificates(store)
+    keeper = CrlKeeper(store)
     outcomes = [
-        fetch_url(store, url, timeout=timeout, known_cas=known, max_bytes=max_bytes, at=moment)
+        fetch_url(store, url, timeout=timeout, keeper=keeper, max_bytes=max_bytes, at=moment)
         for url in todo
     ]
     return FetchReport(tuple(outcomes))

@@ -1,44 +1,50 @@
-"""Is a certificate good to verify a signature with, or to encrypt to? (issue 4, items 1 and 2)
+"""Is a certificate good to verify a signature with, or to encrypt to? (issues 4 and 10)
 
-Path building and RFC 5280 6.1 path validation are pyhanko-certvalidator's; this module adds what
-S/MIME needs on top and turns every outcome into a short reason for ``Signer-Trusted-Info``:
+This module adds what S/MIME needs on top of RFC 5280 path validation and turns every outcome
+into a short reason for ``Signer-Trusted-Info``:
 
+- paths are built from the CA index (smimegate.pki.paths: CA certificates by subject and key id,
+  each signature checked once per process) and validated by pyhanko-certvalidator (RFC 5280
+  6.1: validity, basic constraints, name constraints, policies, algorithms), one fixed path at a
+  time, so the cost of a check does not grow with the store;
 - key usage for the purpose (RFC 8550 4.4.2): digitalSignature or nonRepudiation to sign;
   keyEncipherment for RSA and keyAgreement for (EC)DH / X25519 / X448 keys to encrypt;
 - extended key usage (RFC 8550 4.4.4): absent, emailProtection or anyExtendedKeyUsage;
-- revocation from CRLs the caller holds. Without a CRL for a certificate its status is
-  "unknown" and it stays trusted (soft-fail). A CRL from the right issuer that lists the
-  certificate always wins, also when it is stale and also when the certificate names no
-  distribution point: pyhanko's own soft-fail mode looks at neither. A stale CRL (past its
-  nextUpdate) that does not list the certificate proves nothing about today: the status is
-  "unknown" and the certificate stays trusted, exactly as with no CRL at all.
+- revocation of every certificate of the path below the root from the CRL index
+  (smimegate.pki.revocation: CRLs parsed once per load, revoked serials in sets), then the CRL
+  fetcher and the OCSP lookup when given. A CRL that lists a certificate always wins, also when
+  stale. A link whose status stays unknown is decided by ``revocation_mode`` ([crl] in the
+  configuration, CONTRACT.md): soft-fail trusts it (the result says revocation "unknown"),
+  hard-fail distrusts it when the certificate names a CRL distribution point or an OCSP
+  responder, require distrusts it always (PKITS's rule).
 
-Nothing here does I/O: roots, intermediates and CRLs come in as values (TrustAnchors), and CRL
-download is the caller's optional ``fetcher``.
+Nothing here does I/O: roots, intermediates and CRLs come in as values (TrustAnchors); CRL
+download (``fetcher``) and OCSP (``TrustAnchors.ocsp``) are callables of the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+import hashlib
+from collections.abc import Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
-from asn1crypto import crl as acrl
 from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, ObjectIdentifier
-from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.authority import CertTrustAnchor
 from pyhanko_certvalidator.errors import (
     DisallowedAlgorithmError,
     ExpiredError,
-    InsufficientRevinfoError,
     InvalidCertificateError,
     NotYetValidError,
     PathBuildingError,
@@ -48,20 +54,28 @@ from pyhanko_certvalidator.errors import (
     ValidationError,
 )
 from pyhanko_certvalidator.path import ValidationPath
-from pyhanko_certvalidator.policy_decl import (
-    NO_REVOCATION,
-    REQUIRE_REVINFO,
-    CertRevTrustPolicy,
-)
+from pyhanko_certvalidator.policy_decl import NO_REVOCATION, CertRevTrustPolicy
 from pyhanko_certvalidator.validate import async_validate_path
 
 from smimegate.pki.addresses import address_match, certificate_addresses
+from smimegate.pki.crlindex import CrlIndex, IndexedCrl, SignatureMemo, parse_crl
+from smimegate.pki.paths import CaIndex, Node, candidate_paths, node_of
+from smimegate.pki.revocation import (
+    CrlFetcher,
+    LinkStatus,
+    OcspLookup,
+    link_status,
+    revoked_text,
+)
 from smimegate.smime.results import Layer, SignerResult
 
 __all__ = [
+    "REVOCATION_MODES",
     "CrlFetcher",
+    "OcspLookup",
     "Purpose",
     "Revocation",
+    "RevocationMode",
     "TrustAnchors",
     "TrustResult",
     "address_match",
@@ -69,12 +83,13 @@ __all__ = [
     "certificate_addresses",
     "check",
     "choose_encryption_certificate",
+    "run_coroutine",
 ]
 
 Purpose = Literal["sign", "encrypt"]
 Revocation = Literal["good", "revoked", "unknown"]
-CrlFetcher = Callable[[x509.Certificate], Sequence[x509.CertificateRevocationList]]
-"""Returns CRLs for a certificate (e.g. downloaded from its distribution points), or ()."""
+RevocationMode = Literal["soft-fail", "hard-fail", "require"]
+REVOCATION_MODES: tuple[str, ...] = get_args(RevocationMode)
 
 _T = TypeVar("_T")
 
@@ -111,43 +126,104 @@ _SIGNING_KEYS = (
 _PATH_PREFIX = "The path could not be validated because "
 
 
-def _der_cert(cert: x509.Certificate) -> ax509.Certificate:
-    return ax509.Certificate.load(cert.public_bytes(Encoding.DER))
-
-
 @dataclass(frozen=True)
 class TrustAnchors:
     """What trust decisions are made against, as the store holds it.
 
     roots: trusted root certificates (trust anchors). intermediates: CA certificates that may
-    complete a path but are not trusted by themselves. crls: every CRL held; which one applies
-    to which certificate is worked out per check (issuer name and signature).
-    Raises TypeError when a field holds something else than those types.
+    complete a path but are not trusted by themselves. crls: the CRLs held, as cryptography
+    objects or already parsed (smimegate.pki.crlindex.IndexedCrl, as the store loader passes
+    them); kept parsed and indexed by issuer. revocation_mode: what an unknown revocation
+    status means (module docstring). ocsp: asked for a link no current CRL answers for.
+    memo: the process's memory of checked signatures (handed on from one load to the next).
+    Built once per load (the indexes are made here); then read-only and shared by threads.
+    Raises TypeError when a field holds something else than those types, ValueError for an
+    unknown revocation_mode or a CRL that cannot be read.
     """
 
     roots: tuple[x509.Certificate, ...] = ()
     intermediates: tuple[x509.Certificate, ...] = ()
-    crls: tuple[x509.CertificateRevocationList, ...] = ()
+    crls: tuple[IndexedCrl | x509.CertificateRevocationList, ...] = ()
+    revocation_mode: RevocationMode = "soft-fail"
+    ocsp: OcspLookup | None = field(default=None, compare=False)
+    memo: SignatureMemo = field(default_factory=SignatureMemo, compare=False, repr=False)
+    nodes: tuple[Node, ...] = field(default=(), compare=False, repr=False)
+    """Already-made index entries of roots and intermediates (the loader's, to skip work)."""
 
     def __post_init__(self) -> None:
-        fields: tuple[tuple[str, type], ...] = (
+        fields: tuple[tuple[str, type | tuple[type, ...]], ...] = (
             ("roots", x509.Certificate),
             ("intermediates", x509.Certificate),
-            ("crls", x509.CertificateRevocationList),
+            ("crls", (x509.CertificateRevocationList, IndexedCrl)),
         )
         for name, kind in fields:
             value = getattr(self, name)
             if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-                raise TypeError(f"TrustAnchors.{name} must be a tuple of {kind.__name__}")
+                raise TypeError(f"TrustAnchors.{name} must be a tuple of {_kind_name(kind)}")
             items = tuple(value)
             for item in items:
                 if not isinstance(item, kind):
                     raise TypeError(
                         f"TrustAnchors.{name} holds a {type(item).__name__}, "
-                        f"not a {kind.__name__}"
+                        f"not a {_kind_name(kind)}"
                     )
             # A list passed by a caller is frozen here so the value stays immutable.
             object.__setattr__(self, name, items)
+        if self.revocation_mode not in REVOCATION_MODES:
+            raise ValueError(f"revocation_mode must be one of {', '.join(REVOCATION_MODES)}, "
+                             f"not {self.revocation_mode!r}")
+        parsed = tuple(c if isinstance(c, IndexedCrl) else parse_crl(c) for c in self.crls)
+        object.__setattr__(self, "crls", parsed)
+        object.__setattr__(self, "_crl_index", CrlIndex(parsed))
+        made = {n.fingerprint: n for n in self.nodes}
+        nodes: list[Node] = []
+        for cert, is_root in [*((c, True) for c in self.roots),
+                              *((c, False) for c in self.intermediates)]:
+            try:
+                node = _reuse(made, cert, is_root)
+            except ValueError:
+                continue  # names no one can read: it completes no path
+            nodes.append(node)
+        object.__setattr__(self, "nodes", tuple(nodes))
+        object.__setattr__(self, "_ca_index", CaIndex(nodes))
+        updates = sorted(c.next_update.timestamp() for c in parsed if c.next_update is not None)
+        object.__setattr__(self, "_next_updates", updates)
+
+    @property
+    def crl_index(self) -> CrlIndex:
+        return self._crl_index  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def ca_index(self) -> CaIndex:
+        return self._ca_index  # type: ignore[attr-defined, no-any-return]
+
+    def next_crl_update(self, after: float) -> float | None:
+        """The earliest nextUpdate (epoch seconds) of a held CRL later than ``after``: when a
+        decision based on the CRLs may change by time alone (smimegate.pki.trustcache)."""
+        updates: list[float] = self._next_updates  # type: ignore[attr-defined]
+        at = bisect.bisect_right(updates, after)
+        return updates[at] if at < len(updates) else None
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _reuse(made: dict[str, Node], cert: x509.Certificate, is_root: bool) -> Node:
+    if made:
+        old = made.get(hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest())
+        if old is not None and old.is_root == is_root:
+            return old
+    return node_of(cert, is_root=is_root)
+
+
+def _signed_by(subject: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        subject.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -158,9 +234,9 @@ class TrustResult:
     reason: why not (short, for ``Signer-Trusted-Info``); None when trusted.
     path: when trusted, the certificates from the one checked up to and including the trusted
     root; empty otherwise.
-    revocation: "revoked" when a CRL lists a certificate of the path; "good" when a current CRL
-    covers every certificate of the path below the root and lists none of them; "unknown"
-    otherwise (no CRL, a stale one, or no path at all).
+    revocation: "revoked" when a CRL (or OCSP) says a certificate of the path is revoked;
+    "good" when every certificate of the path below the root is known not to be; "unknown"
+    otherwise (no current CRL for a link, or no path at all).
     """
 
     trusted: bool
@@ -169,7 +245,7 @@ class TrustResult:
     revocation: Revocation = "unknown"
 
 
-def _run(coro: Coroutine[Any, Any, _T]) -> _T:
+def run_coroutine(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run one of pyhanko's coroutines to completion from synchronous code.
 
     pyhanko-certvalidator 0.33 only has async validators. With fetching off they never wait on
@@ -190,75 +266,6 @@ def _moment(at: datetime | None) -> datetime:
     if at.utcoffset() is None:
         raise ValueError("at must be timezone-aware (e.g. datetime.now(UTC))")
     return at
-
-
-def _signed_by(subject: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        subject.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
-    try:
-        key = issuer.public_key()
-        # Only keys that can sign can have signed a CRL (an X25519 or ML-KEM key cannot).
-        if not isinstance(key, _SIGNING_KEYS):
-            return False
-        return crl.is_signature_valid(key)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-
-
-def _crls_from(
-    cert: x509.Certificate, issuer: x509.Certificate, crls: Iterable[x509.CertificateRevocationList]
-) -> list[x509.CertificateRevocationList]:
-    """The CRLs that speak for cert: its issuer's name, signed by its key (RFC 5280 6.3.3)."""
-    return [c for c in crls if c.issuer == cert.issuer and _crl_signed_by(c, issuer)]
-
-
-def _is_current(crl: x509.CertificateRevocationList, moment: datetime) -> bool:
-    next_update = crl.next_update_utc
-    return crl.last_update_utc <= moment and (next_update is None or moment <= next_update)
-
-
-def _revocation_reason(entry: x509.RevokedCertificate) -> x509.ReasonFlags:
-    try:
-        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
-    except (x509.ExtensionNotFound, ValueError):
-        # RFC 5280 5.3.1: an absent reasonCode means unspecified.
-        return x509.ReasonFlags.unspecified
-
-
-def _revoked_text(reason: str, when: datetime, end_entity: bool) -> str:
-    what = "revoked" if end_entity else "CA certificate revoked"
-    return f"{what} ({reason}) {when:%Y-%m-%d}"
-
-
-def _listed_revoked(
-    chain: Sequence[x509.Certificate],
-    crls: Sequence[x509.CertificateRevocationList],
-    moment: datetime,
-) -> str | None:
-    """Why a certificate of chain (leaf first, root last) is revoked by one of crls, or None.
-
-    A listing counts whether the CRL is current or stale: a revocation is not undone by the CRL
-    growing old (certificateHold included; RFC 5280 5.3.1 removeFromCRL only appears in delta
-    CRLs and is ignored). A revocation dated after ``moment`` does not count, so a signature
-    checked for an earlier time stays good. The root is a trust anchor and is not checked
-    (RFC 5280 6.1: the anchor is an input of the algorithm, not part of the path).
-    """
-    for index, cert in enumerate(chain[:-1]):
-        for crl in _crls_from(cert, chain[index + 1], crls):
-            entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-            if entry is None or entry.revocation_date_utc > moment:
-                continue
-            reason = _revocation_reason(entry)
-            if reason is x509.ReasonFlags.remove_from_crl:
-                continue
-            return _revoked_text(reason.value, entry.revocation_date_utc, index == 0)
-    return None
 
 
 def _extension_problem(cert: x509.Certificate) -> str | None:
@@ -309,18 +316,6 @@ def _usage_problem(cert: x509.Certificate, purpose: Purpose) -> str | None:
     return None
 
 
-def _chain_of(
-    path: ValidationPath, known: dict[bytes, x509.Certificate]
-) -> tuple[x509.Certificate, ...]:
-    """pyhanko's path (root first) as our certificates, leaf first."""
-    out: list[x509.Certificate] = []
-    for der_cert in path.iter_certs(include_root=True):
-        der = der_cert.dump()
-        out.append(known.get(der) or x509.load_der_x509_certificate(der))
-    out.reverse()
-    return tuple(out)
-
-
 def _path_reason(exc: Exception) -> str:
     """A short reason for a path that could not be built or did not validate."""
     if isinstance(exc, ExpiredError):
@@ -333,7 +328,7 @@ def _path_reason(exc: Exception) -> str:
             reason = x509.ReasonFlags[reason].value
         except KeyError:
             pass  # not one of RFC 5280's names: show pyhanko's
-        return _revoked_text(reason, exc.revocation_dt, exc.is_ee_cert)
+        return revoked_text(reason, exc.revocation_dt, exc.is_ee_cert)
     if isinstance(exc, DisallowedAlgorithmError):
         return "weak signature algorithm in chain"
     if isinstance(exc, PathBuildingError):
@@ -355,6 +350,51 @@ def _path_reason(exc: Exception) -> str:
     return f"invalid certificate chain: {message.rstrip('.')[:120]}"
 
 
+def _self_signed(node: Node, memo: SignatureMemo) -> bool:
+    return node.self_issued and memo.cert_signed_by(node.cert, node.fingerprint, node.cert,
+                                                    node.fingerprint)
+
+
+def _pyhanko_path(chain: Sequence[Node]) -> ValidationPath:
+    """Our chain (leaf first) as pyhanko's path (anchor, intermediates root side first, leaf).
+    Fresh asn1crypto objects per check: they parse lazily and are not meant to be shared
+    between the milter's threads."""
+    certs = [ax509.Certificate.load(n.der) for n in reversed(chain)]
+    return ValidationPath(CertTrustAnchor(certs[0]), certs[1:-1], certs[-1])
+
+
+async def _validated_path(leaf: Node, anchors: TrustAnchors, extra: Sequence[Node],
+                          moment: datetime) -> tuple[tuple[Node, ...], ValidationPath] | str:
+    """The first candidate path that RFC 5280 6.1 accepts (revocation apart), or why none."""
+    first_problem: str | None = None
+    for chain in candidate_paths(leaf, anchors.ca_index, extra, moment, anchors.memo):
+        if len(chain) == 1:
+            return chain, ValidationPath(CertTrustAnchor(ax509.Certificate.load(leaf.der)),
+                                         [], None)
+        path = _pyhanko_path(chain)
+        context = ValidationContext(
+            trust_roots=[path.trust_anchor.authority.certificate],  # type: ignore[attr-defined]
+            moment=moment,
+            revinfo_policy=CertRevTrustPolicy(NO_REVOCATION),
+        )
+        try:
+            await async_validate_path(context, path)
+        except (PathError, ValidationError) as exc:
+            first_problem = first_problem or _path_reason(exc)
+            continue
+        return chain, path
+    if first_problem is not None:
+        return first_problem
+    if _self_signed(leaf, anchors.memo):
+        return "self-signed, not a trusted root"
+    return "no path to a trusted root"
+
+
+def _unknown_text(status: LinkStatus, end_entity: bool) -> str:
+    what = "revocation status unknown" if end_entity else "CA revocation status unknown"
+    return f"{what}: {status.reason}" if status.reason else what
+
+
 async def _validate(
     cert: x509.Certificate,
     anchors: TrustAnchors,
@@ -363,72 +403,52 @@ async def _validate(
     extra_certs: Sequence[x509.Certificate],
     fetcher: CrlFetcher | None,
 ) -> TrustResult:
-    # Fresh asn1crypto objects per check: they parse lazily and are not meant to be shared
-    # between the milter's threads.
-    roots = [_der_cert(c) for c in anchors.roots]
-    others = [_der_cert(c) for c in (*anchors.intermediates, *extra_certs)]
-    known = {c.public_bytes(Encoding.DER): c
-             for c in (*anchors.roots, *anchors.intermediates, *extra_certs, cert)}
-
     problem = _extension_problem(cert)
     if problem is not None:
         return TrustResult(False, problem)
-
-    # 1. Path building and RFC 5280 6.1 validation, revocation left out: pyhanko's soft-fail
-    # mode would skip CRLs of certificates without a distribution point (step 2 does it).
-    context = ValidationContext(
-        trust_roots=roots,
-        other_certs=others,
-        moment=moment,
-        revinfo_policy=CertRevTrustPolicy(NO_REVOCATION),
-    )
-    try:
-        path = await CertificateValidator(
-            _der_cert(cert), validation_context=context
-        ).async_validate_path()
-    except (PathError, ValidationError) as exc:
-        return TrustResult(False, _path_reason(exc))
-    chain = _chain_of(path, known)
-
-    # 2. Revocation: a listing in any CRL of the right issuer wins (see _listed_revoked).
-    crls = list(anchors.crls)
-    if fetcher is not None:
-        for index, link in enumerate(chain[:-1]):
-            held = _crls_from(link, chain[index + 1], crls)
-            if not any(_is_current(c, moment) for c in held):
-                try:
-                    crls.extend(fetcher(link))
-                except OSError:
-                    pass  # soft-fail: a CRL that cannot be fetched leaves the status unknown
-    revoked = _listed_revoked(chain, crls, moment)
-    if revoked is not None:
-        return TrustResult(False, revoked, revocation="revoked")
-
-    # 3. Is the status known for every link? pyhanko's "require" policy answers that with its
-    # full CRL processing (scope, freshness, indirect CRLs); only a missing or stale CRL makes
-    # it fail with InsufficientRevinfoError, which under soft-fail means "unknown", not "bad".
-    revocation: Revocation = "unknown"
-    if crls:
-        strict = ValidationContext(
-            trust_roots=roots,
-            other_certs=others,
-            moment=moment,
-            crls=[acrl.CertificateList.load(c.public_bytes(Encoding.DER)) for c in crls],
-            revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO),
-        )
+    leaf = node_of(cert)
+    known = anchors.ca_index.fingerprints
+    extra = []
+    for other in extra_certs:
         try:
-            await async_validate_path(strict, path)
-            revocation = "good"
-        except RevokedError as exc:
-            return TrustResult(False, _path_reason(exc), revocation="revoked")
-        except (InsufficientRevinfoError, PathError, ValidationError):
-            revocation = "unknown"
+            node = node_of(other)
+        except ValueError:
+            continue
+        if node.fingerprint not in known:
+            extra.append(node)
+
+    # 1. Path building and RFC 5280 6.1 validation, revocation apart (step 2).
+    found = await _validated_path(leaf, anchors, extra, moment)
+    if isinstance(found, str):
+        return TrustResult(False, found)
+    chain, path = found
+    certs = tuple(n.cert for n in chain)
+
+    # 2. Revocation of each certificate below the root (smimegate.pki.revocation).
+    statuses: list[LinkStatus] = []
+    for position in range(len(chain) - 1):
+        status = await link_status(
+            chain, position, path, index=anchors.crl_index, cas=anchors.ca_index, extra=extra,
+            memo=anchors.memo, moment=moment, fetcher=fetcher, ocsp=anchors.ocsp)
+        if status.status == "revoked":
+            return TrustResult(False, status.reason, revocation="revoked")
+        statuses.append(status)
+    revocation: Revocation = "good" if all(s.status == "good" for s in statuses) else "unknown"
+
+    # 3. An unknown status under hard-fail or require.
+    for position, status in enumerate(statuses):
+        if status.status != "unknown":
+            continue
+        if anchors.revocation_mode == "require" or (
+                anchors.revocation_mode == "hard-fail" and status.declared):
+            return TrustResult(False, _unknown_text(status, position == 0),
+                               revocation="unknown")
 
     # 4. What the certificate may be used for.
     problem = _usage_problem(cert, purpose)
     if problem is not None:
         return TrustResult(False, problem, revocation=revocation)
-    return TrustResult(True, None, chain, revocation)
+    return TrustResult(True, None, certs, revocation)
 
 
 def check(
@@ -444,10 +464,11 @@ def check(
 
     Trusted means: a path from cert to one of ``anchors.roots`` (intermediates from
     ``anchors.intermediates`` and ``extra_certs``, e.g. the certificates of a message) that
-    validates at ``at`` (default: now), no certificate of it listed in a CRL, and key type, key
-    usage, EKU and critical extensions fitting the purpose (see the module docstring).
-    ``fetcher`` is asked for CRLs of each certificate of the path that has no current CRL among
-    ``anchors.crls``; an OSError from it counts as no CRL.
+    validates at ``at`` (default: now), no certificate of it revoked, its revocation status
+    known as far as ``anchors.revocation_mode`` asks, and key type, key usage, EKU and critical
+    extensions fitting the purpose (see the module docstring). ``fetcher`` is asked for CRLs of
+    each certificate of the path that no current CRL of ``anchors`` answers for; an OSError
+    from it counts as no CRL.
 
     Returns a TrustResult; untrusted certificates, broken chains and unreadable certificates
     are results, not exceptions. Raises ValueError for a naive ``at`` or an unknown purpose.
@@ -459,10 +480,11 @@ def check(
         # Never let pyhanko fall back to a system trust list.
         return TrustResult(False, "no path to a trusted root")
     try:
-        return _run(_validate(cert, anchors, purpose, moment, tuple(extra_certs), fetcher))
+        return run_coroutine(_validate(cert, anchors, purpose, moment, tuple(extra_certs),
+                                       fetcher))
     except ValueError:
         # asn1crypto parses lazily: a certificate that cryptography loaded but asn1crypto cannot
-        # read surfaces here, from deep inside path building.
+        # read surfaces here, from deep inside path validation.
         return TrustResult(False, "unreadable certificate in chain")
 
 

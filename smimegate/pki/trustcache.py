@@ -105,10 +105,9 @@ class TrustCache:
                 anchors: trust.TrustAnchors) -> float:
         ends = [now + self._ttl, cert.not_valid_after_utc.timestamp()]
         ends += [c.not_valid_after_utc.timestamp() for c in result.path]
-        for crl in anchors.crls:
-            next_update = crl.next_update_utc
-            if next_update is not None and next_update.timestamp() > now:
-                ends.append(next_update.timestamp())
+        next_update = anchors.next_crl_update(now)
+        if next_update is not None:
+            ends.append(next_update)
         return min(ends)
 
     def apply_trust(self, layer: Layer, anchors: trust.TrustAnchors) -> Layer:

@@ -121,6 +121,13 @@ class CrlRecord:
     next_update: dt.datetime | None
     crl_number: int | None
     source: str | None
+    # Issue 10: True / False: a stored CA certificate of the issuer's name did / did not sign
+    # it; None: no CA of that name known yet. scope and delta_base: see
+    # smimegate.store.certinfo.crl_scope. entries: how many certificates it lists.
+    verified: bool | None = None
+    scope: str = ""
+    delta_base: int | None = None
+    entries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -269,13 +276,40 @@ class Store(Protocol):
     def remove_root(self, fingerprint: str) -> None: ...
 
     def add_crl(
-        self, crl: x509.CertificateRevocationList | bytes, source: str | None = None
+        self, crl: x509.CertificateRevocationList | bytes, source: str | None = None,
+        verified: bool | None = None,
     ) -> CrlRecord:
-        """Store a CRL once; older CRLs of the same issuer and key are dropped."""
+        """Store a CRL once (idempotent by fingerprint) with what is known of its signature.
+
+        A verified CRL replaces the older verified CRLs of the same issuer, key and scope (a
+        later thisUpdate, then a higher cRLNumber, supersedes: RFC 5280 5.1.2.4, 5.2.3) and
+        the newest of that group is returned; unverified CRLs are only added (they cannot
+        prove they supersede anything), and the added one is returned.
+        """
         ...
 
     def crls_for_issuer(self, issuer: x509.Name | str) -> list[CrlRecord]: ...
     def list_crls(self) -> list[CrlRecord]: ...
+    def crl_fingerprints(self) -> list[str]:
+        """The fingerprints of every stored CRL (cheap: no DER), for incremental reloads."""
+        ...
+
+    def get_crls(self, fingerprints: Sequence[str]) -> list[CrlRecord]:
+        """The stored CRLs among ``fingerprints`` (absent ones are left out)."""
+        ...
+
+    def set_crl_verified(self, fingerprint: str, verified: bool) -> None:
+        """Record the outcome of checking a CRL's signature (a no-op for an absent CRL)."""
+        ...
+
+    def remove_crl(self, fingerprint: str) -> None:
+        """Delete a stored CRL. Raises NotFound when absent."""
+        ...
+
+    def ca_certificates(self) -> list[CertificateRecord]:
+        """Trusted roots and certificates that are CAs (basicConstraints cA), blocked ones
+        included (the caller decides), without reading the end-entity certificates."""
+        ...
 
     # -- built-in CAs ---------------------------------------------------------------------
     def add_ca(

@@ -40,6 +40,9 @@ class CrlInfo:
     this_update: dt.datetime
     next_update: dt.datetime | None
     crl_number: int | None
+    scope: str = ""
+    delta_base: int | None = None
+    entries: int = 0
 
 
 def normalize_email(address: str) -> str:
@@ -140,6 +143,30 @@ def cert_info(cert: x509.Certificate | bytes) -> CertInfo:
         raise InvalidData(f"malformed certificate: {exc}") from None
 
 
+def crl_scope(crl: x509.CertificateRevocationList) -> tuple[str, int | None]:
+    """What sets a CRL apart from other CRLs of the same issuer and key, and the BaseCRLNumber
+    of a delta CRL (None for a complete one). Raises ValueError for unreadable extensions.
+
+    RFC 5280 5.2.5: CRLs with different issuingDistributionPoint extensions cover different
+    certificates (partitions, reasons, indirect CRLs) and stand side by side; 5.2.4: a delta
+    CRL complements its base CRL instead of replacing it. Scope "" is a complete CRL that
+    covers every certificate of its issuer.
+    """
+    try:
+        idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+        scope = "idp:" + hashlib.sha256(idp.public_bytes()).hexdigest()[:32]
+    except x509.ExtensionNotFound:
+        scope = ""
+    try:
+        base: int | None = crl.extensions.get_extension_for_class(
+            x509.DeltaCRLIndicator).value.crl_number
+    except x509.ExtensionNotFound:
+        base = None
+    if base is not None:
+        scope = "delta" + (":" + scope if scope else "")
+    return scope, base
+
+
 def crl_info(crl: x509.CertificateRevocationList | bytes) -> CrlInfo:
     """Extract the stored columns of a CRL. Raises InvalidData for a malformed CRL."""
     try:
@@ -158,6 +185,7 @@ def crl_info(crl: x509.CertificateRevocationList | bytes) -> CrlInfo:
             ).value.crl_number
         except x509.ExtensionNotFound:
             number = None
+        scope, base = crl_scope(crl)
         return CrlInfo(
             fingerprint=hashlib.sha256(der).hexdigest(),
             der=der,
@@ -166,7 +194,9 @@ def crl_info(crl: x509.CertificateRevocationList | bytes) -> CrlInfo:
             this_update=_utc(crl.last_update_utc),
             next_update=_utc(crl.next_update_utc) if crl.next_update_utc else None,
             crl_number=number,
+            scope=scope,
+            delta_base=base,
+            entries=len(crl),
         )
     except ValueError as exc:
         raise InvalidData(f"malformed CRL: {exc}") from None
-

@@ -653,7 +653,7 @@ class SqlStore:
     # -- CRLs -----------------------------------------------------------------------------
     _CRL_SELECT = (
         "SELECT fingerprint, issuer, authority_key_id, der, this_update, next_update,"
-        " crl_number, source FROM crls"
+        " crl_number, source, verified, scope, delta_base, entries FROM crls"
     )
 
     # Two CRLs of one issuer made within the same second share thisUpdate: the higher cRLNumber
@@ -663,7 +663,7 @@ class SqlStore:
 
     @staticmethod
     def _crl(row: Row) -> CrlRecord:
-        fp, issuer, aki, der, this, nxt, number, source = row
+        fp, issuer, aki, der, this, nxt, number, source, verified, scope, base, entries = row
         return CrlRecord(
             fingerprint=fp,
             issuer=issuer,
@@ -673,32 +673,48 @@ class SqlStore:
             next_update=_dt(nxt) if nxt is not None else None,
             crl_number=int(number) if number is not None else None,
             source=source,
+            verified=bool(verified) if verified is not None else None,
+            scope=scope or "",
+            delta_base=int(base) if base is not None else None,
+            entries=int(entries) if entries is not None else None,
         )
 
     def add_crl(
-        self, crl: x509.CertificateRevocationList | bytes, source: str | None = None
+        self, crl: x509.CertificateRevocationList | bytes, source: str | None = None,
+        verified: bool | None = None,
     ) -> CrlRecord:
         info = crl_info(crl)
-        same = "issuer = ? AND COALESCE(authority_key_id, '') = ?"
-        key = (info.issuer, info.authority_key_id or "")
+        same = "issuer = ? AND COALESCE(authority_key_id, '') = ? AND scope = ?"
+        key = (info.issuer, info.authority_key_id or "", info.scope)
         with self._db.transaction() as cur:
             cur.run(
                 "INSERT INTO crls (fingerprint, issuer, authority_key_id, der, this_update,"
-                " next_update, crl_number, source, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " next_update, crl_number, source, added, verified, scope, delta_base, entries)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (fingerprint) DO NOTHING",
                 (info.fingerprint, info.issuer, info.authority_key_id, info.der,
                  _ts(info.this_update),
                  _ts(info.next_update) if info.next_update else None,
                  str(info.crl_number) if info.crl_number is not None else None,
-                 source, _now()),
+                 source, _now(), verified, info.scope,
+                 str(info.delta_base) if info.delta_base is not None else None, info.entries),
             )
-            # Keep only the newest CRL per issuer and key (RFC 5280 5.1.2.4: a later
-            # thisUpdate supersedes); the one just added may itself be the older one.
-            rows = cur.all(f"{self._CRL_SELECT} WHERE {same}"
+            if verified is not None:
+                # Stored unverified before: now we know.
+                cur.run("UPDATE crls SET verified = ? WHERE fingerprint = ? AND verified IS NULL",
+                        (verified, info.fingerprint))
+            if not verified:
+                row = cur.one(f"{self._CRL_SELECT} WHERE fingerprint = ?", (info.fingerprint,))
+                assert row is not None  # inserted above or there already
+                return self._crl(row)
+            # Keep only the newest verified CRL per issuer, key and scope (RFC 5280 5.1.2.4:
+            # a later thisUpdate supersedes); the one just added may itself be the older one.
+            rows = cur.all(f"{self._CRL_SELECT} WHERE {same} AND verified = ?"
                            f" ORDER BY this_update DESC, {self._CRL_NUMBER_DESC}, fingerprint",
-                           key)
+                           (*key, True))
             newest = rows[0]
-            cur.run(f"DELETE FROM crls WHERE {same} AND fingerprint <> ?", (*key, newest[0]))
+            cur.run(f"DELETE FROM crls WHERE {same} AND verified = ? AND fingerprint <> ?",
+                    (*key, True, newest[0]))
         return self._crl(newest)
 
     def crls_for_issuer(self, issuer: x509.Name | str) -> list[CrlRecord]:
@@ -710,7 +726,43 @@ class SqlStore:
 
     def list_crls(self) -> list[CrlRecord]:
         with self._db.connection() as cur:
-            return [self._crl(r) for r in cur.all(f"{self._CRL_SELECT} ORDER BY issuer")]
+            return [self._crl(r) for r in cur.all(
+                f"{self._CRL_SELECT} ORDER BY issuer, this_update DESC, fingerprint")]
+
+    def crl_fingerprints(self) -> list[str]:
+        with self._db.connection() as cur:
+            return [str(r[0]) for r in cur.all("SELECT fingerprint FROM crls")]
+
+    def get_crls(self, fingerprints: Sequence[str]) -> list[CrlRecord]:
+        out: list[CrlRecord] = []
+        wanted = list(dict.fromkeys(f.lower() for f in fingerprints))
+        with self._db.connection() as cur:
+            # In slices: SQLite limits the number of parameters of one statement.
+            for start in range(0, len(wanted), 500):
+                part = wanted[start:start + 500]
+                out += [self._crl(r) for r in cur.all(
+                    f"{self._CRL_SELECT} WHERE fingerprint IN ({_placeholders(len(part))})",
+                    tuple(part))]
+        return out
+
+    def set_crl_verified(self, fingerprint: str, verified: bool) -> None:
+        with self._db.connection() as cur:
+            cur.run("UPDATE crls SET verified = ? WHERE fingerprint = ?",
+                    (bool(verified), fingerprint.lower()))
+
+    def remove_crl(self, fingerprint: str) -> None:
+        with self._db.connection() as cur:
+            if not cur.run("DELETE FROM crls WHERE fingerprint = ?", (fingerprint.lower(),)):
+                raise NotFound(f"no CRL {fingerprint}")
+
+    def ca_certificates(self) -> list[CertificateRecord]:
+        with self._db.connection() as cur:
+            return self._certs(
+                cur,
+                "WHERE c.is_ca OR c.fingerprint IN (SELECT fingerprint FROM trusted_roots)"
+                " ORDER BY c.subject, c.fingerprint",
+                (),
+            )
 
     # -- periodic jobs --------------------------------------------------------------------
     @contextlib.contextmanager

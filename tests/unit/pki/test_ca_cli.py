@@ -183,7 +183,7 @@ def test_issue_pfx_verify_revoke_and_crl(cli: Cli, store: SqlStore, tmp_path: Pa
     assert rc == 0 and "2 revoked" in out, err
     rc, out, _ = cli("crl", "list", "--json")
     rows = json.loads(out)
-    assert len(rows) == 1  # the store keeps the newest per issuer
+    assert len(rows) == 1  # the store keeps the newest verified one per issuer, key and scope
     assert rows[0]["ca"] == "Example Issuing CA" and rows[0]["revoked"] == 2
     assert rows[0]["crl_number"] == 4  # 1 at creation, revoke, update, fresh
     assert len(store.revocations("Example Issuing CA")) == 2
@@ -262,28 +262,56 @@ def test_crl_create_signature_algorithm(
     assert rc == 2 and "needs an RSA key" in err
 
 
-def test_crl_import_accepts_known_issuers_only(
-    cli: Cli, tmp_path: Path, cli_for: Callable[[Path], Cli]
+def test_crl_import_keeps_crls_of_unknown_issuers_and_names_unreadable_ones(
+    cli: Cli, tmp_path: Path, cli_for: Callable[[Path], Cli], store: SqlStore
 ) -> None:
     create_ca(cli)
     crl = tmp_path / "ours.der"
     assert cli("crl", "export", "--out", str(crl))[0] == 0
 
-    # A second, unrelated installation: its CRL is refused here until its root is trusted.
+    # A second, unrelated installation: its CRL is kept here although its CA is unknown
+    # (issue 10 item 1), verified null until its issuer arrives.
     other_dir = tmp_path / "other"
     other_dir.mkdir()
     other = cli_for(make_config(other_dir, f"sqlite:///{other_dir / 'store.db'}"))
     create_ca(other, "Other CA")
     foreign = tmp_path / "foreign.pem"
     assert other("crl", "export", "--out", str(foreign), "--format", "pem")[0] == 0
-    rc, _, err = cli("crl", "import", str(foreign))
-    assert rc == 1 and "refused: CRL issuer" in err and "not a CA we know" in err
-    rc, _, err = cli("crl", "import", str(crl))
+    rc, out, err = cli("crl", "import", str(foreign))
+    assert rc == 0 and "issuer not a CA of the store yet" in out, err
+    rc, out, err = cli("crl", "import", str(crl))
     assert rc == 0, err
+    rows = {r["issuer"]: r for r in json.loads(cli("crl", "list", "--json")[1])}
+    assert len(rows) == 2
+    for row in rows.values():
+        assert {"issuer", "this_update", "next_update", "number", "entries", "verified",
+                "source"} <= set(row)
+    foreign_row = next(r for r in rows.values() if "Other CA" in r["issuer"])
+    assert foreign_row["verified"] is None and foreign_row["source"] == "import:foreign.pem"
+    assert [r["verified"] for r in rows.values() if r is not foreign_row] == [True]
+
+    # Its issuer arrives: the next load of the trust anchors checks it once and keeps it.
+    other_ca = other_dir / "ca.pem"
+    assert other("ca", "export", "Other CA", "--out", str(other_ca))[0] == 0
+    assert cli("cert", "import", str(other_ca))[0] == 0
+    from smimegate.pki.anchors import load_anchors
+    load_anchors(store)
+    rows = {r["issuer"]: r for r in json.loads(cli("crl", "list", "--json")[1])}
+    assert [r["verified"] for r in rows.values()] == [True, True]
+
+    # A bundle: every CRL it can read is kept, each one it cannot is named, exit 1.
+    bundle = tmp_path / "bundle.pem"
+    broken = b"-----BEGIN X509 CRL-----\nTm9uc2Vuc2U=\n-----END X509 CRL-----\n"
+    bundle.write_bytes(foreign.read_bytes() + broken + load_crl(crl.read_bytes()).public_bytes(
+        serialization.Encoding.PEM))
+    rc, out, err = cli("crl", "import", str(bundle))
+    assert rc == 1 and "CRL 2: unreadable CRL" in err and "1 of 3 CRLs" in err
+    assert len(out.splitlines()) == 2
     garbage = tmp_path / "garbage.crl"
     garbage.write_bytes(b"nonsense")
     rc, _, err = cli("crl", "import", str(garbage))
     assert rc == 1 and "not a CRL" in err
+    assert len(json.loads(cli("crl", "list", "--json")[1])) == 2
 
 
 def test_issue_options_and_usage_errors(cli: Cli, tmp_path: Path, store: SqlStore) -> None:

@@ -118,7 +118,7 @@ def _fetch(store: SqlStore, *urls: str, timeout: float = TIMEOUT) -> fetch.Fetch
     return fetch.fetch_all(store, timeout=timeout, urls=list(urls))
 
 
-def test_crl_signed_by_an_unknown_key_is_refused(pub, tmp_path):
+def test_crl_signed_by_an_unknown_key_is_kept_unverified_and_never_used(pub, tmp_path):
     pair = ca_pair()
     leaf = fs.leaf(pair, "a@example.org", [pub.url("/forged.crl")])
     store = _relying_store(f"sqlite:///{tmp_path / 's.db'}", [leaf.cert])
@@ -141,12 +141,16 @@ def test_crl_signed_by_an_unknown_key_is_refused(pub, tmp_path):
         pub.files["/stranger.crl"] = fs.der(fs.crl(stranger))
         report = _fetch(store, pub.url("/forged.crl"), pub.url("/stranger.crl"))
         forged_out, stranger_out = report.outcomes
+        # Issue 10 item 1: every well-formed CRL is kept; the forged one is reported as failed
+        # and marked unverified, the stranger's waits for its issuer.
         assert forged_out.status == "failed"
-        assert forged_out.detail.startswith("refused: ") and "signature does not verify" in \
-            forged_out.detail
-        assert stranger_out.status == "failed" and "is not a CA we know" in stranger_out.detail
-        assert report.all_failed
-        assert store.list_crls() == []
+        assert forged_out.detail.startswith("signature does not verify") and \
+            "kept, not used" in forged_out.detail
+        assert stranger_out.status == "fetched" and "issuer not a CA of the store yet" in \
+            stranger_out.detail
+        assert not report.all_failed
+        assert sorted(str(r.verified) for r in store.list_crls()) == ["False", "None"]
+        # The forged listing never counts: trust checks each CRL against the path's issuer.
         assert _trust(store, leaf.cert).trusted
     finally:
         store.close()
@@ -213,15 +217,15 @@ def test_404_timeout_garbage_future_and_delta_are_reported(pub, tmp_path):
         assert details["garbage.crl"] == ("failed", "not a CRL (neither DER nor PEM)")
         assert details["future.crl"][0] == "failed" and "is in the future" in \
             details["future.crl"][1]
-        assert details["delta.crl"] == ("failed",
-                                        "delta CRL: not supported (only complete CRLs are kept)")
+        # Delta CRLs are kept next to their base CRL (issue 10 item 1).
+        assert details["delta.crl"][0] == "fetched"
         assert report.outcomes[5].status == "failed"
         assert report.outcomes[5].detail.startswith("cannot connect: ")
         assert report.outcomes[6] == fetch.FetchOutcome(
             "ftp://example.org/x.crl", "failed", "unsupported URL scheme 'ftp'")
         # A stale CRL is still the best we have: kept, and said so.
         assert details["stale.crl"][0] == "fetched" and "(stale" in details["stale.crl"][1]
-        assert report.summary() == "1 fetched, 0 unchanged, 7 failed"
+        assert report.summary() == "2 fetched, 0 unchanged, 6 failed"
         assert not report.all_failed
     finally:
         store.close()

@@ -246,21 +246,71 @@ def _crl(ca: TestCA, number: int, days_ago: int) -> x509.CertificateRevocationLi
     )
 
 
-def test_crls_keep_the_newest_per_issuer(store: SqlStore, ca: TestCA) -> None:
+def test_crls_keep_the_newest_verified_per_issuer(store: SqlStore, ca: TestCA) -> None:
     older, newer = _crl(ca, 1, 10), _crl(ca, 2 ** 100, 1)  # numbers beyond BIGINT are kept
-    first = store.add_crl(older, source="http://crl.test/a.crl")
+    first = store.add_crl(older, source="http://crl.test/a.crl", verified=True)
     assert first.crl_number == 1 and first.source == "http://crl.test/a.crl"
-    current = store.add_crl(newer)
+    assert first.verified is True and first.entries == 0 and first.scope == ""
+    current = store.add_crl(newer, verified=True)
     assert current.crl_number == 2 ** 100
     assert current.der == newer.public_bytes(serialization.Encoding.DER)
     # An older CRL arriving late does not replace the newer one.
-    assert store.add_crl(older).crl_number == 2 ** 100
+    assert store.add_crl(older, verified=True).crl_number == 2 ** 100
     found = store.crls_for_issuer(ca.cert.subject)
     assert [c.crl_number for c in found] == [2 ** 100]
     assert found[0].authority_key_id is not None
     other = TestCA("Other Root")
     store.add_crl(_crl(other, 7, 0))
     assert len(store.list_crls()) == 2
+
+
+def test_unverified_crls_stand_side_by_side_until_checked(store: SqlStore, ca: TestCA) -> None:
+    # Issue 10 item 1: a CRL whose issuer is unknown is kept (verified NULL) and replaces
+    # nothing: it cannot prove it supersedes anything.
+    older, newer = _crl(ca, 1, 10), _crl(ca, 2, 1)
+    kept = store.add_crl(older, source="import:a.pem")
+    assert kept.verified is None and kept.crl_number == 1
+    assert store.add_crl(newer).crl_number == 2
+    assert sorted(c.crl_number or 0 for c in store.list_crls()) == [1, 2]
+    assert set(store.crl_fingerprints()) == {c.fingerprint for c in store.list_crls()}
+    store.set_crl_verified(kept.fingerprint, False)
+    (got,) = store.get_crls([kept.fingerprint.upper(), "0" * 64])
+    assert got.verified is False
+    # Verified now: the newest verified one of the group replaces the older verified ones.
+    store.set_crl_verified(kept.fingerprint, True)
+    assert store.add_crl(newer, verified=True).crl_number == 2
+    assert [c.crl_number for c in store.list_crls()] == [2]
+    store.remove_crl(store.list_crls()[0].fingerprint)
+    assert store.list_crls() == []
+    with pytest.raises(NotFound):
+        store.remove_crl("0" * 64)
+
+
+def test_partitioned_and_delta_crls_stand_side_by_side(store: SqlStore, ca: TestCA) -> None:
+    now = dt.datetime.now(dt.UTC)
+
+    def partition(url: str | None, number: int, delta: int | None = None
+                  ) -> x509.CertificateRevocationList:
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
+                   .last_update(now).next_update(now + dt.timedelta(days=1))
+                   .add_extension(x509.CRLNumber(number), critical=False))
+        if url is not None:
+            builder = builder.add_extension(x509.IssuingDistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(url)], relative_name=None,
+                only_contains_user_certs=False, only_contains_ca_certs=False,
+                only_some_reasons=None, indirect_crl=False,
+                only_contains_attribute_certs=False), critical=True)
+        if delta is not None:
+            builder = builder.add_extension(x509.DeltaCRLIndicator(delta), critical=True)
+        return builder.sign(ca.key, hashes.SHA256())
+
+    for crl in (partition("http://a.test/1.crl", 5), partition("http://a.test/2.crl", 5),
+                partition(None, 5), partition(None, 6, delta=5)):
+        store.add_crl(crl, verified=True)
+    rows = store.list_crls()
+    assert len(rows) == 4
+    assert sorted(r.delta_base or 0 for r in rows) == [0, 0, 0, 5]
+    assert len({r.scope for r in rows}) == 4
 
 
 def test_cas_and_revocations(store: SqlStore, ca: TestCA) -> None:
