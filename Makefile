@@ -23,8 +23,11 @@ $(BIN)/python:
 
 venv: $(VENV)/.installed
 
+# setuptools says "Editable installation." on every editable install through a UserWarning of
+# its InformationOnly kind (it has no other channel to pip, pypa/packaging-problems#558); it is
+# not a problem of the package, so only that note is filtered, by its text.
 $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(BIN)/pip install -q -e '.[test]'
 	touch $@
 
 lint: venv
