@@ -1,16 +1,16 @@
 """``smimegate crl``: revocation lists of the built-in CAs and of others.
 
-    smimegate crl create [--ca NAME] [--revoke SERIAL]... [--reason R] [--next-update-days 365]
-                         [--update-existing] [--signature-algorithm ALG]
+    smimegate crl create [--ca NAME] [--revoke SERIAL...]... [--revoke-file FILE] [--reason R]
+                         [--next-update-days 365] [--update-existing] [--signature-algorithm ALG]
     smimegate crl list [--json]
     smimegate crl export [--ca NAME] --out FILE [--format der|pem]
     smimegate crl import FILE            DER, PEM or a PEM bundle: every CRL it can read
     smimegate crl fetch [--url URL]...   download the CRLs of the distribution points
 
 SERIAL is hex as ``openssl x509 -serial`` prints it (colons and leading zeros allowed).
-``create`` records the serials of --revoke, then lists every revocation recorded for the CA
-(``cert revoke`` and earlier ``--revoke``); --update-existing also keeps entries of the current
-CRL that are not recorded (e.g. from an imported CRL).
+``create`` records the serials of --revoke and --revoke-file (in one transaction), then lists
+every revocation recorded for the CA (``cert revoke`` and earlier ``--revoke``); --update-existing
+also keeps entries of the current CRL that are not recorded (e.g. from an imported CRL).
 """
 
 from __future__ import annotations
@@ -72,8 +72,14 @@ def register(sub: Any) -> None:
         description="Issue a new CRL of a built-in CA. It lists every revocation recorded for "
                     "the CA (cert revoke, earlier --revoke) plus the serials of --revoke.")
     create.add_argument("--ca", help="CA name (default: the default CA)")
-    create.add_argument("--revoke", action="append", type=serial_arg, default=[],
-                        metavar="SERIAL", help="serial to revoke (hex); repeatable")
+    # nargs="+" with extend: `--revoke A B C` is one option. argparse takes time quadratic in
+    # the number of options (20,000 `--revoke S` took 20 s to parse); --revoke-file is the
+    # way for many serials (a command line cannot hold 100,000 of them anyway).
+    create.add_argument("--revoke", action="extend", nargs="+", type=serial_arg, default=[],
+                        metavar="SERIAL", help="serial(s) to revoke (hex); repeatable")
+    create.add_argument("--revoke-file", metavar="FILE",
+                        help="serials to revoke, one per line (hex as `openssl x509 -serial` "
+                             "prints them; blank lines and # comments skipped); - for stdin")
     create.add_argument("--reason", type=reason_arg, metavar="REASON",
                         help=f"reason for the serials of --revoke: {', '.join(REASONS)}")
     create.add_argument("--next-update-days", type=days_arg, default=DEFAULT_NEXT_UPDATE_DAYS,
@@ -108,11 +114,34 @@ def register(sub: Any) -> None:
     register_fetch(commands)  # smimegate.cli.crlfetch (issue 4, item 8)
 
 
+def read_serials(path: str) -> list[int]:
+    """The serials of a --revoke-file (- for stdin). Raises UsageError naming the file and
+    the line of a bad serial, OperationFailed when the file cannot be read."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise OperationFailed(f"--revoke-file {path}: {detail}") from None
+    serials = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            serials.append(serial_arg(line))
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"--revoke-file {path} line {number}: {exc}") from None
+    return serials
+
+
 def _create(args: argparse.Namespace) -> int:
+    revoke = list(args.revoke)
+    if args.revoke_file is not None:
+        revoke += read_serials(args.revoke_file)
     with open_store(args, keys=True) as ctx:
         try:
             record = authority.create_crl(
-                ctx.store, args.ca, revoke=args.revoke, reason=args.reason,
+                ctx.store, args.ca, revoke=revoke, reason=args.reason,
                 update_existing=args.update_existing, next_update_days=args.next_update_days,
                 signature_algorithm=args.signature_algorithm,
             )

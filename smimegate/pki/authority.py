@@ -194,9 +194,9 @@ def create_crl(
     """
     ca = load_ca(store, ca_name)
     key = _intermediate_key(store, ca)
-    for serial in revoke:
-        # An earlier revocation of the same serial keeps its date and reason.
-        store.add_revocation(ca.name, serial, reason, now)
+    if revoke:
+        # One transaction; an earlier revocation of the same serial keeps its date and reason.
+        store.add_revocations(ca.name, revoke, reason, now)
     previous = current_crl(store, ca)
     recorded = _recorded_entries(store, ca, previous)
     kept: list[Entry] = []
@@ -227,14 +227,16 @@ def _recorded_entries(
     after the expiry, listed it). A serial the store holds no certificate for stays: we
     cannot tell when it expires.
     """
+    # One query for the expiry of every certificate of the CA, not one per revocation.
+    expiry = (store.latest_expiry_by_serial(ca.intermediate.subject)
+              if previous is not None else {})
     entries: list[Entry] = []
     for rec in store.revocations(ca.name):
-        serial = parse_serial(rec.serial)
         if previous is not None:
-            certs = store.find_by_issuer_serial(ca.intermediate.subject, serial)
-            if certs and all(c.not_after < previous.last_update_utc for c in certs):
+            expired = expiry.get(rec.serial)
+            if expired is not None and expired < previous.last_update_utc:
                 continue
-        entries.append(Entry(serial, rec.revoked_at, rec.reason))
+        entries.append(Entry(parse_serial(rec.serial), rec.revoked_at, rec.reason))
     return entries
 
 

@@ -329,6 +329,20 @@ class Store(Protocol):
     def add_revocation(
         self, ca: str, serial: int, reason: str | None = None, when: dt.datetime | None = None
     ) -> Revocation: ...
+    def add_revocations(
+        self, ca: str, serials: Sequence[int], reason: str | None = None,
+        when: dt.datetime | None = None,
+    ) -> int:
+        """Record many revocations of the CA at once, in one transaction (all or none).
+        A serial already recorded keeps its date and reason. Returns how many were new.
+        Raises NotFound for an unknown CA."""
+        ...
+
+    def latest_expiry_by_serial(self, issuer: x509.Name | str) -> dict[str, dt.datetime]:
+        """For each serial (stored form) of a stored certificate that issuer issued, the
+        latest notAfter among those certificates (a CRL leaves out expired ones)."""
+        ...
+
     def revocations(self, ca: str) -> list[Revocation]: ...
 
     # -- delivery queue -------------------------------------------------------------------

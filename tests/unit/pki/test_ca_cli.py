@@ -364,3 +364,42 @@ def test_postgresql_store(cli_for: Callable[[Path], Cli], pg_url: str, tmp_path:
     rc, out, err = cli("crl", "list", "--json")
     assert rc == 0, err
     assert json.loads(out)[0]["ca"] == "PG CA"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_crl_create_with_many_serials_from_a_file(
+    cli_for: Callable[[Path], Cli], request: pytest.FixtureRequest, tmp_path: Path,
+    backend: str,
+) -> None:
+    url = (f"sqlite:///{tmp_path / 'many.db'}" if backend == "sqlite"
+           else str(request.getfixturevalue("pg_url")))
+    config = make_config(tmp_path, url)
+    cli = cli_for(config)
+    create_ca(cli)
+    serials = tmp_path / "serials.txt"
+    # As `openssl x509 -serial` prints them, with a comment, a blank line and a repeat.
+    serials.write_text("# revoked in bulk\n\n" + "".join(
+        f"serial={n:X}\n" if n % 2 else f"{n:04x}\n" for n in range(1, 3001)) + "0A\n")
+    rc, out, err = cli("crl", "create", "--revoke-file", str(serials),
+                       "--revoke", "AAAA0", "AAAA1", "--reason", "superseded")
+    assert rc == 0, err
+    assert "3002 revoked" in out
+    exported = tmp_path / "crl.pem"
+    assert cli("crl", "export", "--out", str(exported), "--format", "pem")[0] == 0
+    crl = load_crl(exported.read_bytes())
+    assert {r.serial_number for r in crl} == {*range(1, 3001), 0xAAAA0, 0xAAAA1}
+    text = openssl("crl", "-in", exported, "-noout", "-text").stdout
+    assert text.count("Superseded") == 3002
+    # One serial more: recorded ones keep their reason, the new one has none.
+    rc, out, err = cli("crl", "create", "--revoke", "BBBB")
+    assert rc == 0 and "3003 revoked" in out, err
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("01\n02\nnot-hex\n")
+    rc, out, err = cli("crl", "create", "--revoke-file", str(bad))
+    assert rc == 2 and f"--revoke-file {bad} line 3:" in err and "not-hex" in err
+    assert len(err.strip().splitlines()) == 1
+    rc, out, err = cli("crl", "create", "--revoke-file", str(tmp_path / "missing.txt"))
+    assert rc == 1 and "missing.txt" in err and "Traceback" not in err
+    rc, out, err = cli("crl", "create")
+    assert rc == 0 and "3003 revoked" in out, err  # the refused files recorded nothing

@@ -372,3 +372,25 @@ def test_queue(store: SqlStore) -> None:
         store.get_queue_item(b)
     with pytest.raises(NotFound):
         store.complete(a)
+
+
+def test_revocations_in_bulk(store: SqlStore, ca: TestCA) -> None:
+    inter = store.add_certificate(ca.cert, source="ca")
+    store.add_ca("main", inter.fingerprint, inter.fingerprint)
+    early = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    store.add_revocation("main", 7, "keyCompromise", early)
+    assert store.add_revocations("main", [*range(1, 2001), 7, 7], "superseded") == 1999
+    rows = {r.serial: r for r in store.revocations("main")}
+    assert len(rows) == 2000
+    assert (rows["7"].reason, rows["7"].revoked_at) == ("keyCompromise", early)  # kept
+    assert rows["7D0"].reason == "superseded"
+    assert store.add_revocations("main", []) == 0
+    with pytest.raises(NotFound):
+        store.add_revocations("nope", [1, 2])
+    # The expiry of stored certificates by serial, for one issuer.
+    leaf = ca.issue("exp@x.test", "ec-p256")
+    store.add_certificate(leaf.cert)
+    expiry = store.latest_expiry_by_serial(ca.cert.subject)
+    assert expiry == {format(c.serial_number, "X"): c.not_valid_after_utc
+                      for c in (leaf.cert, ca.cert)}  # the test CA is self-issued
+    assert store.latest_expiry_by_serial("CN=nobody") == {}
