@@ -21,7 +21,6 @@ import traceback
 from collections.abc import Sequence
 
 from smimegate import __version__
-from smimegate.cli import clilog
 from smimegate.cli.common import OperationFailed, UsageError
 
 # Command-group modules under smimegate.cli with their one-line help, in help order. The help
@@ -109,13 +108,16 @@ def _config_error() -> type[Exception]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    clilog.setup(debug=debug)
     try:
         parser = build_parser(_command(argv))
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
+        # Set up here, not before parsing: --help and usage errors need no logging module.
+        from smimegate.cli import clilog
+
+        clilog.setup(debug=debug)
         result = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the BrokenPipeError handler
         return int(result or 0)

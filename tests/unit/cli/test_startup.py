@@ -56,7 +56,8 @@ def test_help_imports_no_command_module_and_no_library() -> None:
     assert not _top(modules) & set(LIBRARIES)
     ours = {m for m in modules if m.startswith("smimegate.")}
     assert ours == {"smimegate.cli", "smimegate.cli.main", "smimegate.cli.common",
-                    "smimegate.cli.clilog", "smimegate.service", "smimegate.service.errors"}
+                    "smimegate.service", "smimegate.service.errors"}
+    assert "logging" not in modules
 
 
 def test_store_command_needs_no_crypto_path_validation_directory_or_postgres(
