@@ -9,6 +9,8 @@ rendered in), each loaded by ``smtp-source`` and relaying to ``smtp-sink``:
   baseline   Postfix alone (no milter)
   unix:      + ``smimegate milter`` on a unix: socket
   inet:      + ``smimegate milter`` on an inet: loopback socket
+  --workers  the ``[milter] workers`` values of those two (default 0: one per core); with
+             several, each gets its rows (``unix: w=1`` ...)
   --noop     also the harness's no-op pymilter milter (tests/e2e/noop_milter.py), both sockets
   --minimal  also bench/minimal_milter.py (cryptography's PKCS7 builders, no store, no policy:
              the "minimal milter" of the issue), both sockets
@@ -46,6 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cost_bench import tree_cpu  # noqa: E402
 from tests.e2e.clients import make_pki  # noqa: E402
 from tests.e2e.mta import (  # noqa: E402
     MilterProcess,
@@ -87,15 +90,9 @@ def _host_cpu() -> tuple[int, int]:
 
 
 def _process_cpu(pid: int | None) -> float:
-    """CPU seconds (user + system) a process used so far; 0 when it is gone or unknown."""
-    if pid is None:
-        return 0.0
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) a milter used so far, its worker processes included
+    ([milter] workers); 0 when it is gone or unknown."""
+    return 0.0 if pid is None else tree_cpu(pid)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -139,7 +136,8 @@ def run_config(name: str, base: Path, milter: MilterProcess | None, args: argpar
         pid = milter._proc.pid if milter and milter._proc else None
         result = load(postfix, args.messages, args.sessions, args.size, pid)
         assert result is not None
-        if milter and name in ("unix:", "inet:") and "action=sign+encrypt" not in milter.log():
+        if milter and name.startswith(("unix:", "inet:")) and (
+                "action=sign+encrypt" not in milter.log()):
             print(f"warning: {name}: the milter did not sign+encrypt:\n{milter.log()[-1500:]}")
         return dataclasses.replace(result, name=name)
     finally:
@@ -156,6 +154,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--size", type=int, default=10240)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--workers", default="0",
+                        help="comma-separated [milter] workers values for the smimegate rows "
+                             "(default 0: one per core, the default configuration)")
     parser.add_argument("--noop", action="store_true",
                         help="also measure the harness's no-op pymilter milter (unix:, inet:)")
     parser.add_argument("--minimal", action="store_true",
@@ -193,17 +194,20 @@ def main() -> None:
                      str(pki.alice.key), str(pki.alice.crt), str(pki.bob.crt)],
                     spec, base / "minimal.log")
                 results.append(run_config(name, base, minimal, args, sink.port))
-        for name, spec in (("unix:", f"unix:{sock_dir}/milter.sock"),
-                           ("inet:", f"inet:{free_port()}@127.0.0.1")):
-            conf_dir = base / f"milter-{name.rstrip(':')}"
-            conf_dir.mkdir()
-            config = milter_config(conf_dir, socket=spec, reinject_port=1, store=store)
-            with config.open("a") as f:
-                # Postfix's smtpd (user postfix) must be able to write a unix: socket.
-                f.write('socket_mode = "0666"\n')
-            milter = smimegate_milter(config, spec, conf_dir / "milter.log")
-            assert milter.postfix_spec == postfix_milter_spec(spec)
-            results.append(run_config(name, base, milter, args, sink.port))
+        counts = [int(w) for w in args.workers.split(",")]
+        for workers in counts:
+            for kind, spec in (("unix:", f"unix:{sock_dir}/milter.sock"),
+                               ("inet:", f"inet:{free_port()}@127.0.0.1")):
+                name = kind if len(counts) == 1 else f"{kind} w={workers}"
+                conf_dir = base / f"milter-{kind.rstrip(':')}-{workers}"
+                conf_dir.mkdir()
+                config = milter_config(conf_dir, socket=spec, reinject_port=1, store=store)
+                with config.open("a") as f:
+                    # Postfix's smtpd (user postfix) must be able to write a unix: socket.
+                    f.write(f'socket_mode = "0666"\nworkers = {workers}\n')
+                milter = smimegate_milter(config, spec, conf_dir / "milter.log")
+                assert milter.postfix_spec == postfix_milter_spec(spec)
+                results.append(run_config(name, base, milter, args, sink.port))
     finally:
         sink_proc.terminate()
         sink_proc.wait()
@@ -227,7 +231,7 @@ def main() -> None:
     print("(latency: Postfix's delays 'a' field, arrival to queue manager, 10 ms resolution;"
           f" mean baseline {statistics.mean(baseline.delays) * 1000:.0f} ms. host cpu: busy"
           f" share of all {os.cpu_count()} CPUs during the load; milter cpu: the milter"
-          " process's user + system time per message)")
+          " processes' user + system time per message; w=N: [milter] workers)")
 
 
 if __name__ == "__main__":

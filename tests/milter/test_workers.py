@@ -345,3 +345,31 @@ def test_real_milter_runs_background_jobs_in_one_worker(tmp_path: Path) -> None:
     lines = sms_file.read_text().splitlines()
     assert [line.split("\t")[1:] for line in lines] == [
         ["+4917099887766", "pw 1"], ["+4917099887700", "pw 2"]]
+
+
+# -- the supervisor's small pieces ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pool_max", "workers", "expected"),
+                         [(10, 2, 5), (10, 3, 4), (10, 16, 2), (1, 2, 2), (40, 4, 10)])
+def test_workers_share_the_store_pool(pool_max: int, workers: int, expected: int) -> None:
+    from smimegate.config import loads
+    from smimegate.milter.supervisor import pool_size
+
+    config = loads(f"[store]\npool_max = {pool_max}\n", "test.toml")
+    assert pool_size(config, workers) == expected
+
+
+def test_wait_status_as_a_log_field() -> None:
+    from smimegate.milter.supervisor import describe_status
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(3)
+    assert describe_status(os.waitpid(pid, 0)[1]) == ("status", 3)
+    pid = os.fork()
+    if pid == 0:
+        signal.pause()  # until killed
+        os._exit(0)
+    os.kill(pid, signal.SIGKILL)
+    assert describe_status(os.waitpid(pid, 0)[1]) == ("signal", "SIGKILL")
