@@ -411,9 +411,15 @@ class CrlConfig:
     )
     ocsp: bool = opt(
         True,
-        "Ask the OCSP responder of a certificate's AIA (RFC 6960) when no current CRL says.",
+        "Ask the OCSP responder of a certificate's AIA (RFC 6960, with a nonce) when no current "
+        "CRL says; answers are kept until their nextUpdate.",
     )
-    ocsp_timeout: float = opt(5.0, "Seconds one OCSP exchange may take.", check=_positive)
+    ocsp_timeout: float = opt(
+        5.0,
+        "Seconds one OCSP exchange may take; a responder that failed is asked again about the "
+        "same certificate after 60 s.",
+        check=_positive,
+    )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,9 @@ from cryptography import x509
 
 from smimegate.cli.common import OperationFailed
 from smimegate.cli.config import load_from_args
+from smimegate.config import CrlConfig
 from smimegate.pki.anchors import load_anchors
+from smimegate.pki.ocsp import configured_lookup
 from smimegate.pki.trust import TrustAnchors, apply_trust
 from smimegate.smime.results import Layer
 from smimegate.store import MasterKeyError, SchemaError, Store, StoreError
@@ -57,14 +59,18 @@ class InspectStore:
     config_file: str | None = None
     header_prefix: str = DEFAULT_HEADER_PREFIX
     keys_problem: str | None = None
+    crl: CrlConfig = field(default_factory=CrlConfig)
 
     def trust(self, extra_roots: Sequence[x509.Certificate]) -> InspectTrust:
-        """The store's anchors (none without a store) plus ``extra_roots``.
+        """The store's anchors (none without a store) plus ``extra_roots``, with [crl]
+        revocation_mode and the OCSP lookup as the milter has them.
 
         Raises StoreError from the store.
         """
-        return InspectTrust(load_anchors(self.store, extra_roots), self.config_file,
-                            self.header_prefix)
+        anchors = load_anchors(self.store, extra_roots,
+                               revocation_mode=self.crl.revocation_mode,
+                               ocsp=configured_lookup(self.crl))
+        return InspectTrust(anchors, self.config_file, self.header_prefix)
 
 
 @contextmanager
@@ -98,7 +104,7 @@ def open_inspect_store(args: argparse.Namespace, *, keys: bool) -> Iterator[Insp
     except StoreError as exc:
         raise OperationFailed(str(exc)) from None
     try:
-        yield InspectStore(store, path, config.milter.header_prefix, problem)
+        yield InspectStore(store, path, config.milter.header_prefix, problem, config.crl)
     except StoreError as exc:
         raise OperationFailed(str(exc)) from None
     finally:

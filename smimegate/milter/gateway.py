@@ -133,11 +133,9 @@ def _client_ip(addr: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
 
 def _ocsp_lookup(config: Config) -> trust.OcspLookup | None:
     """The OCSP client trust decisions ask ([crl] ocsp), or None."""
-    if not config.crl.ocsp:
-        return None
-    from smimegate.pki.ocsp import OcspClient
+    from smimegate.pki.ocsp import configured_lookup
 
-    return OcspClient(timeout=config.crl.ocsp_timeout).check
+    return configured_lookup(config.crl)
 
 
 class Gateway:

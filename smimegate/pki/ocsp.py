@@ -64,6 +64,7 @@ from cryptography.x509.oid import (
 )
 
 from smimegate import __version__
+from smimegate.config import CrlConfig
 from smimegate.pki.httpclient import HttpError, exchange
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
     "OcspClient",
     "OcspResult",
     "OcspStatus",
+    "configured_lookup",
     "responder_url",
 ]
 
@@ -101,7 +103,8 @@ class OcspResult:
 
     status: good, revoked or unknown as the responder answered (RFC 6960 2.2), or unavailable
     when there is no usable answer (no responder named, network, refused response).
-    reason: one line for logs and ``Signer-Trusted-Info``.
+    reason: one line for logs and ``Signer-Trusted-Info``, without "OCSP" (the caller says
+    where it comes from); for unavailable it starts with the responder's URL when one was asked.
     url: the responder asked; None when the certificate names none.
     next_update: the response's nextUpdate, if any. revoked_at / revocation_reason: for revoked
     (the reason as RFC 5280 names it, e.g. "keyCompromise"; "unspecified" when absent).
@@ -393,13 +396,13 @@ def _evaluate(der: bytes, request: ocsp.OCSPRequest, nonce: bytes, issuer: x509.
         raise _Refused(f"malformed response ({exc})") from None
     status = single.certificate_status
     if status == ocsp.OCSPCertStatus.GOOD:
-        return OcspResult("good", "good (OCSP)", url, single.next_update_utc)
+        return OcspResult("good", "good", url, single.next_update_utc)
     if status == ocsp.OCSPCertStatus.REVOKED:
         when = single.revocation_time_utc
         flag = single.revocation_reason or x509.ReasonFlags.unspecified
-        text = f"revoked ({flag.value})" + (f" {when:%Y-%m-%d}" if when else "") + " (OCSP)"
+        text = f"revoked ({flag.value})" + (f" {when:%Y-%m-%d}" if when else "")
         return OcspResult("revoked", text, url, single.next_update_utc, when, flag.value)
-    return OcspResult("unknown", "OCSP responder does not know the certificate", url,
+    return OcspResult("unknown", "the responder does not know the certificate", url,
                       single.next_update_utc)
 
 
@@ -444,7 +447,7 @@ class OcspClient:
         an "unavailable" result saying why."""
         url = responder_url(cert)
         if url is None:
-            return OcspResult("unavailable", "no OCSP responder named")
+            return OcspResult("unavailable", "no responder named")
         key = _key(cert, issuer)
         now = self._clock()
         hit = self.cache.get(key, now)
@@ -469,9 +472,22 @@ class OcspClient:
                 .build()
             )
         except (ValueError, TypeError) as exc:
-            return OcspResult("unavailable", f"OCSP request not possible: {exc}", url)
+            return OcspResult("unavailable", f"request not possible: {exc}", url)
         try:
             body = _post(url, request.public_bytes(Encoding.DER), self.timeout)
             return _evaluate(body, request, nonce, issuer, now, self._skew, url)
         except _Refused as exc:
-            return OcspResult("unavailable", f"OCSP {url}: {exc}", url)
+            return OcspResult("unavailable", f"{url}: {exc}", url)
+
+
+_PROCESS_CACHE = OcspCache()
+"""One cache per process: every trust context of the milter (and a reload) shares its answers."""
+
+
+def configured_lookup(crl: CrlConfig) -> Callable[[x509.Certificate, x509.Certificate],
+                                                  OcspResult] | None:
+    """The OCSP lookup trust decisions use as ``[crl]`` configures it (``ocsp``,
+    ``ocsp_timeout``), answering from the process's cache; None when ``ocsp = false``."""
+    if not crl.ocsp:
+        return None
+    return OcspClient(timeout=crl.ocsp_timeout, cache=_PROCESS_CACHE).check
