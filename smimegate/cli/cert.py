@@ -9,7 +9,9 @@
 
 ``import`` reads PEM or DER certificates, PKCS#7 bundles and PKCS#12 files (every key and the
 whole chain; keys are stored wrapped by the master key). Importing a certificate that is
-already stored is not an error: it is stored once, and a key that was missing is added.
+already stored is not an error: it is stored once, and a key that was missing is added. Of a
+bundle, every certificate that can be read is imported; each one that cannot is named on
+stderr (its place in the file, its subject when readable, why) and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ def _import(args: argparse.Namespace) -> int:
         raise OperationFailed(str(exc)) from None
     keys = {p.certificate.public_bytes(Encoding.DER): p.key for p in found.pairs}
     new = again = stored_keys = 0
+    # Each certificate with its key is one transaction (add_certificate): a failure part way
+    # (the store goes away) leaves those before it stored whole and nothing of the failing
+    # one, and importing the file again is idempotent. One transaction for the whole file
+    # would instead throw away every good certificate because of one bad one.
     with open_store(args, keys=bool(found.pairs)) as ctx:
         for cert in found.certificates:
             fingerprint = cert_info(cert).fingerprint
@@ -105,8 +111,10 @@ def _import(args: argparse.Namespace) -> int:
             again += before is not None
             emails = ",".join(record.emails) or "-"
             print(f"{status}: {record.fingerprint}  {emails}  {record.subject}")
-    print(f"{args.file}: {new} new, {again} already stored, {stored_keys} private key(s) stored")
-    return 0
+    failed = certview.report_unreadable(args.file, found.unreadable)
+    print(f"{args.file}: {new} new, {again} already stored, {stored_keys} private key(s) stored"
+          + (f", {failed} not readable" if failed else ""))
+    return 1 if failed else 0
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -8,12 +8,14 @@ allowed, as ``openssl x509 -fingerprint -sha256`` prints it), or a unique prefix
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from smimegate.cli.common import OperationFailed, UsageError
 
 if TYPE_CHECKING:
+    from smimegate.pki.certfile import Unreadable
     from smimegate.pki.trust import TrustAnchors
     from smimegate.store import CertificateRecord
 
@@ -83,3 +85,11 @@ def line(item: dict[str, Any]) -> str:
     emails = ",".join(item["emails"]) or "-"
     return (f"{item['fingerprint']}  {emails}  {item['subject']}  "
             f"until {item['not_after'][:10]}  [{' '.join(flags)}]")
+
+
+def report_unreadable(path: str, unreadable: Sequence[Unreadable]) -> int:
+    """Name each certificate of a file that could not be read, one line each on stderr as
+    CONTRACT.md asks of ``cert import``; return how many there were."""
+    for item in unreadable:
+        print(f"smimegate: error: {item.describe(path)}", file=sys.stderr)
+    return len(unreadable)

@@ -1,6 +1,8 @@
 """``smimegate root``: trusted root certificates (trust anchors).
 
     smimegate root add FILE             PEM, DER or PKCS#7 bundle; every CA certificate in it
+                                        (one that is not a CA or cannot be read is named, and
+                                        the exit status is 1; the others are still trusted)
     smimegate root list [--json]
     smimegate root remove FINGERPRINT   the certificate stays stored, it is no longer trusted
 """
@@ -50,17 +52,22 @@ def _add(args: argparse.Namespace) -> int:
     if found.pairs:
         raise OperationFailed(f"{args.file}: holds a private key; a root needs the certificate "
                               "only")
-    not_ca = [c for c in found.certificates if not _may_be_root(c)]
-    if not_ca:
-        raise OperationFailed(
-            f"{args.file}: {not_ca[0].subject.rfc4514_string()} is not a CA certificate; "
-            "import end-entity certificates with `smimegate cert import`"
-        )
+    from smimegate.dn import name_string
+
+    roots = [c for c in found.certificates if _may_be_root(c)]
+    not_ca = [f"{args.file}: {name_string(c.subject)} is not a CA certificate; import "
+              "end-entity certificates with `smimegate cert import`"
+              for c in found.certificates if not _may_be_root(c)]
+    # Each root is its own transaction (add_root): the good ones of a bundle are trusted
+    # whole even when another one is refused or the store fails part way.
     with open_store(args) as ctx:
-        for cert in found.certificates:
+        for cert in roots:
             record = ctx.store.add_root(cert)
             print(f"trusted root {record.fingerprint}  {record.subject}")
-    return 0
+    for line in not_ca:
+        print(f"smimegate: error: {line}", file=sys.stderr)
+    failed = len(not_ca) + certview.report_unreadable(args.file, found.unreadable)
+    return 1 if failed else 0
 
 
 def _list(args: argparse.Namespace) -> int:

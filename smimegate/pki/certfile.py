@@ -9,6 +9,11 @@
   certificates of a ``.p7s``), or a PKCS#12 file (RFC 7292; every key and certificate, see
   smimegate.pki.pfxread).
 
+A bundle (several certificates in PEM, a PKCS#7 bundle) is read certificate by certificate:
+one that cannot be read (e.g. a DSA key whose parameters are inherited from the issuer, which
+cryptography refuses) does not hide the others. It is listed in CertFile.unreadable with its
+position in the file, its subject when that can be read, and why.
+
 Every error is a CertFileError whose message names the file and fits on one line.
 """
 
@@ -18,14 +23,15 @@ import base64
 import binascii
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from asn1crypto import cms as acms
+from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs7
 
+from smimegate import dn
 from smimegate.pki import pfxread
 
 
@@ -50,18 +56,38 @@ class KeyPair:
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """A certificate in a file that could not be read.
+
+    index: its position among the certificates of the file, from 1; subject: its RFC 4514
+    subject when the name itself can be read, else None; reason: why, in a few words.
+    """
+
+    index: int
+    subject: str | None
+    reason: str
+
+    def describe(self, path: str) -> str:
+        """One line naming the certificate: ``FILE: certificate 2 (CN=x): reason``."""
+        who = f" ({self.subject})" if self.subject else ""
+        return f"{path}: certificate {self.index}{who}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class CertFile:
     """What one file held.
 
     certificates: every certificate, each once, in file order (those of pairs included).
     pairs: the private keys with their certificates (PKCS#12, or PEM with keys).
     kind: "pem", "der", "pkcs7" or "pkcs12", for messages.
+    unreadable: the certificates that could not be read, in file order.
     """
 
     path: str
     kind: str
     certificates: tuple[x509.Certificate, ...]
     pairs: tuple[KeyPair, ...] = ()
+    unreadable: tuple[Unreadable, ...] = ()
 
 
 _PEM_BLOCK = re.compile(
@@ -112,8 +138,85 @@ def _unique(certs: list[x509.Certificate]) -> tuple[x509.Certificate, ...]:
     return tuple(seen.values())
 
 
+class _Items:
+    """The certificates of one file as they are met: read ones and unreadable ones, numbered
+    together in file order."""
+
+    def __init__(self) -> None:
+        self.certs: list[x509.Certificate] = []
+        self.unreadable: list[Unreadable] = []
+        self.count = 0
+
+    def add(self, der: bytes) -> None:
+        self.count += 1
+        try:
+            cert = x509.load_der_x509_certificate(der)
+            # cryptography parses these lazily: a bad extension or name would otherwise
+            # surface later, in the store, without the certificate's place in the file.
+            _ = cert.extensions, cert.subject, cert.issuer
+        except ValueError as exc:
+            self.unreadable.append(Unreadable(self.count, _subject_of(der), _why(der, exc)))
+        else:
+            self.certs.append(cert)
+
+    def add_other(self, what: str) -> None:
+        """A CertificateChoices entry that is not an X.509 certificate (RFC 5652 10.2.2)."""
+        self.count += 1
+        self.unreadable.append(Unreadable(self.count, None, f"{what}, not an X.509 certificate"))
+
+    def add_pkcs7(self, der: bytes, path: str) -> None:
+        """Every certificate of a PKCS#7 / CMS SignedData (BER allowed, as NSS and Windows
+        write it: X.690 8.1.3.6). Raises CertFileError when der is no SignedData."""
+        for kind, item in _pkcs7_certificates(der, path):
+            if kind == "certificate":
+                self.add(item)
+            else:
+                self.add_other(kind)
+
+
+def _pkcs7_certificates(der: bytes, path: str) -> list[tuple[str, bytes]]:
+    """(choice name, DER) of each entry of a SignedData's certificates, in order."""
+    try:
+        info = acms.ContentInfo.load(der)
+        if info["content_type"].native != "signed_data":
+            raise CertFileError(f"{path}: a PKCS#7 of type {info['content_type'].native}, "
+                                "not a certificate bundle (SignedData)")
+        found = [(choice.name, choice.chosen.dump()) for choice in info["content"]["certificates"]]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CertFileError(f"{path}: malformed PKCS#7 bundle: {_first_line(exc)}") from None
+    return found
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _subject_of(der: bytes) -> str | None:
+    """The subject of a certificate cryptography refused, if asn1crypto can read the name."""
+    try:
+        return dn.asn1_name(ax509.Certificate.load(der)["tbs_certificate"]["subject"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _why(der: bytes, exc: ValueError) -> str:
+    """Why a certificate cannot be used, in words where the cause is known."""
+    try:
+        algorithm = ax509.Certificate.load(der)["tbs_certificate"][
+            "subject_public_key_info"]["algorithm"]
+        if algorithm["algorithm"].native == "dsa" and algorithm["parameters"].native is None:
+            # RFC 3279 2.3.2: a DSA key may leave its parameters to the issuer's certificate;
+            # cryptography (and so smimegate) cannot read such a key.
+            return ("its DSA public key inherits its parameters from the issuer "
+                    "(RFC 3279 2.3.2), which is not supported")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return f"not a well-formed certificate: {_first_line(exc)}"
+    return f"cannot be read: {_first_line(exc)}"
+
+
 def _read_pem(data: bytes, path: str) -> CertFile:
-    certs: list[x509.Certificate] = []
+    items = _Items()
     keys: list[Any] = []
     bundle = False
     for match in _PEM_BLOCK.finditer(data):
@@ -121,16 +224,20 @@ def _read_pem(data: bytes, path: str) -> CertFile:
         try:
             der = base64.b64decode(re.sub(rb"\s+", b"", body), validate=True)
         except binascii.Error:
+            if label in _CERT_LABELS:  # one bad block of a bundle: name it, read the rest
+                items.count += 1
+                items.unreadable.append(Unreadable(items.count, None, "bad base64 in its PEM block"))
+                continue
             raise CertFileError(f"{path}: bad base64 in a PEM {label.decode()} block") from None
         try:
             if label in _CERT_LABELS:
                 if label == b"TRUSTED CERTIFICATE":
                     # OpenSSL's form: the certificate followed by its trust settings (X509_AUX).
                     der = _first_element(der)
-                certs.append(x509.load_der_x509_certificate(der))
+                items.add(der)
             elif label in _PKCS7_LABELS:
                 bundle = True
-                certs.extend(pkcs7.load_der_pkcs7_certificates(der))
+                items.add_pkcs7(der, path)
             elif label in _KEY_LABELS:
                 keys.append(serialization.load_der_private_key(_pkcs8(label, der), None))
             elif label == b"ENCRYPTED PRIVATE KEY":
@@ -140,11 +247,11 @@ def _read_pem(data: bytes, path: str) -> CertFile:
                 )
         except (ValueError, TypeError) as exc:
             raise CertFileError(f"{path}: bad PEM {label.decode()} block: {exc}") from None
-    if not certs:
+    if not items.certs and not items.unreadable:
         raise CertFileError(f"{path}: no certificate in this PEM file")
-    unique = _unique(certs)
-    return CertFile(path, "pkcs7" if bundle else "pem", unique, pair_keys(tuple(keys), unique,
-                                                                           path))
+    unique = _unique(items.certs)
+    return CertFile(path, "pkcs7" if bundle else "pem", unique,
+                    pair_keys(tuple(keys), unique, path), tuple(items.unreadable))
 
 
 def _pkcs8(label: bytes, der: bytes) -> bytes:
@@ -179,19 +286,20 @@ def _read_der(data: bytes, path: str, password: str | None) -> CertFile:
         pass
     if pfxread.looks_like_pfx(data):
         return _read_pkcs12(data, path, password)
+    items, kind = _Items(), "pkcs7"
     try:
-        with warnings.catch_warnings():
-            # cryptography falls back to BER (indefinite lengths, as NSS and Windows write
-            # them; X.690 8.1.3.6) with a UserWarning: a legitimate form, not news to an admin.
-            warnings.simplefilter("ignore", UserWarning)
-            certs = pkcs7.load_der_pkcs7_certificates(data)
-    except ValueError:
-        certs = []
-    if certs:
-        return CertFile(path, "pkcs7", _unique(certs))
-    raise CertFileError(
-        f"{path}: not a certificate, PKCS#7 bundle or PKCS#12 file (PEM or DER)"
-    )
+        items.add_pkcs7(data, path)
+    except CertFileError:
+        if _subject_of(data) is None:
+            raise CertFileError(
+                f"{path}: not a certificate, PKCS#7 bundle or PKCS#12 file (PEM or DER)"
+            ) from None
+        # Shaped like a certificate, yet cryptography refused it: name it and say why.
+        items, kind = _Items(), "der"
+        items.add(data)
+    if not items.count:
+        raise CertFileError(f"{path}: PKCS#7 bundle holds no certificate")
+    return CertFile(path, kind, _unique(items.certs), unreadable=tuple(items.unreadable))
 
 
 def _read_pkcs12(data: bytes, path: str, password: str | None) -> CertFile:
