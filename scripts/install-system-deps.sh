@@ -5,7 +5,9 @@ set -euo pipefail
 mode="${1:-run}"
 
 run_pkgs=(gcc libmilter-dev openssl)
-test_pkgs=(gpgsm gnupg libnss3-tools s-nail postfix slapd ldap-utils)
+# chromium + chromium-driver: the web admin's browser tests (Playwright drives the system
+# Chromium; its own browser download is not available everywhere).
+test_pkgs=(gpgsm gnupg libnss3-tools s-nail postfix slapd ldap-utils chromium chromium-driver)
 
 want=("${run_pkgs[@]}")
 if [ "$mode" = test ]; then

@@ -495,6 +495,41 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    listen: str = opt(
+        "127.0.0.1:8080",
+        "HOST:PORT where `smimegate web` serves the admin interface and the REST API. "
+        "Loopback by default: put it behind a TLS proxy, or give tls_cert and tls_key, "
+        "before opening it to a network.",
+        check=_host_port,
+    )
+    tls_cert: str = opt(
+        "", 'PEM certificate (chain) for HTTPS; "": plain HTTP (loopback or behind a proxy).',
+        path=True,
+    )
+    tls_key: str = opt("", "PEM private key of tls_cert.", path=True)
+    session_idle: int = opt(
+        1800, "Seconds without a request after which a web session ends.", check=_at_least(60)
+    )
+    session_max: int = opt(
+        43200, "Seconds after sign-in after which a web session ends in any case.",
+        check=_at_least(60),
+    )
+    login_window: int = opt(
+        900, "Seconds over which failed sign-ins are counted for throttling.",
+        check=_at_least(1),
+    )
+    login_failures_per_user: int = opt(
+        5, "Failed sign-ins for one user name within login_window before more are refused.",
+        check=_at_least(1),
+    )
+    login_failures_per_address: int = opt(
+        20, "Failed sign-ins from one client address within login_window before more are "
+        "refused.", check=_at_least(1),
+    )
+
+
+@dataclass(frozen=True)
 class LdapGroup:
     """One group rule: members of the group get the given property values."""
 
@@ -593,6 +628,9 @@ class Config:
     sms: SmsConfig = section(SmsConfig, "Sending PKCS#12 passwords by SMS.")
     queue: QueueConfig = section(
         QueueConfig, "Retries of queued deliveries (PKCS#12 mail, SMS)."
+    )
+    web: WebConfig = section(
+        WebConfig, "`smimegate web`: the admin interface and its REST API."
     )
     ldap: LdapConfig = section(
         LdapConfig, "Optional: users, policy and certificates from a directory."
@@ -827,6 +865,9 @@ def _cross_checks(config: Config, source: str) -> None:
         raise ConfigError(source, "[sms] command", 'required when transport = "command"')
     if sms.transport == "file" and not sms.file:
         raise ConfigError(source, "[sms] file", 'required when transport = "file"')
+    if bool(config.web.tls_cert) != bool(config.web.tls_key):
+        raise ConfigError(source, "[web] tls_key" if config.web.tls_cert else "[web] tls_cert",
+                          "tls_cert and tls_key go together")
     if config.ldap.enabled and not config.ldap.urls:
         raise ConfigError(source, "[ldap] urls", "at least one URL is required")
 

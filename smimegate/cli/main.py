@@ -40,6 +40,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("ldap", "users, policy and certificates from the directory"),
     ("milter", "run the milter in the foreground (-n: check the configuration)"),
     ("admin", "accounts of the web admin and the REST API"),
+    ("web", "run the admin web interface and REST API"),
 )
 
 DEFAULT_CONFIG = "/etc/smimegate/smimegate.toml"

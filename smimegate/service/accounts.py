@@ -74,9 +74,9 @@ def token_digest(token: str) -> str:
 
 def add(store: Store, actor: Actor, name: str, role: str, password: str) -> Admin:
     """Add an account. Raises InvalidInput, Forbidden, StoreError (Conflict)."""
+    actor.require_change()
     name, role = name_arg(name), role_arg(role)
     check_password(password)
-    actor.require_change()
     added = accounts_of(store).add_admin(name, role, _hasher.hash(password))
     audit.record(store, actor, "admin.add", name, f"role={role}")
     return added
@@ -94,8 +94,8 @@ def listing(store: Store) -> list[dict[str, Any]]:
 def remove(store: Store, actor: Actor, name: str) -> str:
     """Remove an account with its tokens and sessions. Raises InvalidInput, Forbidden,
     StoreError (NotFound)."""
-    name = name_arg(name)
     actor.require_change()
+    name = name_arg(name)
     accounts_of(store).remove_admin(name)
     audit.record(store, actor, "admin.remove", name)
     return name
@@ -104,9 +104,9 @@ def remove(store: Store, actor: Actor, name: str) -> str:
 def set_password(store: Store, actor: Actor, name: str, password: str) -> None:
     """Replace an account's password; its web sessions end. Raises InvalidInput, Forbidden,
     StoreError (NotFound)."""
+    actor.require_change()
     name = name_arg(name)
     check_password(password)
-    actor.require_change()
     accounts_of(store).set_password(name, _hasher.hash(password))
     audit.record(store, actor, "admin.password", name)
 
@@ -115,9 +115,9 @@ def new_token(store: Store, actor: Actor, name: str, role: str | None = None) ->
     """Make an API token for an account and return it (the only time it is seen). role: the
     token's, at most the account's own (default). Raises InvalidInput, Forbidden, StoreError
     (NotFound)."""
+    actor.require_change()
     name = name_arg(name)
     wanted = role_arg(role) if role is not None else None
-    actor.require_change()
     accounts = accounts_of(store)
     admin = accounts.get_admin(name)
     if wanted == "admin" and admin.role != "admin":

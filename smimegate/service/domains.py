@@ -21,9 +21,10 @@ def add(store: Store, actor: Actor, domain: str,
         values: Mapping[str, str | None] | None = None) -> Domain:
     """Add a rule with the given properties (None values are left out).
     Raises InvalidInput, Forbidden, StoreError (Conflict when it exists)."""
-    name = domain_arg(domain)
-    normal = {k: checked(k, v, "domain") for k, v in (values or {}).items() if v is not None}
     actor.require_change()
+    name = domain_arg(domain)
+    normal = {k: checked(k, v, "domain", field=k)
+              for k, v in (values or {}).items() if v is not None}
     added = store.add_domain(name, normal)
     audit.record(store, actor, "domain.add", added.name, _details(normal))
     return added
@@ -44,9 +45,9 @@ def set_property(store: Store, actor: Actor, domain: str, name: str,
                  value: str | bool) -> str:
     """Validate and store one value of a rule; returns the normal form.
     Raises InvalidInput, Forbidden, StoreError (NotFound)."""
+    actor.require_change()
     rule = domain_arg(domain)
     normal = checked(name, value, "domain")
-    actor.require_change()
     store.set_domain_property(rule, name, normal)
     audit.record(store, actor, "domain.set", rule, f"{name}={normal}")
     return normal
@@ -55,17 +56,17 @@ def set_property(store: Store, actor: Actor, domain: str, name: str,
 def unset_property(store: Store, actor: Actor, domain: str, name: str) -> None:
     """Drop one value of a rule so it inherits. Raises InvalidInput, Forbidden, StoreError
     (NotFound when the rule or the value is absent)."""
+    actor.require_change()
     rule = domain_arg(domain)
     checked_name(name, "domain")
-    actor.require_change()
     store.delete_domain_property(rule, name)
     audit.record(store, actor, "domain.unset", rule, name)
 
 
 def remove(store: Store, actor: Actor, domain: str) -> str:
     """Remove a rule; returns its normal name. Raises InvalidInput, Forbidden, StoreError."""
-    rule = domain_arg(domain)
     actor.require_change()
+    rule = domain_arg(domain)
     store.remove_domain(rule)
     audit.record(store, actor, "domain.remove", rule)
     return rule

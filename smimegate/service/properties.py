@@ -28,14 +28,14 @@ from smimegate.store.certinfo import normalize_email
 from smimegate.store.policyrows import address_policy
 
 
-def checked(name: str, value: str | bool, level: Level) -> str:
+def checked(name: str, value: str | bool, level: Level, field: str = "value") -> str:
     """The normal form of value for property name at level. Raises InvalidInput (field
     "property" for a name unknown or not settable at level, else "value")."""
     checked_name(name, level)
     try:
         return validate(name, value, level)
     except PolicyError as exc:
-        raise InvalidInput(str(exc), "value") from None
+        raise InvalidInput(str(exc), field) from None
 
 
 def checked_name(name: str, level: Level) -> None:

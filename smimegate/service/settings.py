@@ -17,8 +17,8 @@ def show(store: Store) -> EffectivePolicy:
 def set_property(store: Store, actor: Actor, name: str, value: str | bool) -> str:
     """Validate and store a global value; returns the normal form stored.
     Raises InvalidInput, Forbidden, StoreError."""
-    normal = checked(name, value, "global")
     actor.require_change()
+    normal = checked(name, value, "global")
     store.set_setting(name, normal)
     audit.record(store, actor, "settings.set", name, normal)
     return normal
@@ -27,8 +27,8 @@ def set_property(store: Store, actor: Actor, name: str, value: str | bool) -> st
 def unset_property(store: Store, actor: Actor, name: str) -> bool:
     """Drop a global value so the default applies; returns whether one was set.
     Raises InvalidInput, Forbidden, StoreError."""
-    checked_name(name, "global")
     actor.require_change()
+    checked_name(name, "global")
     try:
         store.delete_setting(name)
     except NotFound:

@@ -31,9 +31,10 @@ def add(store: Store, actor: Actor, email: str,
         values: Mapping[str, str | None] | None = None, *, enabled: bool = True) -> User:
     """Add a user with the given properties (None values are left out).
     Raises InvalidInput, Forbidden, StoreError (Conflict when it exists)."""
-    address = email_arg(email)
-    normal = {k: checked(k, v, "user") for k, v in (values or {}).items() if v is not None}
     actor.require_change()
+    address = email_arg(email)
+    normal = {k: checked(k, v, "user", field=k)
+              for k, v in (values or {}).items() if v is not None}
     added = store.add_user(address, normal, enabled=enabled)
     detail = " ".join([*(f"{k}={v}" for k, v in normal.items()),
                        *([] if enabled else ["disabled"])])
@@ -59,9 +60,9 @@ def set_property(store: Store, actor: Actor, email: str, name: str,
                  value: str | bool) -> str:
     """Validate and store one user value (``enabled`` goes to the column); returns the normal
     form stored. Raises InvalidInput, Forbidden, StoreError (NotFound)."""
+    actor.require_change()
     address = email_arg(email)
     normal = checked(name, value, "user")
-    actor.require_change()
     if name == ENABLED:
         store.set_user_enabled(address, normal == YES)
         if normal == YES:
@@ -77,9 +78,9 @@ def set_property(store: Store, actor: Actor, email: str, name: str,
 def unset_property(store: Store, actor: Actor, email: str, name: str) -> None:
     """Drop a user-level value so the user inherits it.
     Raises InvalidInput, Forbidden, StoreError (NotFound)."""
+    actor.require_change()
     address = email_arg(email)
     checked_name(name, "user")
-    actor.require_change()
     if name == ENABLED:
         store.set_user_enabled(address, True)
         if ENABLED in store.get_user(address).properties:
@@ -92,8 +93,8 @@ def unset_property(store: Store, actor: Actor, email: str, name: str) -> None:
 def remove(store: Store, actor: Actor, email: str) -> str:
     """Remove a user (its certificates stay); returns its normal address.
     Raises InvalidInput, Forbidden, StoreError."""
-    address = email_arg(email)
     actor.require_change()
+    address = email_arg(email)
     store.remove_user(address)
     audit.record(store, actor, "user.remove", address)
     return address

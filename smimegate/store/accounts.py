@@ -260,10 +260,11 @@ class AccountStore:
         """Entries newest first; search: a substring of actor, action, target or detail."""
         where, params = "", []
         if search:
-            where = (" WHERE LOWER(actor) LIKE ? OR LOWER(action) LIKE ? OR LOWER(target) LIKE ?"
-                     " OR LOWER(detail) LIKE ? OR address LIKE ?")
-            pattern = "%" + search.lower().replace("%", "").replace("_", "") + "%"
-            params = [pattern] * 5
+            like = "LIKE ? ESCAPE '!'"
+            where = (f" WHERE LOWER(actor) {like} OR LOWER(action) {like} OR LOWER(target) {like}"
+                     f" OR LOWER(detail) {like} OR address {like}")
+            escaped = search.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            params = [f"%{escaped}%"] * 5
         with self._db.connection() as cur:
             rows = cur.all(
                 "SELECT id, at, actor, role, via, address, action, target, detail FROM audit_log"

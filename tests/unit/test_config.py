@@ -182,7 +182,8 @@ def test_every_option_has_a_doc_and_a_unique_name():
         key = (row.section, row.name)
         assert key not in seen
         seen.add(key)
-    assert {r.section for r in cfg.OPTIONS} == {"store", "milter", "crl", "smtp", "sms", "queue", "ldap"}
+    assert {r.section for r in cfg.OPTIONS} == {"store", "milter", "crl", "smtp", "sms", "queue", "ldap",
+                                             "web"}
 
 
 # --- missing files ---------------------------------------------------------------------------

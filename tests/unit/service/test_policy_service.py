@@ -77,7 +77,7 @@ def test_an_auditor_changes_nothing_and_leaves_no_audit_row(store: SqlStore) -> 
      "allowed values are allow, deny"),
     (lambda s: domains.add(s, ADMIN, "a.*.example.com"), "domain", "a.*.example.com"),
     (lambda s: users.add(s, ADMIN, "not-an-address"), "email", "not-an-address"),
-    (lambda s: users.add(s, ADMIN, "a@example.com", {"phone": "12"}), "value", "E.164"),
+    (lambda s: users.add(s, ADMIN, "a@example.com", {"phone": "12"}), "phone", "E.164"),
 ])
 def test_bad_input_names_its_field_and_writes_nothing(
     store: SqlStore, call: object, field: str, words: str

@@ -1,0 +1,212 @@
+"""The REST API under /api/v1/ (CONTRACT.md "The web interface and the REST API").
+
+``Authorization: Bearer TOKEN`` (``smimegate admin token``) on every call but the OpenAPI
+document: none or a malformed header is 401, an unknown token 401 with ``invalid_token``
+(RFC 6750 3.1). An auditor's token gets 403 on any change (PUT, POST, DELETE), before its
+input is looked at. JSON in and out, the objects the CLI's ``--json`` prints, produced by the
+same functions. Errors are ``{"error": MESSAGE}`` (plus ``"field"`` for bad input): 400 bad
+input, 404 no such row, 409 conflict, 503 store unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from smimegate.cli import certview
+from smimegate.pki.anchors import load_anchors
+from smimegate.service import accounts, domains, settings, users
+from smimegate.service.actor import Actor
+from smimegate.service.errors import Forbidden, InvalidInput, OperationFailed
+from smimegate.store import Conflict, InvalidData, NotFound, StoreError, StoreUnavailable
+from smimegate.web.openapi import document
+from smimegate.web.pages import Web
+from smimegate.web.security import client_address
+
+_CHANGES = frozenset({"PUT", "POST", "DELETE", "PATCH"})
+
+
+@dataclass(frozen=True)
+class Call:
+    web: Web
+    request: Request
+    actor: Actor
+    body: Any
+
+    def param(self, name: str) -> str:
+        return str(self.request.path_params[name])
+
+    def value(self) -> str | bool:
+        """The ``value`` of a ``{"value": ...}`` body: text, or true/false for yes/no
+        properties. Raises InvalidInput."""
+        if not isinstance(self.body, dict) or "value" not in self.body:
+            raise InvalidInput('the body must be a JSON object {"value": ...}', "value")
+        value = self.body["value"]
+        if not isinstance(value, str | bool):
+            raise InvalidInput("value must be a string (or true/false)", "value")
+        return value
+
+
+Handler = Callable[[Call], Any]
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status,
+                        headers={"www-authenticate": 'Bearer realm="smimegate"'}
+                        if status == 401 else None)
+
+
+def endpoint(handler: Handler, status: int = 200) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request) -> Response:
+        raw = await request.body() if request.method in _CHANGES else b""
+        return await run_in_threadpool(_authorized, request.app.state.web, request, raw,
+                                       handler, status)
+
+    return run
+
+
+def _authorized(web: Web, request: Request, raw: bytes, handler: Handler,
+                status: int) -> Response:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return error(401, "an Authorization: Bearer TOKEN header is required "
+                          "(`smimegate admin token NAME`)")
+    try:
+        actor = accounts.token_actor(web.store, token.strip(), client_address(request))
+    except StoreUnavailable as exc:
+        return error(503, str(exc))
+    except StoreError as exc:
+        return error(409, str(exc))
+    if actor is None:
+        response = error(401, "unknown or revoked token")
+        response.headers["www-authenticate"] = 'Bearer realm="smimegate", error="invalid_token"'
+        return response
+    if request.method in _CHANGES and not actor.may_change():
+        return error(403, f"{actor.name}'s token is an auditor's: it may read, not change")
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        return error(400, f"the body is not JSON: {exc}")
+    try:
+        result = handler(Call(web, request, actor, body))
+    except Forbidden as exc:
+        return error(403, str(exc))
+    except InvalidInput as exc:
+        return error(400, str(exc), field=exc.field)
+    except NotFound as exc:
+        return error(404, str(exc))
+    except Conflict as exc:
+        return error(409, str(exc))
+    except InvalidData as exc:
+        return error(400, str(exc))
+    except StoreUnavailable as exc:
+        return error(503, str(exc))
+    except (OperationFailed, StoreError) as exc:
+        return error(409, str(exc))
+    if result is None:
+        return Response(status_code=204)
+    return JSONResponse(result, status_code=status)
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+def get_settings(call: Call) -> Any:
+    return settings.show(call.web.store).as_dict()
+
+
+def put_setting(call: Call) -> Any:
+    settings.set_property(call.web.store, call.actor, call.param("property"), call.value())
+    return get_settings(call)
+
+
+def delete_setting(call: Call) -> Any:
+    settings.unset_property(call.web.store, call.actor, call.param("property"))
+    return get_settings(call)
+
+
+def list_domains(call: Call) -> Any:
+    return domains.listing(call.web.store)
+
+
+def add_domain(call: Call) -> Any:
+    body = call.body if isinstance(call.body, dict) else {}
+    props = body.get("properties") or {}
+    if not isinstance(body.get("name"), str) or not isinstance(props, dict):
+        raise InvalidInput('the body must be {"name": DOMAIN, "properties": {...}}', "name")
+    added = domains.add(call.web.store, call.actor, body["name"], props)
+    return {"name": added.name, "properties": dict(added.properties)}
+
+
+def get_domain(call: Call) -> Any:
+    return domains.show(call.web.store, call.param("domain")).as_dict()
+
+
+def put_domain_property(call: Call) -> Any:
+    domains.set_property(call.web.store, call.actor, call.param("domain"),
+                         call.param("property"), call.value())
+    return get_domain(call)
+
+
+def delete_domain_property(call: Call) -> Any:
+    domains.unset_property(call.web.store, call.actor, call.param("domain"),
+                           call.param("property"))
+    return get_domain(call)
+
+
+def delete_domain(call: Call) -> Any:
+    domains.remove(call.web.store, call.actor, call.param("domain"))
+    return None
+
+
+def list_users(call: Call) -> Any:
+    return users.listing(call.web.store, call.request.query_params.get("domain") or None)
+
+
+def add_user(call: Call) -> Any:
+    body = call.body if isinstance(call.body, dict) else {}
+    props = body.get("properties") or {}
+    enabled = body.get("enabled", True)
+    if (not isinstance(body.get("email"), str) or not isinstance(props, dict)
+            or not isinstance(enabled, bool)):
+        raise InvalidInput('the body must be {"email": ADDRESS, "properties": {...}, '
+                           '"enabled": true|false}', "email")
+    added = users.add(call.web.store, call.actor, body["email"], props, enabled=enabled)
+    return {"email": added.email, "enabled": added.enabled, "properties": dict(added.properties)}
+
+
+def get_user(call: Call) -> Any:
+    return users.show(call.web.store, call.param("email")).as_dict()
+
+
+def put_user_property(call: Call) -> Any:
+    users.set_property(call.web.store, call.actor, call.param("email"),
+                       call.param("property"), call.value())
+    return get_user(call)
+
+
+def delete_user_property(call: Call) -> Any:
+    users.unset_property(call.web.store, call.actor, call.param("email"),
+                         call.param("property"))
+    return get_user(call)
+
+
+def delete_user(call: Call) -> Any:
+    users.remove(call.web.store, call.actor, call.param("email"))
+    return None
+
+
+def list_certificates(call: Call) -> Any:
+    """As ``cert list [--email E] --json``: the CLI's own describe()."""
+    email = call.request.query_params.get("email", "").strip().lower() or None
+    anchors = load_anchors(call.web.store)
+    return [certview.describe(r, anchors) for r in call.web.store.list_certificates(email)]
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(document())

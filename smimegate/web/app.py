@@ -1,0 +1,89 @@
+"""The Starlette application of ``smimegate web``: pages, the REST API, static files."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from smimegate.config import Config
+from smimegate.service.sessions import Limits
+from smimegate.store import SqlStore
+from smimegate.web import api, pages
+from smimegate.web.security import SecurityHeaders
+
+MAX_BODY = 1024 * 1024  # forms and JSON are small; certificate uploads come later
+
+
+def limits_of(config: Config) -> Limits:
+    web = config.web
+    return Limits(idle=web.session_idle, absolute=web.session_max, window=web.login_window,
+                  per_user=web.login_failures_per_user,
+                  per_address=web.login_failures_per_address)
+
+
+async def _home(request: Request) -> Response:
+    return RedirectResponse("/dashboard", status_code=303)
+
+
+def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> Starlette:
+    """The application over an open store. close_store: close it when the server stops."""
+    page = pages.page
+    routes = [
+        Route("/", _home),
+        Route("/login", pages.login, methods=["GET", "POST"]),
+        Route("/logout", page(pages.logout, auditor_may_post=True), methods=["POST"]),
+        Route("/dashboard", page(pages.dashboard)),
+        Route("/certificates", page(pages.certificates)),
+        *(Route(path, page(pages.not_built)) for path in pages.NOT_BUILT),
+        Route("/settings", page(pages.settings_page), methods=["GET", "POST"]),
+        Route("/domains", page(pages.domain_list), methods=["GET", "POST"]),
+        Route("/domains/{domain}", page(pages.domain_page), methods=["GET", "POST"]),
+        Route("/domains/{domain}/remove", page(pages.domain_page), methods=["POST"]),
+        Route("/users", page(pages.user_list), methods=["GET", "POST"]),
+        Route("/users/{email}", page(pages.user_page), methods=["GET", "POST"]),
+        Route("/users/{email}/remove", page(pages.user_page), methods=["POST"]),
+        Route("/audit", page(pages.audit_log)),
+        Route("/api/v1/openapi.json", api.openapi),
+        Route("/api/v1/settings", api.endpoint(api.get_settings)),
+        Route("/api/v1/settings/{property}", api.endpoint(api.put_setting), methods=["PUT"]),
+        Route("/api/v1/settings/{property}", api.endpoint(api.delete_setting),
+              methods=["DELETE"]),
+        Route("/api/v1/domains", api.endpoint(api.list_domains)),
+        Route("/api/v1/domains", api.endpoint(api.add_domain, 201), methods=["POST"]),
+        Route("/api/v1/domains/{domain}", api.endpoint(api.get_domain)),
+        Route("/api/v1/domains/{domain}", api.endpoint(api.delete_domain), methods=["DELETE"]),
+        Route("/api/v1/domains/{domain}/{property}", api.endpoint(api.put_domain_property),
+              methods=["PUT"]),
+        Route("/api/v1/domains/{domain}/{property}", api.endpoint(api.delete_domain_property),
+              methods=["DELETE"]),
+        Route("/api/v1/users", api.endpoint(api.list_users)),
+        Route("/api/v1/users", api.endpoint(api.add_user, 201), methods=["POST"]),
+        Route("/api/v1/users/{email}", api.endpoint(api.get_user)),
+        Route("/api/v1/users/{email}", api.endpoint(api.delete_user), methods=["DELETE"]),
+        Route("/api/v1/users/{email}/{property}", api.endpoint(api.put_user_property),
+              methods=["PUT"]),
+        Route("/api/v1/users/{email}/{property}", api.endpoint(api.delete_user_property),
+              methods=["DELETE"]),
+        Route("/api/v1/certificates", api.endpoint(api.list_certificates)),
+        Mount("/static", StaticFiles(packages=[("smimegate.web", "static")]), name="static"),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if close_store:
+                store.close()
+
+    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],
+                    lifespan=lifespan, max_body_size=MAX_BODY)
+    app.state.web = pages.Web(store, config, limits_of(config), pages.templates())
+    return app

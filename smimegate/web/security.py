@@ -1,0 +1,123 @@
+"""What every response and request of the web front end shares for safety (OWASP ASVS 4.0
+level 2 is the yardstick: the numbers below are its requirements).
+
+- Response headers (ASVS 14.4): a Content-Security-Policy without inline script or style and
+  with ``frame-ancestors 'none'`` (14.4.3, 14.4.7), ``nosniff`` (14.4.4), no referrer to other sites
+  (14.4.5), no caching of pages and API answers (8.2.1), HSTS over HTTPS (14.4.5).
+- Cookies (ASVS 3.4): HttpOnly, SameSite=Strict, and over HTTPS Secure with the ``__Host-``
+  prefix (3.4.1 to 3.4.4), so no other site or subdomain can set or read them.
+- A change (POST, PUT, DELETE) whose Origin header names another site is refused before any
+  handler runs, in addition to the CSRF token of each form (ASVS 4.2.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on form
+    # posts, which same_origin() must refuse.
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+)
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class SecurityHeaders:
+    """ASGI middleware: the headers above on every response; ``Cache-Control: no-store``
+    except on /static/; HSTS over HTTPS. Refuses a change whose Origin is another site."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        if request.method not in _SAFE_METHODS and not same_origin(request):
+            response = Response("cross-site request refused\n", status_code=403,
+                                media_type="text/plain")
+            await self._with_headers(response, scope, receive, send)
+            return
+        static = scope["path"].startswith("/static/")
+        https = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                headers += [h for h in _HEADERS if h[0] not in names]
+                if not static and b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                if https:
+                    headers.append((b"strict-transport-security", b"max-age=31536000"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _with_headers(self, response: Response, scope: Scope, receive: Receive,
+                            send: Send) -> None:
+        for name, value in _HEADERS:
+            response.headers[name.decode()] = value.decode()
+        response.headers["cache-control"] = "no-store"
+        await response(scope, receive, send)
+
+
+def same_origin(request: Request) -> bool:
+    """False when the request's Origin header names a site other than the one it was sent
+    to; True when it matches or is absent (non-browser clients send none)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    host = request.headers.get("host", "")
+    return origin in (f"{request.url.scheme}://{host}",)
+
+
+def is_https(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def cookie_name(request: Request, base: str) -> str:
+    """``__Host-`` prefixed over HTTPS (the browser then insists on Secure, Path=/ and no
+    Domain); plain over HTTP, where browsers refuse that prefix."""
+    return f"__Host-{base}" if is_https(request) else base
+
+
+def set_cookie(response: Response, request: Request, base: str, value: str) -> None:
+    """A session cookie (no Max-Age: the server ends sessions), HttpOnly, SameSite=Strict."""
+    response.set_cookie(cookie_name(request, base), value, path="/", secure=is_https(request),
+                        httponly=True, samesite="strict")
+
+
+def clear_cookie(response: Response, request: Request, base: str) -> None:
+    response.delete_cookie(cookie_name(request, base), path="/", secure=is_https(request),
+                           httponly=True, samesite="strict")
+
+
+def get_cookie(request: Request, base: str) -> str:
+    return request.cookies.get(cookie_name(request, base), "")
+
+
+def client_address(request: Request) -> str:
+    """The client's IP address (uvicorn takes X-Forwarded-For only from trusted proxies)."""
+    return request.client.host if request.client else "unknown"
