@@ -455,6 +455,8 @@ class Gateway:
             new_entity = smime_sign.sign(new_entity, identity.key, identity.certificate,
                                          identity.chain,
                                          detached=decision.sign_mode != "opaque")
+        # Issue 9 item 9: the revocation status of each certificate used, signer first.
+        revocation = [identity.revocation] if decision.sign and identity is not None else []
         if group.treatment.encrypt:
             wanted = {d.address: d for d in decision.recipients}
             targets = []
@@ -466,11 +468,14 @@ class Gateway:
                     raise _Failure("internal", f"no certificate for <{address}> any more")
                 transport = wanted[address].key_transport or "rsa-pkcs1"
                 targets.append(smime_encrypt.Recipient(choice.certificate, transport))
+                revocation.append(choice.revocation)
             cipher = group.treatment.cipher or smime_encrypt.DEFAULT_CIPHER
             new_entity = smime_encrypt.encrypt(new_entity, targets, cipher=cipher)
             facts += [("rcpt_certs", len(targets)), ("cipher", cipher)]
         if decision.sign and identity is not None:
             facts.append(("sign_mode", decision.sign_mode))
+        if revocation:
+            facts.append(("revocation", ",".join(revocation)))
         if new_entity is entity:
             return _Copy(tuple(edits), None, facts=tuple(facts))
         entity_edits, new_body = replace_entity(run.kept, new_entity)
@@ -623,6 +628,8 @@ def _layer_facts(layers: Sequence[Layer], harvested: int,
         out.append(("signers", len(signers)))
         out.append(("verified", all(s.valid for s in signers)))
         out.append(("trusted", all(s.trusted for s in signers)))
+        # Issue 9 item 9: each signer certificate's revocation status, in signer order.
+        out.append(("revocation", ",".join(s.revocation for s in signers)))
     if harvested:
         out.append(("harvested", harvested))
     if error:

@@ -29,6 +29,7 @@ validation costs ~5 ms; bench/gateway_bench.py prints the per-message cost cold 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ from cryptography.hazmat.primitives import hashes
 
 from smimegate.pki import trust
 from smimegate.pki.anchors import CachedAnchors
+from smimegate.pki.crlstore import CrlKeeper
 from smimegate.pki.trustcache import TrustCache
 from smimegate.policy import EffectivePolicy, resolve
 from smimegate.smime.results import Layer, SignerResult
@@ -57,11 +59,13 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class SigningIdentity:
-    """A key to sign with, its certificate and the intermediates to include."""
+    """A key to sign with, its certificate, the intermediates to include, and the
+    certificate's revocation status (good | revoked | unknown, for the log line)."""
 
     certificate: x509.Certificate
     key: Any
     chain: tuple[x509.Certificate, ...]
+    revocation: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,13 @@ class EncryptionChoice:
     """The certificate to encrypt to (None: none usable), the recipient's other certificates
     with why each was skipped ((SHA-256 fingerprint hex, reason), newest first; empty when the
     recipient has no certificate at all), and the algorithms the recipient announced (policy
-    names, most preferred first; empty: unknown)."""
+    names, most preferred first; empty: unknown). revocation: the chosen certificate's
+    revocation status (good | revoked | unknown), for the log line."""
 
     certificate: x509.Certificate | None
     skipped: tuple[tuple[str, str], ...]
     capabilities: tuple[str, ...] = ()
+    revocation: str = "unknown"
 
 
 # SMIMECapabilities names (smimegate.smime.algorithms.CAPABILITY_OIDS) that are spelt
@@ -241,7 +247,7 @@ class Services:
             if result.trusted:
                 # The path runs leaf ... root: send the intermediates (RFC 8551 2.4.2: include
                 # what the recipient needs to build the path), not the leaf twice nor the root.
-                return SigningIdentity(cert, key, tuple(result.path[1:-1]))
+                return SigningIdentity(cert, key, tuple(result.path[1:-1]), result.revocation)
         return None
 
     def encryption_certificate(self, address: str) -> EncryptionChoice:
@@ -262,12 +268,13 @@ class Services:
                 candidates.setdefault(fingerprint, cert)
         if not candidates:
             return EncryptionChoice(None, ())
-        chosen, skipped = trust.choose_encryption_certificate(
-            list(candidates.values()), self.anchors())
-        reasons = tuple((_fingerprint(cert), reason) for cert, reason in skipped)
-        if chosen is None:
+        choice = trust.choose_encryption(list(candidates.values()), self.anchors())
+        reasons = tuple((_fingerprint(cert), reason) for cert, reason in choice.skipped)
+        chosen = choice.certificate
+        if chosen is None or choice.result is None:
             return EncryptionChoice(None, reasons)
-        return EncryptionChoice(chosen, reasons, self._capabilities(chosen, candidates))
+        return EncryptionChoice(chosen, reasons, self._capabilities(chosen, candidates),
+                                choice.result.revocation)
 
     def _capabilities(self, chosen: x509.Certificate,
                       candidates: dict[str, x509.Certificate]) -> tuple[str, ...]:
@@ -313,7 +320,31 @@ class Services:
             count += sum(1 for cert in wanted if self._harvest(cert))
             for signer in signers:
                 self._record_capabilities(signer)
+            for der in layer.crls:
+                self._harvest_crl(der, layer.certificates)
         return count
+
+    def _harvest_crl(self, der: bytes, carried: Sequence[x509.Certificate]) -> bool:
+        """Keep a CRL that came with a validly signed message (RFC 8551 2.4.5), once per
+        CACHE_TTL in this process. Only one that a CA certificate of the store or of the
+        message itself signed: anyone can put anything into a message, and an unverified CRL
+        would only fill the store. The anchors pick it up on their next reload."""
+
+        def keep() -> bool:
+            try:
+                crl = x509.load_der_x509_crl(der)
+            except ValueError:
+                return False
+            keeper = CrlKeeper(self.store, extra_cas=[c for c in carried if _is_ca(c)])
+            if keeper.verified(crl) is not True:
+                return False
+            try:
+                self.store.add_crl(crl, source="message", verified=True)
+            except InvalidData:
+                return False
+            return True
+
+        return self._harvested.get("crl:" + hashlib.sha256(der).hexdigest(), keep)
 
     def _harvest(self, cert: x509.Certificate) -> bool:
         """Store one certificate, once per CACHE_TTL in this process; False when the store

@@ -23,8 +23,10 @@ from smimegate.pki.crl import (
     build_crl,
     crl_number,
     entries_of,
+    load_crl,
     merge,
 )
+from smimegate.pki.crlstore import CrlKeeper
 from smimegate.pki.errors import PkiError
 from smimegate.pki.issue import IssueRequest, issue_certificate
 from smimegate.pki.signing import PrivateKey, new_key
@@ -261,3 +263,16 @@ def revoke(
         )
     return create_crl(store, ca.name, revoke=[serial], reason=reason, update_existing=True,
                       next_update_days=next_update_days)
+
+
+def import_crl(store: Store, data: bytes, *, source: str = "import") -> CrlRecord:
+    """Store one CRL (PEM or DER) as ``crl import`` does: every well-formed CRL is kept, also
+    one whose issuer is not a CA of the store yet (smimegate.pki.crlstore; issue 10 item 1).
+
+    Raises PkiError when it is no CRL.
+    """
+    try:
+        crl = load_crl(data)
+    except ValueError as exc:
+        raise PkiError(f"not a CRL in PEM or DER: {exc}") from None
+    return CrlKeeper(store).keep(crl, source=source)

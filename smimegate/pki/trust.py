@@ -80,8 +80,10 @@ __all__ = [
     "TrustResult",
     "address_match",
     "apply_trust",
+    "Choice",
     "certificate_addresses",
     "check",
+    "choose_encryption",
     "choose_encryption_certificate",
     "run_coroutine",
 ]
@@ -502,6 +504,29 @@ def choose_encryption_certificate(
     certificate with why, newest first; those older than the chosen one are not checked and
     say so. Duplicates (same DER) count once. Raises ValueError for a naive ``at``.
     """
+    choice = choose_encryption(certs, anchors, at, fetcher=fetcher)
+    return choice.certificate, choice.skipped
+
+
+@dataclass(frozen=True)
+class Choice:
+    """choose_encryption's answer: the chosen certificate and its TrustResult (None, None when
+    none fits), and every other certificate with why it was skipped, newest first."""
+
+    certificate: x509.Certificate | None
+    result: TrustResult | None
+    skipped: list[tuple[x509.Certificate, str]]
+
+
+def choose_encryption(
+    certs: Sequence[x509.Certificate],
+    anchors: TrustAnchors,
+    at: datetime | None = None,
+    *,
+    fetcher: CrlFetcher | None = None,
+) -> Choice:
+    """choose_encryption_certificate with the chosen certificate's TrustResult (its revocation
+    status goes into the log line). Raises ValueError for a naive ``at``."""
     moment = _moment(at)
     unique = {c.public_bytes(Encoding.DER): c for c in certs}
     ordered = sorted(
@@ -510,6 +535,7 @@ def choose_encryption_certificate(
         reverse=True,
     )
     chosen: x509.Certificate | None = None
+    chosen_result: TrustResult | None = None
     skipped: list[tuple[x509.Certificate, str]] = []
     for cert in ordered:
         if chosen is not None:
@@ -517,10 +543,10 @@ def choose_encryption_certificate(
             continue
         result = check(cert, anchors, purpose="encrypt", at=moment, fetcher=fetcher)
         if result.trusted:
-            chosen = cert
+            chosen, chosen_result = cert, result
         else:
             skipped.append((cert, result.reason or "not trusted"))
-    return chosen, skipped
+    return Choice(chosen, chosen_result, skipped)
 
 
 def _signer_trust(
@@ -538,7 +564,8 @@ def _signer_trust(
         return dataclasses.replace(signer, trusted=False, trust_info="signer certificate missing")
     result = check(signer.certificate, anchors, purpose="sign", at=moment,
                    extra_certs=extra_certs, fetcher=fetcher)
-    return dataclasses.replace(signer, trusted=result.trusted, trust_info=result.reason)
+    return dataclasses.replace(signer, trusted=result.trusted, trust_info=result.reason,
+                               revocation=result.revocation)
 
 
 def apply_trust(

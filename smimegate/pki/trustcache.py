@@ -125,5 +125,6 @@ class TrustCache:
             result = self.check(signer.certificate, anchors, purpose="sign",
                                 extra_certs=layer.certificates)
             signers.append(dataclasses.replace(signer, trusted=result.trusted,
-                                               trust_info=result.reason))
+                                               trust_info=result.reason,
+                                               revocation=result.revocation))
         return dataclasses.replace(layer, signers=tuple(signers))

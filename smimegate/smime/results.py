@@ -46,7 +46,8 @@ class SignerResult:
     valid: the signature (and messageDigest) checks out with the signer's certificate.
     reason: why not, when valid is False.
     trusted / trust_info: filled by smimegate.pki.trust; the engine itself leaves trusted False
-    with trust_info "trust not evaluated".
+    with trust_info "trust not evaluated". revocation: the signer certificate's revocation
+    status as smimegate.pki.trust found it (good | revoked | unknown), for the log line.
     """
 
     signer_id: CertId
@@ -59,6 +60,7 @@ class SignerResult:
     capabilities: tuple[str, ...] = ()
     trusted: bool = False
     trust_info: str | None = "trust not evaluated"
+    revocation: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,8 @@ class RecipientResult:
 class Layer:
     """One CMS layer met while unwrapping.
 
-    signed: signers and certificates are set, detached tells multipart/signed from opaque.
+    signed: signers and certificates are set, detached tells multipart/signed from opaque;
+    crls: the DER of the CRLs the SignedData carries (RFC 5652 5.1 crls, RFC 8551 2.4.5).
     enveloped / auth-enveloped: cipher (e.g. "AES256", "AES256-GCM", "3DES"), key_size in bits,
     recipients.
     """
@@ -84,6 +87,7 @@ class Layer:
     kind: LayerKind
     signers: tuple[SignerResult, ...] = ()
     certificates: tuple[x509.Certificate, ...] = ()
+    crls: tuple[bytes, ...] = ()
     detached: bool = False
     cipher: str | None = None
     key_size: int | None = None

@@ -408,6 +408,22 @@ def _certificates(signed: acms.SignedData) -> _Certs:
     return _Certs(tuple(loaded), tuple(unreadable))
 
 
+def _crls(signed: acms.SignedData) -> tuple[bytes, ...]:
+    """The DER of the CRLs carried (RFC 5652 RevocationInfoChoice crl); other revocation
+    formats and unreadable ones are left out: they are harvested, never needed to verify."""
+    found: list[bytes] = []
+    try:
+        choices = signed["crls"]
+        if isinstance(choices, core.Void):
+            return ()
+        for choice in choices:
+            if choice.name == "crl":
+                found.append(choice.chosen.dump())
+    except (ValueError, TypeError):
+        return tuple(found)
+    return tuple(found)
+
+
 def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes, Layer]:
     """Verify a ContentInfo(SignedData); return (content, Layer(kind="signed")).
 
@@ -457,7 +473,8 @@ def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes
         # body part means the signature is not about what is displayed.
         why = "eContent in a detached signature differs from the signed body part"
         signers = tuple(replace(s, valid=False, reason=why) for s in signers)
-    layer = Layer(kind="signed", signers=signers, certificates=certs.loaded, detached=detached)
+    layer = Layer(kind="signed", signers=signers, certificates=certs.loaded,
+                  crls=_crls(signed), detached=detached)
     return content, layer
 
 
