@@ -142,3 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except Exception as exc:  # noqa: BLE001 - the boundary: a failure no command mapped
+        # Still one line (CONTRACT.md: no traceback unless --debug), naming the exception so
+        # that a report of it can be searched for; --debug shows where it came from.
+        if debug:
+            traceback.print_exc()
+        detail = " ".join(str(exc).split())
+        print(f"smimegate: error: {type(exc).__name__}" + (f": {detail}" if detail else "")
+              + ("" if debug else " (--debug shows the traceback)"), file=sys.stderr)
+        return 1

@@ -26,3 +26,27 @@ def test_usage_errors_name_the_program_once(capsys):
     assert err.count("smimegate") == 1
     assert main(["crl", "create", "--no-such-option"]) == 2
     assert capsys.readouterr().err == "smimegate: unrecognized arguments: --no-such-option\n"
+
+
+def _failing_domain_list(monkeypatch, exc: Exception) -> None:
+    from smimegate.cli import domain
+
+    def broken(args):
+        raise exc
+
+    monkeypatch.setattr(domain, "_list", broken)
+
+
+def test_a_failure_no_command_mapped_is_one_line(monkeypatch, capsys):
+    _failing_domain_list(monkeypatch, RuntimeError("disk on fire\nsecond line"))
+    assert main(["domain", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("smimegate: error: RuntimeError: disk on fire second line "
+                   "(--debug shows the traceback)\n")
+
+
+def test_debug_shows_the_traceback_of_an_unmapped_failure(monkeypatch, capsys):
+    _failing_domain_list(monkeypatch, RuntimeError("disk on fire"))
+    assert main(["--debug", "domain", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith("smimegate: error: RuntimeError: disk on fire\n")
