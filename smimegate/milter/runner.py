@@ -2,7 +2,8 @@
 
 Order (DESIGN.md Style 7, after dkimpy-milter's ``main()``):
 
-1. Logging (smimegate.log.setup_logging: syslog or stdout).
+1. Logging (smimegate.log.setup_logging: syslog, stdout or stderr; an unreachable syslog
+   socket is a warning and stderr until it answers, never a failed start).
 2. SIGHUP/SIGINT/SIGTERM and SIGUSR1 blocked in this thread BEFORE any thread starts, so that
    every thread started from here on inherits the mask. SIGUSR1 is ours: a thread sigwaits it
    and reloads the configuration, the gateway's caches and logging.
