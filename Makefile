@@ -46,6 +46,7 @@ bench: system-deps-test venv
 	$(BIN)/python bench/store_bench.py
 	$(BIN)/python bench/startup_bench.py
 	$(BIN)/python bench/trust_bench.py
+	$(BIN)/python bench/ocsp_bench.py
 	$(BIN)/python bench/crl_bench.py
 	$(BIN)/python bench/postfix_bench.py
 
