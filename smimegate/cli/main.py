@@ -24,7 +24,7 @@ from smimegate import __version__
 from smimegate.cli.common import OperationFailed, UsageError
 
 # Command-group modules under smimegate.cli with their one-line help, in help order. The help
-# must be the one the module's register() gives (tests/unit/cli/test_main.py checks it).
+# must be the one the module's register() gives (tests/unit/cli/test_startup.py checks it).
 GROUPS: tuple[tuple[str, str], ...] = (
     ("db", "create or upgrade the database"),
     ("settings", "show or set global policy properties"),
