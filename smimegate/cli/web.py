@@ -49,8 +49,11 @@ def _run(args: argparse.Namespace) -> int:
     for path in (tls.tls_cert, tls.tls_key):
         if path and not os.access(path, os.R_OK):
             raise OperationFailed(f"[web] TLS file {path} cannot be read")
+    # The master key only serves the queue's sealed payloads here: without read access to it
+    # the admin still runs, and /api/v1/queue says the key is missing.
+    keys = os.access(config.store.master_key_file, os.R_OK)
     try:
-        store = open_configured(config.store, keys=False)
+        store = open_configured(config.store, keys=keys)
     except StoreError as exc:
         raise OperationFailed(str(exc)) from None
     app = build_app(store, config, close_store=True)

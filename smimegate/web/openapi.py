@@ -85,6 +85,16 @@ def document() -> dict[str, Any]:
         "parameters": [_param("email", "query", "only certificates for this address")],
         "responses": _answer({"type": "array", "items": {
             "$ref": "#/components/schemas/Certificate"}}, "certificates")}}
+    paths["/api/v1/crls"] = {"get": {
+        "summary": "CRLs, as `crl list --json`",
+        "responses": _answer({"type": "array", "items": {"type": "object", "required": [
+            "issuer", "this_update", "next_update", "number", "entries", "verified",
+            "source"]}}, "CRLs")}}
+    paths["/api/v1/queue"] = {"get": {
+        "summary": "queued deliveries (PKCS#12 mail, SMS), as `queue list --json`",
+        "parameters": [{"name": "status", "in": "query", "required": False, "schema": {
+            "type": "string", "enum": ["pending", "running", "failed"]}}],
+        "responses": _answer({"type": "array", "items": {"type": "object"}}, "items")}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "smimegate admin API", "version": __version__},

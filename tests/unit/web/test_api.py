@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from starlette.testclient import TestClient
 
 from smimegate.cli.main import main
-from smimegate.service import audit
+from smimegate.service import accounts, audit
 from smimegate.service.actor import Actor
+from smimegate.store import SqlStore
 from smimegate.web.app import build_app
 from tests.helpers.testpki import TestCA
 from tests.unit.web.conftest import Site
@@ -156,7 +158,41 @@ def test_openapi_documents_every_api_route(site: Site) -> None:
 
 
 def test_a_removed_or_demoted_account_loses_its_tokens(site: Site) -> None:
-    from smimegate.service import accounts
     setup = Actor("setup", "admin", "cli", "local")
     accounts.remove(site.store, setup, "alice")
     assert site.api(site.admin_token).get("/api/v1/domains").status_code == 401
+
+
+def test_crls_and_queue_as_the_cli_lists_them(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["-c", str(site.config_path), "ca", "create", "--root-cn", "Web Root",
+                 "--intermediate-cn", "Web CA", "--key-type", "ec-p256",
+                 "--signature-algorithm", "sha256-ecdsa", "--default"]) == 0
+    assert main(["-c", str(site.config_path), "crl", "create"]) == 0
+    api = site.api(site.auditor_token)
+    crls = api.get("/api/v1/crls").json()
+    assert crls == cli_json(site, capsys, "crl", "list", "--json")
+    assert crls and {"issuer", "this_update", "next_update", "number", "entries", "verified",
+                     "source"} <= set(crls[0])
+    site.store.enqueue("sms", b"not a job")
+    queue = api.get("/api/v1/queue").json()
+    assert queue == cli_json(site, capsys, "queue", "list", "--json")
+    assert [(q["kind"], q["status"]) for q in queue] == [("sms", "pending")]
+    assert api.get("/api/v1/queue?status=failed").json() == []
+    bad = api.get("/api/v1/queue?status=stuck")
+    assert bad.status_code == 400 and bad.json()["field"] == "status"
+
+
+def test_queue_without_the_master_key_says_so(site: Site) -> None:
+    site.store.enqueue("sms", b"sealed")
+    keyless = SqlStore.open(site.app_config.store.url, None)
+    try:
+        client = TestClient(build_app(keyless, site.app_config))
+        client.headers["authorization"] = f"Bearer {site.admin_token}"
+        answer = client.get("/api/v1/queue")
+        assert answer.status_code == 503 and "master key" in answer.json()["error"]
+        assert client.get("/api/v1/domains").status_code == 200
+    finally:
+        keyless.close()
