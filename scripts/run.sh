@@ -3,6 +3,10 @@
 # demo CA under ./var on first use, then the milter in the foreground on inet:8891@127.0.0.1
 # (log lines on stdout; Ctrl-C stops it). Point Postfix at it as README.md
 # "Pointing Postfix at it" says. Extra arguments go to `smimegate milter` (e.g. --socket).
+# Beside it, `smimegate web` serves the admin pages at [web] listen (default
+# http://127.0.0.1:8080/; WEB_LISTEN=HOST:PORT in the environment overrides it); on first use an account "admin" is made and its password printed
+# once. The web server runs in the background in the same process group, so Ctrl-C (or a
+# signal to the group) stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VAR="$(pwd)/var"
@@ -44,5 +48,12 @@ for ((i = 0; i < ${#args[@]}; i++)); do
         --socket) if ((i + 1 < ${#args[@]})); then SOCKET="${args[i + 1]}"; fi ;;
     esac
 done
+if [ "$("${SG[@]}" admin list --json)" = "[]" ]; then
+    "${SG[@]}" admin add admin --role admin | sed 's/^/smimegate: /'
+fi
+LISTEN="${WEB_LISTEN:-$(sed -n 's/^listen = "\(.*\)"/\1/p' "$CONF" | head -1)}"
+LISTEN="${LISTEN:-127.0.0.1:8080}"
+"${SG[@]}" web --listen "$LISTEN" &
+echo "smimegate: web admin on http://$LISTEN/ (sign in as admin)"
 echo "smimegate: milter starting on $SOCKET (config $CONF); Ctrl-C stops it"
 exec "${SG[@]}" milter "$@"
