@@ -68,7 +68,10 @@ def node_of(cert: x509.Certificate, *, is_root: bool = False) -> Node:
     # (old roots); 4.2.1.3: without keyUsage every use is allowed.
     is_ca = (bool(basic.ca) if isinstance(basic, x509.BasicConstraints)
              else cert.version == x509.Version.v1)
-    crl_sign = is_ca and (not isinstance(usage, x509.KeyUsage) or usage.crl_sign)
+    # RFC 5280 4.2.1.3 and 6.3.3 (f): cRLSign is what lets a key sign CRLs; a CRL issuer need
+    # not be a CA (PKITS 4.4.19: a CA's separate CRL signing certificate without
+    # basicConstraints). Without keyUsage, only a CA certificate counts.
+    crl_sign = usage.crl_sign if isinstance(usage, x509.KeyUsage) else is_ca
     return Node(
         cert=cert,
         der=der,

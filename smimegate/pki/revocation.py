@@ -150,16 +150,37 @@ def _has_signer(crl: IndexedCrl, cas: CaIndex, extra: Sequence[Node],
     return bool(signed_by_named(crl, candidates, memo))
 
 
+def _released(node: Node, signed: Sequence[IndexedCrl],
+              moment: datetime) -> list[tuple[int, int]]:
+    """(base CRL number, own CRL number) of each current delta CRL that lists node with
+    removeFromCRL: RFC 5280 5.2.4 and 6.3.3 (i), the hold recorded by a complete CRL numbered
+    from the base up to before the delta is released (PKITS 4.15.5)."""
+    out: list[tuple[int, int]] = []
+    serial = node.cert.serial_number
+    for crl in signed:
+        if (crl.delta_base is None or crl.number is None or not crl.is_current(moment)
+                or not crl.covers(node.is_ca) or not crl.lists(serial, node.issuer_key)):
+            continue
+        if crl.listing(serial).reason == "removeFromCRL":
+            out.append((crl.delta_base, crl.number))
+    return out
+
+
 def _direct(node: Node, issuer: Node, crls: Sequence[IndexedCrl], memo: SignatureMemo,
             moment: datetime, end_entity: bool) -> tuple[LinkStatus | None, str]:
     """Steps 1-3 of the module docstring: a decided status, or None and why not."""
     serial = node.cert.serial_number
     signed = [c for c in crls if c.unusable is None and _signed(c, issuer, memo)]
+    released = _released(node, signed, moment)
     for crl in signed:
         if not crl.covers(node.is_ca) or not crl.lists(serial, node.issuer_key):
             continue
         listing = crl.listing(serial)
         if listing.revoked_at > moment or listing.reason == "removeFromCRL":
+            continue
+        if (listing.reason == "certificateHold" and crl.delta_base is None
+                and crl.number is not None
+                and any(base <= crl.number < number for base, number in released)):
             continue
         return LinkStatus("revoked", revoked_text(listing.reason, listing.revoked_at,
                                                   end_entity)), ""
@@ -179,8 +200,10 @@ def _direct(node: Node, issuer: Node, crls: Sequence[IndexedCrl], memo: Signatur
 def _pyhanko_crls(node: Node, issuer: Node, index: CrlIndex, cas: CaIndex,
                   extra: Sequence[Node], memo: SignatureMemo) -> list[IndexedCrl]:
     """The CRLs worth pyhanko's full processing for node (step 4), or [] when there are none
-    that the simple rules left undecided. Includes the CRLs of the issuers of the CRL signers,
-    whose own status pyhanko checks too under its REQUIRE policy."""
+    that the simple rules left undecided. Includes the CRLs of every name above the CRL
+    signers up to the root, whose own status pyhanko checks too under its REQUIRE policy (a
+    CRL signer two levels below the root: PKITS 4.6.17 and 4.12.9, where the CRL comes from
+    the key the CA had before its self-issued rollover certificate)."""
     names = [node.issuer_key, *_crl_issuer_names(node.cert)]
     own = [c for key in names for c in index.for_issuer(key)]
     hard = [c for c in own if c.unusable is None and (
@@ -190,8 +213,15 @@ def _pyhanko_crls(node: Node, issuer: Node, index: CrlIndex, cas: CaIndex,
         return []
     chosen: dict[str, IndexedCrl] = {c.fingerprint: c for c in own
                                      if c.unusable is None and _has_signer(c, cas, extra, memo)}
-    for crl in hard:
-        for signer in cas.named(crl.issuer_key):
+    seen: set[str] = set()
+    pending = [crl.issuer_key for crl in hard]
+    while pending:
+        key = pending.pop()
+        if key in seen:
+            continue
+        seen.add(key)
+        for signer in (*cas.named(key), *(n for n in extra if n.subject_key == key)):
+            pending.append(signer.issuer_key)
             for upper in index.for_issuer(signer.issuer_key):
                 if upper.unusable is None and _has_signer(upper, cas, extra, memo):
                     chosen.setdefault(upper.fingerprint, upper)

@@ -6,25 +6,28 @@ message per path test, 224 of them, each carrying the end-entity certificate and
 intermediates of its path). Expected results: tests/vectors/pkits/expected.tsv (origin in
 tests/vectors/README.md).
 
-The store is filled as a running gateway fills it: the trust anchor added as a root
-(`root add`), every message opened and its signers' certificates and CA certificates harvested
-by Services.import_signers (what the milter does with inbound mail), every PKITS CRL through
-smimegate.pki.authority.import_crl (what `crl import` does). Nothing is chosen per test: each
+The store is filled as a running gateway is: the trust anchor added with `smimegate root add`,
+every PKITS CRL with `smimegate crl import` (the real CLI, in-process, one file at a time, as
+an administrator would before any mail has arrived), then every message opened and its
+signers' certificates and CA certificates harvested by Services.import_signers (what the milter
+does with inbound mail). Nothing is chosen per test: each
 test is decided against the whole store, with the message's own certificates as the extra
 certificates the milter passes, as happens when the 224 messages arrive at one gateway.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cryptography_vectors
 
+from smimegate.cli.main import main as smimegate
 from smimegate.milter.inbound import open_entity
 from smimegate.milter.services import Services
-from smimegate.pki.authority import PkiError, import_crl
 from smimegate.smime.results import Layer
 from smimegate.store import SqlStore
 from smimegate.store.keys import ensure_master_key
@@ -78,31 +81,43 @@ def signed_layer(case: Case) -> Layer:
 @dataclass
 class PkitsStore:
     store: SqlStore
+    config: Path  # the smimegate.toml naming the store
     layers: dict[str, Layer]  # by section
-    refused_crls: dict[str, str] = field(default_factory=dict)  # file name -> why
+    refused_crls: dict[str, str] = field(default_factory=dict)  # file name -> what it said
 
 
-def open_store(directory: Path) -> SqlStore:
-    ensure_master_key(directory / "master.key")
-    store = SqlStore.open(f"sqlite:///{directory / 'store.db'}", directory / "master.key",
-                          check_schema=False, create=True)
-    store.migrate()
-    return store
+def run_cli(config: Path, *argv: str | Path) -> tuple[int, str]:
+    """``smimegate -c CONFIG ARGV...`` in-process: (exit code, stdout + stderr)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = smimegate(["-c", str(config), *map(str, argv)])
+    return code, out.getvalue()
 
 
-def fill(store: SqlStore) -> PkitsStore:
-    """Root, harvested certificates and every CRL, as described in the module docstring."""
-    store.add_root(ANCHOR.read_bytes())
+def open_store(directory: Path) -> tuple[SqlStore, Path]:
+    """A new SQLite store in ``directory`` and a configuration file naming it."""
+    key = directory / "master.key"
+    ensure_master_key(key)
+    url = f"sqlite:///{directory / 'store.db'}"
+    config = directory / "smimegate.toml"
+    config.write_text(f'[store]\nurl = "{url}"\nmaster_key_file = "{key}"\n', encoding="utf-8")
+    code, said = run_cli(config, "db", "init")
+    assert code == 0, said
+    return SqlStore.open(url, key), config
+
+
+def fill(store: SqlStore, config: Path) -> PkitsStore:
+    """Root, every CRL and the harvested certificates (see the module docstring)."""
+    code, said = run_cli(config, "root", "add", ANCHOR)
+    assert code == 0, said
+    filled = PkitsStore(store, config, {})
+    for path in sorted((DATA / "crls").glob("*.crl")):
+        code, said = run_cli(config, "crl", "import", path)
+        if code != 0:
+            filled.refused_crls[path.name] = said.strip()
     services = Services(store)
-    layers: dict[str, Layer] = {}
     for case in cases():
         layer = signed_layer(case)
-        layers[case.section] = layer
+        filled.layers[case.section] = layer
         services.import_signers([layer])
-    filled = PkitsStore(store, layers)
-    for path in sorted((DATA / "crls").glob("*.crl")):
-        try:
-            import_crl(store, path.read_bytes(), source="import")
-        except PkiError as exc:
-            filled.refused_crls[path.name] = str(exc)
     return filled
