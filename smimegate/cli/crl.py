@@ -28,10 +28,9 @@ from smimegate.cli.context import open_store, write_output
 from smimegate.cli.crlfetch import register_fetch
 from smimegate.pki import authority
 from smimegate.pki.crl import DEFAULT_NEXT_UPDATE_DAYS, REASONS, parse_reason
-from smimegate.pki.crlstore import CrlKeeper, read_bundle
 from smimegate.pki.signing import SIGNATURE_ALGORITHMS
 from smimegate.store import CrlRecord, InvalidData
-from smimegate.store.certinfo import crl_info, parse_serial
+from smimegate.store.certinfo import parse_serial
 
 
 def serial_arg(text: str) -> int:
@@ -161,40 +160,14 @@ def print_summary(record: CrlRecord, note: str = "") -> None:
           f"{record.issuer}: {entries} revoked, next update {nxt}{note}")
 
 
-def _describe(record: CrlRecord, ours: dict[str, str]) -> dict[str, Any]:
-    entries = record.entries
-    if entries is None:  # stored before migration 0005
-        entries = len(x509.load_der_x509_crl(record.der))
-    return {
-        "fingerprint": record.fingerprint,
-        "issuer": record.issuer,
-        "authority_key_id": record.authority_key_id,
-        "number": record.crl_number,
-        "crl_number": record.crl_number,
-        "this_update": record.this_update.isoformat(),
-        "next_update": record.next_update.isoformat() if record.next_update else None,
-        "entries": entries,
-        "revoked": entries,
-        "verified": record.verified,
-        "scope": record.scope or "complete",
-        "delta_base": record.delta_base,
-        "source": record.source,
-        "ca": ours.get(record.fingerprint),
-    }
-
-
 _VERIFIED_TEXT = {True: "", False: "  (signature NOT verified)", None: "  (issuer unknown)"}
 
 
 def _list(args: argparse.Namespace) -> int:
+    from smimegate.service.crls import crl_rows
+
     with open_store(args) as ctx:
-        ours: dict[str, str] = {}
-        for ca_record in ctx.store.list_cas():
-            current = authority.current_crl_record(
-                ctx.store, authority.load_ca(ctx.store, ca_record.name))
-            if current is not None:
-                ours[current.fingerprint] = ca_record.name
-        rows = [_describe(r, ours) for r in ctx.store.list_crls()]
+        rows = crl_rows(ctx.store)
     if args.json:
         print_json(rows)
         return 0
@@ -229,6 +202,10 @@ _IMPORT_NOTE = {
 
 
 def _import(args: argparse.Namespace) -> int:
+    # Imported here: only this command parses CRL bundles (start-up cost, issue 9 item 4).
+    from smimegate.pki.crlstore import CrlKeeper, read_bundle
+    from smimegate.store.certinfo import crl_info
+
     try:
         data = Path(args.file).read_bytes()
     except OSError as exc:

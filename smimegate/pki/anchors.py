@@ -82,8 +82,12 @@ def crl_verified(crl: IndexedCrl, anchors: TrustAnchors) -> bool | None:
 
 def _settle_verified(store: Store, anchors: TrustAnchors, previous: TrustAnchors | None) -> None:
     """Check once the stored CRLs whose ``verified`` is NULL, or False while their issuer's
-    name gained a CA certificate since the previous load, and keep the result."""
+    name gained a CA certificate since the previous load, and keep the results (one
+    transaction, and in the parsed CRLs so that the next reload does not write them again).
+    Trust decisions do not read the column: they check signatures against the path's own
+    certificates."""
     before = previous.ca_index if previous is not None else None
+    settled: dict[str, bool] = {}
     for crl in anchors.crls:
         if not isinstance(crl, IndexedCrl) or crl.verified is True:
             continue
@@ -91,17 +95,18 @@ def _settle_verified(store: Store, anchors: TrustAnchors, previous: TrustAnchors
                 len(before.named(crl.issuer_key)) == len(anchors.ca_index.named(crl.issuer_key))):
             continue
         result = crl_verified(crl, anchors)
-        if result is None or result == crl.verified:
-            continue
-        try:
-            store.set_crl_verified(crl.fingerprint, result)
-        except StoreError as exc:
-            get_logger().warning(warning_line(None, "CRL check not recorded",
-                                              {"crl": crl.fingerprint, "reason": str(exc)}))
-            return
-        # The parsed CRL is immutable; the next load reads the new value from the store for
-        # CRLs it parses, and this one is reused with the value it had (trust decisions do
-        # not read it: they check signatures against the path's own certificates).
+        if result is not None and result != crl.verified:
+            settled[crl.fingerprint] = result
+    try:
+        store.set_crls_verified(settled)
+    except StoreError as exc:
+        get_logger().warning(warning_line(None, "CRL checks not recorded",
+                                          {"crls": len(settled), "reason": str(exc)}))
+        return
+    for crl in anchors.crls:
+        if isinstance(crl, IndexedCrl) and crl.fingerprint in settled:
+            # A cache field of a value only this loader hands out: mutated in place.
+            object.__setattr__(crl, "verified", settled[crl.fingerprint])
 
 
 def load_anchors(

@@ -298,8 +298,9 @@ class Store(Protocol):
         """The stored CRLs among ``fingerprints`` (absent ones are left out)."""
         ...
 
-    def set_crl_verified(self, fingerprint: str, verified: bool) -> None:
-        """Record the outcome of checking a CRL's signature (a no-op for an absent CRL)."""
+    def set_crls_verified(self, results: Mapping[str, bool]) -> None:
+        """Record the outcomes of checking CRL signatures (fingerprint -> verified), in one
+        transaction; absent CRLs are left out."""
         ...
 
     def remove_crl(self, fingerprint: str) -> None:

@@ -747,10 +747,12 @@ class SqlStore:
                     tuple(part))]
         return out
 
-    def set_crl_verified(self, fingerprint: str, verified: bool) -> None:
-        with self._db.connection() as cur:
-            cur.run("UPDATE crls SET verified = ? WHERE fingerprint = ?",
-                    (bool(verified), fingerprint.lower()))
+    def set_crls_verified(self, results: Mapping[str, bool]) -> None:
+        if not results:
+            return
+        with self._db.transaction() as cur:
+            cur.many("UPDATE crls SET verified = ? WHERE fingerprint = ?",
+                     [(bool(v), fp.lower()) for fp, v in results.items()])
 
     def remove_crl(self, fingerprint: str) -> None:
         with self._db.connection() as cur:

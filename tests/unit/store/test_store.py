@@ -273,11 +273,11 @@ def test_unverified_crls_stand_side_by_side_until_checked(store: SqlStore, ca: T
     assert store.add_crl(newer).crl_number == 2
     assert sorted(c.crl_number or 0 for c in store.list_crls()) == [1, 2]
     assert set(store.crl_fingerprints()) == {c.fingerprint for c in store.list_crls()}
-    store.set_crl_verified(kept.fingerprint, False)
+    store.set_crls_verified({kept.fingerprint: False})
     (got,) = store.get_crls([kept.fingerprint.upper(), "0" * 64])
     assert got.verified is False
     # Verified now: the newest verified one of the group replaces the older verified ones.
-    store.set_crl_verified(kept.fingerprint, True)
+    store.set_crls_verified({kept.fingerprint: True})
     assert store.add_crl(newer, verified=True).crl_number == 2
     assert [c.crl_number for c in store.list_crls()] == [2]
     store.remove_crl(store.list_crls()[0].fingerprint)
