@@ -20,7 +20,10 @@ Printed beside them, measured in this run with the same library (cryptography, O
 and the ratios, against the aims of issue 11 item 2 (outbound at most 2x one signature,
 inbound at most 2x one decryption). ``gateway`` is Gateway.process alone in this process
 (thread CPU time, warm caches), so that milter minus gateway is the protocol's and session's
-share. ``--profile`` prints cProfile's top functions of Gateway.process per direction.
+share. ``--profile`` prints cProfile's top functions of Gateway.process per direction;
+``--spy DIR`` records the milter process itself with py-spy (if installed in the venv: it is
+not a dependency) during each batch, as collapsed stacks in DIR/outbound.txt and inbound.txt,
+and prints the functions that take the most samples (libmilter's threads included).
 Prints, never asserts.
 """
 
@@ -33,6 +36,7 @@ import os
 import pstats
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -144,6 +148,39 @@ def show_profile(name: str, run: Callable[[], object], count: int) -> None:
     print(out.getvalue())
 
 
+def spy_start(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` (all its threads) into ``out`` until stopped with SIGINT."""
+    spy = str(Path(PYTHON).with_name("py-spy"))
+    proc = subprocess.Popen([spy, "record", "-p", str(pid), "-o", str(out), "-f", "raw",
+                             "-r", "100", "--nonblocking"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    return proc  # it attaches within milliseconds: a batch's first messages may go unsampled
+
+
+def spy_stop(proc: subprocess.Popen[bytes], out: Path, name: str) -> None:
+    """Stop the recording and print the functions with the most samples (own and total)."""
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in out.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        samples += count
+        frames = stack.split(";")
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + count
+    print(f"\n--- py-spy, milter process, {name}: {samples} samples, top by own samples ---")
+    for frame, count in sorted(own.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"  {100 * count / max(samples, 1):5.1f}%  {frame}")
+    print("--- top by total samples (the frame or anything it called) ---")
+    for frame, count in sorted(total.items(), key=lambda kv: -kv[1])[:35]:
+        print(f"  {100 * count / max(samples, 1):5.1f}%  {frame}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=300)
@@ -151,6 +188,7 @@ def main() -> None:
     parser.add_argument("--per-connection", type=int, default=1,
                         help="messages per milter connection (Postfix: per SMTP session)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--spy", type=Path, help="record the milter with py-spy into this dir")
     args = parser.parse_args()
 
     base = open_dir("smimegate-costbench-")
@@ -190,11 +228,14 @@ def main() -> None:
         milter_cpu: dict[str, float] = {}
         for name, run in runs.items():
             run(20)  # imports, caches, first connection
+            spy = spy_start(daemon.proc.pid, args.spy / f"{name}.txt") if args.spy else None
             before = tree_cpu(daemon.proc.pid)
             wall = time.perf_counter()
             run(args.messages)
             wall = time.perf_counter() - wall
             milter_cpu[name] = (tree_cpu(daemon.proc.pid) - before) / args.messages
+            if spy is not None:
+                spy_stop(spy, args.spy / f"{name}.txt", name)
             print(f"  ({name}: {args.messages} messages in {wall:.2f} s wall)", file=sys.stderr)
         daemon.stop(signal.SIGTERM, timeout=30)
         daemon = None

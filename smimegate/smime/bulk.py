@@ -27,7 +27,7 @@ from smimegate.smime.algorithms import (
     ContentCipher,
 )
 from smimegate.smime.ber import der_header
-from smimegate.smime.cms import guard
+from smimegate.smime.cms import guard, oid_dotted
 from smimegate.smime.envelope import MAC_HEADER, GCMParameters
 from smimegate.smime.errors import Malformed, Unsupported
 
@@ -120,7 +120,7 @@ def encrypt_into(
 def cipher_of(algorithm: aalgos.EncryptionAlgorithm) -> ContentCipher:
     """The allow-listed cipher of a contentEncryptionAlgorithm. Raises Unsupported."""
     with guard("contentEncryptionAlgorithm"):
-        oid = algorithm["algorithm"].dotted
+        oid = oid_dotted(algorithm["algorithm"])
     cipher = CONTENT_CIPHER_BY_OID.get(oid)
     if cipher is None:
         name = REFUSED_CONTENT_CIPHERS.get(oid, oid)

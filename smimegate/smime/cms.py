@@ -144,6 +144,19 @@ def issuer_and_serial_der(cert: x509.Certificate) -> bytes:
     return der_header(0x30, len(body)) + body
 
 
+def oid_dotted(value: core.ObjectIdentifier) -> str:
+    """``value.dotted``, remembered by encoding: asn1crypto works it out again for every
+    object, about fifteen times per message for the same few OIDs (bench/cost_bench.py).
+    Raises what ``.dotted`` raises for a broken one."""
+    return _dotted(bytes(value.contents))
+
+
+@functools.lru_cache(maxsize=1024)
+def _dotted(contents: bytes) -> str:
+    oid: str = core.ObjectIdentifier.load(der_header(0x06, len(contents)) + contents).dotted
+    return oid
+
+
 def tlv(identifier: int, content: bytes) -> bytes:
     """One DER element: identifier octet, definite length, content (X.690 8.1)."""
     return der_header(identifier, len(content)) + content

@@ -16,7 +16,7 @@ from asn1crypto import cms as acms
 from cryptography import x509
 
 from smimegate.smime import bulk, envelope, keyagree, keytrans, mime
-from smimegate.smime.cms import guard, identifier_to_cert_id, matches
+from smimegate.smime.cms import guard, identifier_to_cert_id, matches, oid_dotted
 from smimegate.smime.errors import Malformed, NoDecryptionKey
 from smimegate.smime.results import CertId, Layer, RecipientResult
 
@@ -115,7 +115,7 @@ def _candidates(infos: acms.RecipientInfos) -> list[_Candidate]:
 
 def _kea_oid(info: acms.RecipientInfo) -> str:
     with guard("RecipientInfo keyEncryptionAlgorithm"):
-        oid: str = info.chosen["key_encryption_algorithm"]["algorithm"].dotted
+        oid = oid_dotted(info.chosen["key_encryption_algorithm"]["algorithm"])
     return oid
 
 

@@ -41,6 +41,7 @@ from smimegate.smime.cms import (
     load_content_info,
     matches,
     name_to_str,
+    oid_dotted,
     to_crypto,
 )
 from smimegate.smime.errors import Malformed, SmimeError, Unsupported
@@ -94,7 +95,7 @@ def _by_oid(attrs: acms.CMSAttributes) -> _ByOid:
     them all again, bench/cost_bench.py)."""
     out: _ByOid = {}
     for attr in attrs:
-        out.setdefault(attr["type"].dotted, []).append(attr)
+        out.setdefault(oid_dotted(attr["type"]), []).append(attr)
     return out
 
 
@@ -157,7 +158,7 @@ def _parse_signer(info: acms.SignerInfo) -> _Parsed:
         signer_id = identifier_to_cert_id(info["sid"])
         digest_id = info["digest_algorithm"]["algorithm"]
         sig_alg = info["signature_algorithm"]
-        sig_oid = sig_alg["algorithm"].dotted
+        sig_oid = oid_dotted(sig_alg["algorithm"])
         attrs_field = info["signed_attrs"]
         attrs: acms.CMSAttributes | None = None
         by_oid: _ByOid = {}
@@ -181,8 +182,8 @@ def _parse_signer(info: acms.SignerInfo) -> _Parsed:
                 capabilities = ()
         parsed = _Parsed(
             signer_id=signer_id,
-            digest_oid=digest_id.dotted,
-            digest_label=alg.DIGEST_NAMES.get(digest_id.dotted) or _oid_label(digest_id),
+            digest_oid=oid_dotted(digest_id),
+            digest_label=alg.DIGEST_NAMES.get(oid_dotted(digest_id)) or _oid_label(digest_id),
             signature_oid=sig_oid,
             signature_label=_signature_label(sig_oid),
             signature_params=sig_alg,
@@ -291,7 +292,7 @@ def _check(parsed: _Parsed, cert: x509.Certificate, content: bytes, content_type
         assert isinstance(wanted, acms.ContentType)
         assert isinstance(digest_value, core.OctetString)
         # RFC 5652 11.1: contentType MUST match eContentType.
-        if wanted.dotted != content_type:
+        if oid_dotted(wanted) != content_type:
             raise _Invalid("contentType attribute does not match eContentType")
         expected = bytes(digest_value.native)
         # RFC 5652 5.4: the signature is over the DER SET OF, i.e. the received contents under
@@ -369,7 +370,7 @@ def _unlisted_digest(result: SignerResult, info: acms.SignerInfo, listed: set[st
     # RFC 5652 5.1: digestAlgorithms lists the digests of all signers; a one-pass reader relies
     # on it, so a signer outside it is refused (cleanly) rather than trusted on a broken frame.
     with guard("SignerInfo digestAlgorithm"):
-        oid = info["digest_algorithm"]["algorithm"].dotted
+        oid = oid_dotted(info["digest_algorithm"]["algorithm"])
     if oid in listed:
         return result
     why = (f"digest algorithm {result.digest_algorithm} is not listed in the SignedData "
@@ -435,12 +436,12 @@ def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes
     """
     info = load_content_info(der)
     with guard("SignedData"):
-        if info["content_type"].dotted != _SIGNED_DATA:
+        if oid_dotted(info["content_type"]) != _SIGNED_DATA:
             raise Malformed(f"CMS: content type {info['content_type'].dotted} is not SignedData")
         signed = info["content"]
         _ = signed["version"].native
         encap = signed["encap_content_info"]
-        content_type = encap["content_type"].dotted
+        content_type = oid_dotted(encap["content_type"])
         econtent = encap["content"]
         embedded: bytes | None = None
         if not isinstance(econtent, core.Void):
@@ -448,7 +449,7 @@ def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes
             # chunks (NSS writes constructed OCTET STRINGs).
             embedded = bytes(econtent)
         signer_infos = list(signed["signer_infos"])
-        listed = {d["algorithm"].dotted for d in signed["digest_algorithms"]}
+        listed = {oid_dotted(d["algorithm"]) for d in signed["digest_algorithms"]}
     if not signer_infos:
         raise Malformed("SignedData: no SignerInfo (certs-only is not a signature)")
     detached = detached_content is not None
