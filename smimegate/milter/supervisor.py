@@ -492,7 +492,15 @@ class Supervisor:
         now = time.monotonic()
         for slot in self.slots:
             if slot.restart_at is not None and slot.restart_at <= now and not slot.pid:
-                self._spawn(slot)
+                try:
+                    self._spawn(slot)
+                except OSError as exc:  # fork() itself failed (EAGAIN, ENOMEM): later again
+                    delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** slot.deaths)
+                    slot.deaths += 1
+                    slot.restart_at = now + delay
+                    _LOG.warning(log.warning_line(None, "cannot start a worker", {
+                        "worker": slot.index, "error": str(exc), "restart_in": delay}))
+                    continue
                 _LOG.info(f"{log.TAG}: worker restarted; " + log.format_fields(
                     {"worker": slot.index, "pid": slot.pid}))
 
