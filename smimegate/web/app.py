@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -30,6 +31,16 @@ def limits_of(config: Config) -> Limits:
 
 async def _home(request: Request) -> Response:
     return RedirectResponse("/dashboard", status_code=303)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """No route (404), a wrong method (405): JSON under /api/, plain text elsewhere."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    headers = getattr(exc, "headers", None)
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": detail}, status_code=status, headers=headers)
+    return PlainTextResponse(f"{detail}\n", status_code=status, headers=headers)
 
 
 def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> Starlette:
@@ -86,6 +97,7 @@ def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> 
                 store.close()
 
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],
-                    lifespan=lifespan, max_body_size=MAX_BODY)
+                    exception_handlers={HTTPException: _http_error}, lifespan=lifespan,
+                    max_body_size=MAX_BODY)
     app.state.web = pages.Web(store, config, limits_of(config), pages.templates())
     return app

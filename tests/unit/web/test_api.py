@@ -196,3 +196,12 @@ def test_queue_without_the_master_key_says_so(site: Site) -> None:
         assert client.get("/api/v1/domains").status_code == 200
     finally:
         keyless.close()
+
+
+def test_unknown_routes_and_methods_answer_json_under_the_api(site: Site) -> None:
+    api = site.api(site.admin_token)
+    missing = api.get("/api/v1/nothing")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    wrong = api.patch("/api/v1/domains/example.com")
+    assert wrong.status_code == 405 and wrong.json()["error"]
+    assert site.client().get("/nothing").headers["content-type"].startswith("text/plain")
