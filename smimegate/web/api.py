@@ -19,11 +19,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from smimegate.cli import certview
-from smimegate.cli.crl import _describe as describe_crl
-from smimegate.cli.queue import _row as queue_row
-from smimegate.pki import authority
-from smimegate.pki.anchors import load_anchors
 from smimegate.service import accounts, domains, settings, users
 from smimegate.service.actor import Actor
 from smimegate.service.errors import Forbidden, InvalidInput, OperationFailed
@@ -35,6 +30,7 @@ from smimegate.store import (
     StoreError,
     StoreUnavailable,
 )
+from smimegate.web import views
 from smimegate.web.openapi import document
 from smimegate.web.pages import Web
 from smimegate.web.security import client_address
@@ -212,35 +208,16 @@ def delete_user(call: Call) -> Any:
 
 
 def list_certificates(call: Call) -> Any:
-    """As ``cert list [--email E] --json``: the CLI's own describe()."""
     email = call.request.query_params.get("email", "").strip().lower() or None
-    anchors = load_anchors(call.web.store)
-    return [certview.describe(r, anchors) for r in call.web.store.list_certificates(email)]
+    return views.certificates(call.web.store, email)
 
 
 def list_crls(call: Call) -> Any:
-    """As ``crl list --json``: the CLI's own row function over the same inputs.
-    (The loop naming the built-in CAs' current CRLs repeats the one in cli/crl.py's _list,
-    which other work was changing; it belongs in one function both call.)"""
-    store = call.web.store
-    ours: dict[str, str] = {}
-    for ca_record in store.list_cas():
-        current = authority.current_crl_record(store, authority.load_ca(store, ca_record.name))
-        if current is not None:
-            ours[current.fingerprint] = ca_record.name
-    return [describe_crl(r, ours) for r in store.list_crls()]
-
-
-QUEUE_STATUSES = ("pending", "running", "failed")
+    return views.crls(call.web.store)
 
 
 def list_queue(call: Call) -> Any:
-    """As ``queue list [--status S] --json`` (needs the master key: payloads are sealed)."""
-    status = call.request.query_params.get("status") or None
-    if status is not None and status not in QUEUE_STATUSES:
-        raise InvalidInput(f"bad status {status!r}: one of {', '.join(QUEUE_STATUSES)}",
-                           "status")
-    return [queue_row(i) for i in call.web.store.list_queue(status)]
+    return views.queue(call.web.store, call.request.query_params.get("status") or None)
 
 
 async def openapi(request: Request) -> Response:

@@ -21,18 +21,24 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from smimegate.cli import certview
 from smimegate.config import Config
-from smimegate.pki.anchors import load_anchors
 from smimegate.policy import PROPERTIES, EffectivePolicy, Level
 from smimegate.service import audit, domains, sessions, settings, users
 from smimegate.service.actor import Actor
 from smimegate.service.errors import Forbidden, InvalidInput, OperationFailed
 from smimegate.service.properties import domain_arg, email_arg
 from smimegate.service.sessions import Limits, Throttled
-from smimegate.store import NotFound, SqlStore, StoreError, StoreUnavailable, User
+from smimegate.store import (
+    MasterKeyError,
+    NotFound,
+    SqlStore,
+    StoreError,
+    StoreUnavailable,
+    User,
+)
 from smimegate.store.accounts import Session
 from smimegate.store.policyrows import user_values
+from smimegate.web import views
 from smimegate.web.security import clear_cookie, client_address, get_cookie, set_cookie
 
 SESSION_COOKIE = "smimegate-session"
@@ -48,11 +54,7 @@ TABS: tuple[tuple[str, str], ...] = (
 
 # Tabs whose pages later sessions build; until then they say so and name the CLI command.
 NOT_BUILT: Mapping[str, tuple[str, str]] = {
-    "/roots": ("Roots", "smimegate root list | add FILE | remove FINGERPRINT"),
-    "/crls": ("CRLs", "smimegate crl list | create | import FILE | fetch"),
-    "/ca": ("CA", "smimegate ca list | create | export NAME --out FILE"),
-    "/sms": ("SMS", "the [sms] section of the configuration file"),
-    "/queues": ("Queues", "smimegate queue list | retry ID | delete ID"),
+    "/sms": ("SMS", "the [sms] section of the configuration file and `smimegate queue list`"),
     "/logs": ("Logs", "the milter's log lines in syslog (journalctl -t smimegate)"),
 }
 
@@ -241,8 +243,19 @@ def dashboard(current: Page) -> Response:
         ("Trusted roots", len(store.list_roots())),
         ("Built-in CAs", len(store.list_cas())),
         ("CRLs", f"{len(crls)} ({len(stale)} past their next update)"),
+        ("Queued deliveries", _queue_depths(store)),
     ]
     return current.render("dashboard.html", title="Dashboard", facts=facts)
+
+
+def _queue_depths(store: SqlStore) -> str:
+    try:
+        items = views.queue(store)
+    except MasterKeyError:
+        return "unknown here (the master key is not readable)"
+    counts = {status: sum(i["status"] == status for i in items)
+              for status in views.QUEUE_STATUSES}
+    return ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
 def not_built(current: Page) -> Response:
@@ -262,17 +275,70 @@ def audit_log(current: Page) -> Response:
 
 
 def certificates(current: Page) -> Response:
-    anchors = load_anchors(current.store)
-    # The objects `cert list --json` prints (CONTRACT.md), from the CLI's own function.
-    items = [certview.describe(r, anchors) for r in current.store.list_certificates()]
     rows = [{**item, "href": "", "emails": ", ".join(item["emails"]) or "-",
              "not_after": item["not_after"][:10],
              "trust": "trusted" if item["trusted"] else f"not trusted: {item['trust_info']}"}
-            for item in items]
+            for item in views.certificates(current.store)]
     columns = [("emails", "Email", True), ("subject", "Subject", True),
                ("issuer", "Issuer", True), ("not_after", "Valid until", True),
                ("trust", "Trust", True), ("fingerprint", "SHA-256", False)]
     return _listing(current, "Certificates", rows, columns, "No certificates.")
+
+
+def roots(current: Page) -> Response:
+    rows = [{**item, "href": "", "not_after": item["not_after"][:10]}
+            for item in views.roots(current.store)]
+    columns = [("subject", "Subject", True), ("not_after", "Valid until", True),
+               ("fingerprint", "SHA-256", False)]
+    return _listing(current, "Roots", rows, columns,
+                    "No trusted roots (add one with `smimegate root add FILE`).")
+
+
+_VERIFIED = {True: "yes", False: "NO: signature not verified", None: "issuer unknown"}
+
+
+def crl_list(current: Page) -> Response:
+    now = dt.datetime.now(dt.UTC).isoformat()
+    rows = [{**row, "href": "", "number": "-" if row["number"] is None else row["number"],
+             "next_update": row["next_update"] or "-",
+             "fresh": "stale" if row["next_update"] and row["next_update"] < now else "current",
+             "verified": _VERIFIED[row["verified"]], "ca": row["ca"] or "-",
+             "source": row["source"] or "-"}
+            for row in views.crls(current.store)]
+    columns = [("issuer", "Issuer", True), ("number", "Number", False),
+               ("this_update", "This update", True), ("next_update", "Next update", True),
+               ("fresh", "Freshness", True), ("entries", "Revoked", False),
+               ("verified", "Verified", True), ("ca", "Our CA", True),
+               ("source", "Source", True)]
+    return _listing(current, "CRLs", rows, columns, "No CRLs.")
+
+
+def ca_list(current: Page) -> Response:
+    rows = [{"name": ca["name"], "href": "", "default": "yes" if ca["default"] else "",
+             "key_type": ca["key_type"], "intermediate": ca["intermediate"]["subject"],
+             "until": ca["intermediate"]["not_after"][:10], "root": ca["root"]["subject"],
+             "next_crl": ca["next_crl_number"]}
+            for ca in views.cas(current.store)]
+    columns = [("name", "Name", True), ("default", "Default", True),
+               ("key_type", "Key", True), ("intermediate", "Issuing CA", True),
+               ("until", "Valid until", True), ("root", "Root", True),
+               ("next_crl", "Next CRL number", False)]
+    return _listing(current, "CA", rows, columns,
+                    "No built-in CA (create one with `smimegate ca create`).")
+
+
+def queue_list(current: Page) -> Response:
+    try:
+        items = views.queue(current.store)
+    except MasterKeyError as exc:
+        return current.message("Queues", f"The queue cannot be read here: {exc}.")
+    rows = [{**row, "href": "", "recipient": row["recipient"] or "?",
+             "next_attempt": row["next_attempt"] or "-", "last_error": row["last_error"] or "-"}
+            for row in items]
+    columns = [("id", "ID", False), ("kind", "Kind", True), ("recipient", "Recipient", True),
+               ("status", "Status", True), ("attempts", "Attempts", False),
+               ("next_attempt", "Next attempt", True), ("last_error", "Last error", False)]
+    return _listing(current, "Queues", rows, columns, "The queue is empty.")
 
 
 # -- lists: search, sort, pages -----------------------------------------------------------------

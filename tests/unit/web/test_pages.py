@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from smimegate.cli.main import main
 from smimegate.service import audit, domains, settings
 from tests.unit.web.conftest import PASSWORD, Site, csrf_of, sign_in
 
@@ -214,7 +215,7 @@ def test_pages_show_effective_values_and_levels(site: Site) -> None:
     assert "bob@example.com" in listing and "1 in all" in listing
     assert "0 in all" in client.get("/users?q=nobody").text
     assert client.get("/domains/nowhere.test").status_code == 404
-    assert "not built yet" in client.get("/queues").text
+    assert "not built yet" in client.get("/sms").text
     audit_page = client.get("/audit?q=sign").text
     assert "settings.set" in audit_page
     dashboard = client.get("/dashboard").text
@@ -224,3 +225,22 @@ def test_pages_show_effective_values_and_levels(site: Site) -> None:
 def domains_actor():  # type: ignore[no-untyped-def]
     from tests.unit.web.conftest import SETUP
     return SETUP
+
+
+def test_roots_crls_ca_and_queue_tabs_list_what_the_cli_lists(site: Site) -> None:
+    config = str(site.config_path)
+    assert main(["-c", config, "ca", "create", "--root-cn", "Tab Root", "--intermediate-cn",
+                 "Tab Issuing CA", "--key-type", "ec-p256", "--signature-algorithm",
+                 "sha256-ecdsa", "--default"]) == 0
+    assert main(["-c", config, "crl", "create"]) == 0
+    site.store.enqueue("sms", b"not a job")
+    client = site.client()
+    sign_in(client, "otto")
+    assert "CN=Tab Root" in client.get("/roots").text
+    ca = client.get("/ca").text
+    assert "Tab Issuing CA" in ca and "ec-p256" in ca
+    crls = client.get("/crls").text
+    assert "CN=Tab Issuing CA" in crls and "current" in crls and ">yes<" in crls
+    queue = client.get("/queues").text
+    assert ">sms<" in queue and ">pending<" in queue
+    assert "1 pending, 0 running, 0 failed" in client.get("/dashboard").text
