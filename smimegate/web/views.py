@@ -1,5 +1,6 @@
 """The lists the web pages and the API show, in the objects the CLI's ``--json`` prints and
-made by the CLI's own functions (certview.describe, crl.py's and queue.py's row functions),
+made by the functions the CLI uses (certview.describe, service.crls, ca.py's and queue.py's
+row functions),
 so the three front ends cannot drift apart."""
 
 from __future__ import annotations
@@ -8,10 +9,10 @@ from typing import Any
 
 from smimegate.cli import certview
 from smimegate.cli.ca import _describe as describe_ca
-from smimegate.cli.crl import _describe as describe_crl
 from smimegate.cli.queue import _row as queue_row
 from smimegate.pki import authority
 from smimegate.pki.anchors import load_anchors
+from smimegate.service.crls import crl_rows
 from smimegate.service.errors import InvalidInput
 from smimegate.store import SqlStore
 
@@ -31,15 +32,8 @@ def roots(store: SqlStore) -> list[dict[str, Any]]:
 
 
 def crls(store: SqlStore) -> list[dict[str, Any]]:
-    """As ``crl list --json``. (The loop naming the built-in CAs' current CRLs repeats the one
-    in cli/crl.py's _list, which other work was changing; it belongs in one function that
-    both call.)"""
-    ours: dict[str, str] = {}
-    for ca_record in store.list_cas():
-        current = authority.current_crl_record(store, authority.load_ca(store, ca_record.name))
-        if current is not None:
-            ours[current.fingerprint] = ca_record.name
-    return [describe_crl(r, ours) for r in store.list_crls()]
+    """As ``crl list --json`` (smimegate.service.crls, which the CLI calls too)."""
+    return crl_rows(store)
 
 
 def cas(store: SqlStore) -> list[dict[str, Any]]:
