@@ -5,9 +5,10 @@ they belong to; libmilter keeps them per stage and ``getsymval`` answers from wh
 so far. Which stage carries which macro differs between the two MTAs and with the site's
 configuration, so the session asks at every stage and keeps the first non-empty value:
 
-- ``i`` (queue id): Postfix sends it from end-of-headers on (its default milter_eoh_macros and
-  milter_end_of_data_macros), with MAIL FROM only when the queue file already exists; Sendmail
-  when ``confMILTER_MACROS_EOM`` names ``{i}`` (INTEROP.md).
+- ``i`` (queue id): Postfix sends it with RCPT and end of data (its default milter_rcpt_macros
+  and milter_end_of_data_macros), with MAIL FROM only when the queue file already exists;
+  Sendmail when ``confMILTER_MACROS_EOM`` names ``{i}`` (INTEROP.md). End of headers is not
+  asked for (session.py), so its macros are not read.
 - ``{auth_authen}`` (SMTP AUTH login name): with MAIL FROM in Postfix's defaults
   (milter_mail_macros); Sendmail needs it in ``confMILTER_MACROS_ENVFROM``.
 - ``{daemon_name}``: with CONNECT in Postfix's defaults (milter_connect_macros); it carries
@@ -31,7 +32,6 @@ DAEMON_NAME = "{daemon_name}"
 CONNECT_MACROS = (DAEMON_NAME,)
 ENVFROM_MACROS = (QUEUE_ID, AUTH_AUTHEN, DAEMON_NAME)
 ENVRCPT_MACROS = (QUEUE_ID,)
-EOH_MACROS = (QUEUE_ID,)
 EOM_MACROS = (QUEUE_ID, AUTH_AUTHEN, DAEMON_NAME)
 
 GetSymVal = Callable[[str], "str | bytes | None"]

@@ -4,8 +4,11 @@ libmilter runs one thread per MTA connection and pymilter makes one ``Session`` 
 (``Milter.factory``). The instance is reused for every message of that connection, so all
 per-message state is reset at MAIL FROM (DESIGN.md "One message").
 
-- connect/helo/envfrom/header/eoh/body only collect; they are ``@noreply`` so that the MTA does
-  not wait for them (Postfix then sends a whole header block in one write). The body is spooled
+- connect/helo/envfrom/header/body only collect; they are ``@noreply`` so that the MTA does
+  not wait for them (Postfix then sends a whole header block in one write). End of headers
+  and unknown commands are negotiated away (SMFIP_NOEOH, SMFIP_NOUNKNOWN: pymilter's
+  ``@nocallback`` on Milter.Base, which we do not override), so the MTA does not send them:
+  nothing is decided there, and the queue id arrives with RCPT and end of message anyway. The body is spooled
   to a SpooledTemporaryFile that moves to disk past SPOOL_IN_MEMORY, so a 100 MB message is
   not held in memory while it arrives; the gateway decides what the size means.
 - envrcpt asks Gateway.rcpt_check, so that a mandatory-encryption refusal known at RCPT time is
@@ -389,12 +392,6 @@ class Session(Milter.Base):  # type: ignore[misc]
     @_boundary("header", replies_allowed=False)
     def header(self, name: str, value: str) -> int:
         self._headers.append((name, value))
-        return CONTINUE
-
-    @noreply
-    @_boundary("eoh", replies_allowed=False)
-    def eoh(self) -> int:
-        self._read_macros(mac.EOH_MACROS)
         return CONTINUE
 
     @noreply

@@ -386,7 +386,9 @@ def content_type(entity: Entity) -> tuple[str, dict[str, str]]:
     return "text/plain", {"charset": "us-ascii"}
 
 
+@functools.lru_cache(maxsize=256)
 def _is_token(text: str) -> bool:
+    # Cached: the same few type and subtype names, checked a character at a time.
     return bool(text) and all(33 <= ord(c) < 127 and c not in _TSPECIALS for c in text)
 
 

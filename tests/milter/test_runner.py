@@ -70,7 +70,10 @@ def test_negotiation_offers_noreply_for_collecting_stages(fake_inet: FakeInet) -
         neg = c.negotiate()
     assert neg.version == 6
     for flag in (mc.SMFIP_NR_CONN, mc.SMFIP_NR_HELO, mc.SMFIP_NR_MAIL, mc.SMFIP_NR_HDR,
-                 mc.SMFIP_NR_EOH, mc.SMFIP_NR_BODY):
+                 mc.SMFIP_NR_BODY):
+        assert neg.protocol & flag, hex(flag)
+    # Steps the milter does not use are not sent at all (issue 11 item 2).
+    for flag in (mc.SMFIP_NOEOH, mc.SMFIP_NOUNKNOWN):
         assert neg.protocol & flag, hex(flag)
     # RCPT must be answered: mandatory refusals happen there.
     assert not neg.protocol & mc.SMFIP_NR_RCPT
