@@ -122,7 +122,7 @@ def _list(args: argparse.Namespace) -> int:
 
     email = args.email.strip().lower() if args.email else None
     with open_store(args) as ctx:
-        anchors = load_anchors(ctx.store)
+        anchors = load_anchors(ctx.store, revocation_mode=ctx.config.crl.revocation_mode)
         items = [certview.describe(r, anchors) for r in ctx.store.list_certificates(email)]
     if args.json:
         print_json(items)
@@ -140,7 +140,8 @@ def _show(args: argparse.Namespace) -> int:
     with open_store(args) as ctx:
         fingerprint = certview.pick(ctx.store.list_certificates(), args.fingerprint)
         record = ctx.store.get_certificate(fingerprint)
-        item = certview.describe(record, load_anchors(ctx.store))
+        anchors = load_anchors(ctx.store, revocation_mode=ctx.config.crl.revocation_mode)
+        item = certview.describe(record, anchors)
     if args.json:
         print_json(item)
         return 0

@@ -74,7 +74,7 @@ def _list(args: argparse.Namespace) -> int:
     from smimegate.pki.anchors import load_anchors
 
     with open_store(args) as ctx:
-        anchors = load_anchors(ctx.store)
+        anchors = load_anchors(ctx.store, revocation_mode=ctx.config.crl.revocation_mode)
         items = [certview.describe(r, anchors) for r in ctx.store.list_roots()]
     if args.json:
         print_json(items)

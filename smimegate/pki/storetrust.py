@@ -9,16 +9,8 @@ trusted root (RFC 5280 6.1; key usage for mail does not apply to a CA).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from asn1crypto import x509 as ax509
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from pyhanko_certvalidator import CertificateValidator, ValidationContext
-from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError, ValidationError
-from pyhanko_certvalidator.policy_decl import NO_REVOCATION, CertRevTrustPolicy
 
 from smimegate.pki import trust
 from smimegate.store import CertificateRecord
@@ -30,30 +22,6 @@ class Verdict:
 
     trusted: bool
     reason: str | None
-
-
-def _ca_path_ok(cert: x509.Certificate, anchors: trust.TrustAnchors, at: datetime) -> str | None:
-    """None when cert has a valid path to a root, else a short reason."""
-    if not anchors.roots:
-        return "no path to a trusted root"
-    context = ValidationContext(
-        trust_roots=[ax509.Certificate.load(c.public_bytes(Encoding.DER)) for c in anchors.roots],
-        other_certs=[ax509.Certificate.load(c.public_bytes(Encoding.DER))
-                     for c in anchors.intermediates],
-        moment=at,
-        revinfo_policy=CertRevTrustPolicy(NO_REVOCATION),
-    )
-    validator = CertificateValidator(ax509.Certificate.load(cert.public_bytes(Encoding.DER)),
-                                     validation_context=context)
-    try:
-        asyncio.run(validator.async_validate_path())
-    except PathBuildingError:
-        return "no path to a trusted root"
-    except (PathValidationError, ValidationError) as exc:
-        return f"invalid certificate chain: {str(exc).rstrip('.')[:120]}"
-    except ValueError:
-        return "unreadable certificate in chain"
-    return None
 
 
 def verdict(
@@ -69,7 +37,7 @@ def verdict(
     moment = at or datetime.now(UTC)
     cert = record.certificate()
     if record.is_ca:
-        reason = _ca_path_ok(cert, anchors, moment)
+        reason = trust.path_problem(cert, anchors, moment)
         return Verdict(reason is None, reason)
     signing = trust.check(cert, anchors, purpose="sign", at=moment)
     if signing.trusted:

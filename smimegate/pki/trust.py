@@ -84,6 +84,7 @@ __all__ = [
     "certificate_addresses",
     "check",
     "choose_encryption",
+    "path_problem",
     "choose_encryption_certificate",
     "run_coroutine",
 ]
@@ -451,6 +452,21 @@ async def _validate(
     if problem is not None:
         return TrustResult(False, problem, revocation=revocation)
     return TrustResult(True, None, certs, revocation)
+
+
+def path_problem(cert: x509.Certificate, anchors: TrustAnchors,
+                 at: datetime | None = None) -> str | None:
+    """Why ``cert`` has no valid path to a root of ``anchors`` at ``at`` (RFC 5280 6.1,
+    revocation and usage apart: what a CA certificate is asked in listings), or None.
+    Never raises for a bad certificate; ValueError for a naive ``at``."""
+    moment = _moment(at)
+    if not anchors.roots:
+        return "no path to a trusted root"
+    try:
+        found = run_coroutine(_validated_path(node_of(cert), anchors, (), moment))
+    except ValueError:
+        return "unreadable certificate in chain"
+    return found if isinstance(found, str) else None
 
 
 def check(
