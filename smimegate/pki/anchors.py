@@ -219,13 +219,22 @@ class CachedAnchors:
         return self._load()
 
     def invalidate(self) -> None:
-        """Forget the value: the next get() reads the store again (a reload signal), reusing
-        what was parsed before. Never raises, so a reload does not fail when the store is
-        down."""
+        """Read the store again (a reload signal, a CRL download), reusing what was parsed
+        before. With ``background`` the load runs here, in the caller's thread (the signal
+        or download thread), and messages keep the previous value until the new one is ready;
+        without, the next get() loads. Never raises, so a reload does not fail when the store
+        is down (the next get() then tries again)."""
         with self._lock:
             if self._value is not None:
                 self._previous = self._value
-            self._value = None
+            if not self._background:
+                self._value = None
+                return
+        try:
+            self._load()
+        except StoreError:
+            with self._lock:
+                self._value = None
 
     def _start_loader(self) -> None:
         # Called with self._lock held.

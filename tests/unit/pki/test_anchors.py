@@ -103,3 +103,35 @@ def test_cached_anchors_invalidate_reloads_on_the_next_get(tmp_path):
         assert cached.get().roots == (pair.root,)
     finally:
         store.close()
+
+
+def test_background_reload_never_makes_a_caller_wait(tmp_path):
+    # Issue 10 items 2 and 6: the milter's anchors (background=True) answer a stale get() at
+    # once with the value they have and reload in a thread; a reload signal (invalidate) loads
+    # in the signalling thread, reusing every CRL parsed before.
+    import time
+
+    pair = ca_pair()
+    store = _store(tmp_path)
+    now = [0.0]
+    cached = CachedAnchors(store, max_age=60, clock=lambda: now[0], background=True)
+    try:
+        store.add_crl(fs.crl(), verified=True)
+        first = cached.get()
+        assert first.roots == () and len(first.crls) == 1
+        store.add_root(pair.root)
+        now[0] += 61
+        assert cached.get() is first  # stale: answered at once, reloaded behind
+        deadline = time.monotonic() + 30
+        while cached.get().roots != (pair.root,) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = cached.get()
+        assert second.roots == (pair.root,)
+        assert second.crls[0] is first.crls[0]  # parsed once, reused
+
+        store.add_certificate(pair.intermediate)
+        cached.invalidate()  # loads here, before returning
+        third = cached.get()
+        assert third.intermediates == (pair.intermediate,) and third.crls[0] is first.crls[0]
+    finally:
+        store.close()
