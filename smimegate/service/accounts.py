@@ -67,6 +67,11 @@ def generate_password() -> str:
     return secrets.token_urlsafe(15)
 
 
+def hash_password(password: str) -> str:
+    """The Argon2id hash (PHC string) of a password."""
+    return _hasher.hash(password)
+
+
 def token_digest(token: str) -> str:
     """What the store keeps of an API token or a session id."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -77,7 +82,7 @@ def add(store: Store, actor: Actor, name: str, role: str, password: str) -> Admi
     actor.require_change()
     name, role = name_arg(name), role_arg(role)
     check_password(password)
-    added = accounts_of(store).add_admin(name, role, _hasher.hash(password))
+    added = accounts_of(store).add_admin(name, role, hash_password(password))
     audit.record(store, actor, "admin.add", name, f"role={role}")
     return added
 
@@ -107,7 +112,7 @@ def set_password(store: Store, actor: Actor, name: str, password: str) -> None:
     actor.require_change()
     name = name_arg(name)
     check_password(password)
-    accounts_of(store).set_password(name, _hasher.hash(password))
+    accounts_of(store).set_password(name, hash_password(password))
     audit.record(store, actor, "admin.password", name)
 
 
@@ -145,7 +150,7 @@ def check_credentials(store: Store, name: str, password: str) -> Admin | None:
     if admin is None:
         return None
     if _hasher.check_needs_rehash(stored):
-        accounts.rehash_password(admin.name, _hasher.hash(password))
+        accounts.rehash_password(admin.name, hash_password(password))
     return admin
 
 

@@ -23,7 +23,7 @@ from smimegate.service import accounts as admin_accounts
 from smimegate.service import audit
 from smimegate.service.actor import Actor, Role
 from smimegate.service.errors import InvalidInput, OperationFailed
-from smimegate.store import Store
+from smimegate.store import NotFound, Store
 from smimegate.store.accounts import Session, accounts_of, now
 
 
@@ -94,3 +94,30 @@ def csrf_ok(session: Session, token: str) -> bool:
 
 def actor_of(session: Session, address: str) -> Actor:
     return Actor(session.admin, cast(Role, session.role), "web", address)
+
+
+def list_own(store: Store, admin: str) -> list[Session]:
+    """The admin's live sessions, newest first (ASVS 3.3.4). Raises StoreError."""
+    return accounts_of(store).sessions(admin)
+
+
+def end(store: Store, actor: Actor, digest: str) -> None:
+    """End one of the actor's own sessions, named by its digest; auditors may too (it changes
+    nothing but their own access). Raises NotFound for a session that is not the actor's."""
+    accounts = accounts_of(store)
+    if digest not in {s.digest for s in accounts.sessions(actor.name)}:
+        raise NotFound("no such session of yours")
+    accounts.delete_session(digest)
+    audit.record(store, actor, "session.end", actor.name)
+
+
+def change_own_password(store: Store, actor: Actor, current_password: str,
+                        new_password: str) -> None:
+    """Change the actor's own password after checking the current one (ASVS 2.1.6); every
+    session of the account ends. Auditors may change their own password.
+    Raises InvalidInput (field "current" or "password"), StoreError."""
+    if admin_accounts.check_credentials(store, actor.name, current_password) is None:
+        raise InvalidInput("the current password is wrong", "current")
+    admin_accounts.check_password(new_password)
+    accounts_of(store).set_password(actor.name, admin_accounts.hash_password(new_password))
+    audit.record(store, actor, "admin.password", actor.name, "own")

@@ -204,6 +204,17 @@ class AccountStore:
             return None
         return Session(row[0], row[1], row[2], row[3], row[4], int(row[5]), int(row[6]))
 
+    def sessions(self, admin: str) -> list[Session]:
+        """The admin's sessions, newest first."""
+        with self._db.connection() as cur:
+            rows = cur.all(
+                "SELECT s.digest, s.admin, a.role, s.csrf, s.address, s.created, s.last_seen"
+                " FROM web_sessions s JOIN admins a ON a.name = s.admin WHERE s.admin = ?"
+                " ORDER BY s.created DESC, s.digest",
+                (admin,),
+            )
+        return [Session(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6])) for r in rows]
+
     def touch_session(self, digest: str) -> None:
         with self._db.connection() as cur:
             cur.run("UPDATE web_sessions SET last_seen = ? WHERE digest = ?", (now(), digest))

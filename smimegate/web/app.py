@@ -65,6 +65,12 @@ def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> 
         Route("/users/{email}", page(pages.user_page), methods=["GET", "POST"]),
         Route("/users/{email}/remove", page(pages.user_page), methods=["POST"]),
         Route("/audit", page(pages.audit_log)),
+        # One's own sessions and password are not changes to the gateway: auditors may too.
+        Route("/account", page(pages.account)),
+        Route("/account/sessions", page(pages.end_session, auditor_may_post=True),
+              methods=["POST"]),
+        Route("/account/password", page(pages.change_password, auditor_may_post=True),
+              methods=["POST"]),
         Route("/api/v1/openapi.json", api.openapi),
         Route("/api/v1/settings", api.endpoint(api.get_settings)),
         Route("/api/v1/settings/{property}", api.endpoint(api.put_setting), methods=["PUT"]),

@@ -268,8 +268,7 @@ def audit_log(current: Page) -> Response:
     q = current.query("q")
     rows = audit.entries(current.store, limit=PER_PAGE + 1, offset=(page_no - 1) * PER_PAGE,
                          search=q)
-    entries = [{**vars(e), "when": dt.datetime.fromtimestamp(e.at, dt.UTC)
-                .strftime("%Y-%m-%d %H:%M:%S")} for e in rows[:PER_PAGE]]
+    entries = [{**vars(e), "when": _utc(e.at)} for e in rows[:PER_PAGE]]
     return current.render("audit.html", title="Audit log", entries=entries, q=q,
                           page=page_no, more=len(rows) > PER_PAGE)
 
@@ -339,6 +338,41 @@ def queue_list(current: Page) -> Response:
                ("status", "Status", True), ("attempts", "Attempts", False),
                ("next_attempt", "Next attempt", True), ("last_error", "Last error", False)]
     return _listing(current, "Queues", rows, columns, "The queue is empty.")
+
+
+def _utc(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def account(current: Page, errors: Mapping[str, str] | None = None, status: int = 200,
+            notice: str = "") -> Response:
+    assert current.session is not None
+    mine = current.session.digest
+    rows = [{"digest": s.digest, "created": _utc(s.created), "last_seen": _utc(s.last_seen),
+             "address": s.address, "current": s.digest == mine}
+            for s in sessions.list_own(current.store, current.session.admin)]
+    return current.render("account.html", status, title="Account", sessions=rows,
+                          errors={"current": "", "password": "", "repeat": "", **(errors or {})},
+                          notice=notice, active="/account")
+
+
+def end_session(current: Page) -> Response:
+    sessions.end(current.store, current.actor, current.form.get("session", ""))
+    return account(current, notice="Session ended.")
+
+
+def change_password(current: Page) -> Response:
+    new = current.form.get("password", "")
+    if new != current.form.get("repeat", ""):
+        return account(current, {"repeat": "the two new passwords differ"}, 400)
+    try:
+        sessions.change_own_password(current.store, current.actor,
+                                     current.form.get("current", ""), new)
+    except InvalidInput as exc:
+        return account(current, {exc.field or "password": str(exc)}, 400)
+    response = RedirectResponse("/login", status_code=303)
+    clear_cookie(response, current.request, SESSION_COOKIE)
+    return response
 
 
 # -- lists: search, sort, pages -----------------------------------------------------------------

@@ -78,7 +78,8 @@ def test_security_headers_everywhere(site: Site) -> None:
     # No inline script or style anywhere in our pages.
     csrf = sign_in(client, "alice")
     for path in ("/dashboard", "/settings", "/domains", "/domains/example.com", "/users",
-                 "/users/bob@example.com", "/audit", "/certificates", "/roots"):
+                 "/users/bob@example.com", "/audit", "/certificates", "/roots", "/crls", "/ca",
+                 "/queues", "/account"):
         html = client.get(path).text
         assert "<script" not in html and "style=" not in html and "<style" not in html, path
     assert csrf
@@ -244,3 +245,38 @@ def test_roots_crls_ca_and_queue_tabs_list_what_the_cli_lists(site: Site) -> Non
     queue = client.get("/queues").text
     assert ">sms<" in queue and ">pending<" in queue
     assert "1 pending, 0 running, 0 failed" in client.get("/dashboard").text
+
+
+def test_account_page_ends_sessions_and_changes_the_password(site: Site) -> None:
+    laptop, phone = site.client(), site.client()
+    csrf = sign_in(laptop, "otto")
+    sign_in(phone, "otto")
+    page = laptop.get("/account").text
+    assert page.count("End session") == 1 and "this session" in page
+    other = re.search(r'name="session" value="([0-9a-f]{64})"', page)
+    assert other is not None
+    ended = laptop.post("/account/sessions", data={"csrf": csrf, "session": other.group(1)})
+    assert ended.status_code == 200 and "Session ended." in ended.text
+    assert phone.get("/dashboard").headers["location"] == "/login"
+    assert laptop.post("/account/sessions", data={"csrf": csrf, "session": "0" * 64}
+                       ).status_code == 404
+    wrong = laptop.post("/account/password", data={
+        "csrf": csrf, "current": "not it at all", "password": "a brand new password",
+        "repeat": "a brand new password"})
+    assert wrong.status_code == 400
+    assert re.search(r'id="pe-current" role="alert">the current password is wrong<', wrong.text)
+    differ = laptop.post("/account/password", data={
+        "csrf": csrf, "current": PASSWORD, "password": "a brand new password",
+        "repeat": "a brand new passwort"})
+    assert differ.status_code == 400 and "the two new passwords differ" in differ.text
+    short = laptop.post("/account/password", data={
+        "csrf": csrf, "current": PASSWORD, "password": "short", "repeat": "short"})
+    assert short.status_code == 400 and 'id="pe-password"' in short.text
+    done = laptop.post("/account/password", data={
+        "csrf": csrf, "current": PASSWORD, "password": "a brand new password",
+        "repeat": "a brand new password"})
+    assert done.status_code == 303 and done.headers["location"] == "/login"
+    assert laptop.get("/dashboard").headers["location"] == "/login"
+    sign_in(laptop, "otto", "a brand new password")
+    assert [e.action for e in audit.entries(site.store, search="otto")][:3] == [
+        "session.sign-in", "admin.password", "session.end"]
