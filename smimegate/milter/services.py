@@ -29,6 +29,7 @@ validation costs ~5 ms; bench/gateway_bench.py prints the per-message cost cold 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import threading
 import time
@@ -134,6 +135,8 @@ class Services:
                                       revocation_mode=revocation_mode, ocsp=ocsp)
         self._signing = _TtlCache(CACHE_TTL)
         self._encryption = _TtlCache(CACHE_TTL)
+        self._decryption = _TtlCache(CACHE_TTL)  # address -> its (fingerprint, cert, key)s
+        self._key_certs = _TtlCache(CACHE_TTL)  # address -> certificates with a key
         self._trust = TrustCache(ttl=ANCHORS_MAX_AGE)
         self._policy_lock = threading.Lock()
         self._policy_rows: dict[str, tuple[float, PolicyRows]] = {}
@@ -155,6 +158,8 @@ class Services:
             self._policy_rows.clear()
         self._signing.clear()
         self._encryption.clear()
+        self._decryption.clear()
+        self._key_certs.clear()
         self._harvested.clear()
         with self._capabilities_lock:
             self._capabilities_seen.clear()
@@ -291,19 +296,30 @@ class Services:
         return tuple(_POLICY_NAMES.get(name, name) for name in found.names)
 
     def decryption_keys(self, addresses: Sequence[str]) -> list[tuple[x509.Certificate, Any]]:
-        """Every (certificate, key) of the addresses, current and older (no duplicates)."""
+        """Every (certificate, key) of the addresses, current and older (no duplicates).
+        Cached per address for CACHE_TTL, as signing identities are: reading and unwrapping
+        them cost a few tenths of a millisecond per inbound message (bench/cost_bench.py)."""
         out: list[tuple[x509.Certificate, Any]] = []
         seen: set[str] = set()
         for address in addresses:
-            for record, key in self.store.keys_for_email(address):
-                if record.fingerprint not in seen:
-                    seen.add(record.fingerprint)
-                    out.append((record.certificate(), key))
+            for fingerprint, cert, key in self._decryption.get(
+                    address, functools.partial(self._read_keys, address)):
+                if fingerprint not in seen:
+                    seen.add(fingerprint)
+                    out.append((cert, key))
         return out
 
+    def _read_keys(self, address: str) -> tuple[tuple[str, x509.Certificate, Any], ...]:
+        return tuple((record.fingerprint, record.certificate(), key)
+                     for record, key in self.store.keys_for_email(address))
+
     def key_certificates(self, address: str) -> list[x509.Certificate]:
-        """Certificates of ``address`` that have a private key in the store."""
-        return [r.certificate() for r in self.store.list_certificates(address) if r.has_key]
+        """Certificates of ``address`` that have a private key in the store (cached per
+        address for CACHE_TTL, like decryption_keys)."""
+        return list(self._key_certs.get(address, functools.partial(self._read_key_certs, address)))
+
+    def _read_key_certs(self, address: str) -> tuple[x509.Certificate, ...]:
+        return tuple(r.certificate() for r in self.store.list_certificates(address) if r.has_key)
 
     def import_signers(self, layers: Sequence[Layer]) -> int:
         """Store the certificates of valid signers and the chain their layer carries, so that

@@ -164,3 +164,17 @@ def test_capabilities_same_announcement_skipped_other_names_recorded(
     newer = when + dt.timedelta(seconds=1)
     services.import_signers([signed_layer(cert, newer, ("aes256-cbc",))])
     assert store.certificate_capabilities([fingerprint])[fingerprint].names == ("aes256-cbc",)
+
+
+def test_decryption_keys_and_key_certificates_cached_until_reload(
+        stores: tuple[SqlStore, SqlStore]) -> None:
+    store, other = stores
+    services = Services(store)
+    assert services.decryption_keys([ALICE]) == [] and services.key_certificates(ALICE) == []
+    alice = TestCA().issue(ALICE)
+    other.add_certificate(alice.cert, key=alice.key)  # the CLI imports a key meanwhile
+    assert services.decryption_keys([ALICE]) == [] and services.key_certificates(ALICE) == []
+    services.reload()
+    ((cert, key),) = services.decryption_keys([ALICE, ALICE])  # no duplicates
+    assert cert == alice.cert and key.public_key() == alice.cert.public_key()
+    assert services.key_certificates(ALICE) == [alice.cert]
