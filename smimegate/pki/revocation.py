@@ -241,7 +241,10 @@ async def _pyhanko_status(node: Node, path: ValidationPath, crls: Sequence[Index
         moment=moment,
         revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO),
     )
-    target = next(c for c in path.iter_certs(include_root=False) if c.dump() == node.der)
+    target = next((c for c in path.iter_certs(include_root=False) if c.dump() == node.der),
+                  None)
+    if target is None:
+        return None  # not a certificate of this path: nothing pyhanko could decide
     try:
         await verify_crl(target, path, context)
     except RevokedError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -214,3 +215,40 @@ def test_a_check_touches_only_the_crls_of_its_own_issuers(pki: PKI) -> None:
     memo.verified.clear()
     assert check(pki["nodp"].cert, held, purpose="sign", at=NOW).revocation == "good"
     assert memo.verified == []
+
+
+def _partition(issuer: pb.Issued, url: str, revoked: Sequence[x509.Certificate] = ()
+               ) -> x509.CertificateRevocationList:
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.name)
+               .last_update(NOW - dt.timedelta(days=1)).next_update(NOW + dt.timedelta(days=1))
+               .add_extension(x509.CRLNumber(3), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                   issuer.key.public_key()), critical=False)
+               .add_extension(x509.IssuingDistributionPoint(
+                   full_name=[x509.UniformResourceIdentifier(url)], relative_name=None,
+                   only_contains_user_certs=False, only_contains_ca_certs=False,
+                   only_some_reasons=None, indirect_crl=False,
+                   only_contains_attribute_certs=False), critical=True))
+    for cert in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
+            .revocation_date(REVOKED_AT).build())
+    return builder.sign(issuer.key, hashes.SHA256())
+
+
+def test_a_partitioned_crl_goes_to_rfc5280_scope_processing(pki: PKI) -> None:
+    # RFC 5280 5.2.5: a CRL whose issuingDistributionPoint names a partition covers only the
+    # certificates that name that point; our index leaves that decision to pyhanko's 6.3.3.
+    cert = pki["dp"].cert  # names http://crl.example.test/inter.crl
+    root_crl = pb.crl(pki["root"])
+    mine = _partition(pki["inter"], "http://crl.example.test/inter.crl")
+    other = _partition(pki["inter"], "http://crl.example.test/other.crl")
+    held = anchors(pki, other, root_crl, revocation_mode="require")
+    result = check(cert, held, purpose="sign", at=NOW)
+    assert not result.trusted and result.revocation == "unknown"  # the wrong partition only
+    result = check(cert, anchors(pki, mine, other, root_crl, revocation_mode="require"),
+                   purpose="sign", at=NOW)
+    assert (result.trusted, result.revocation) == (True, "good")
+    listed = _partition(pki["inter"], "http://crl.example.test/inter.crl", [cert])
+    result = check(cert, anchors(pki, listed, root_crl), purpose="sign", at=NOW)
+    assert (result.trusted, result.revocation) == (False, "revoked")
