@@ -95,7 +95,8 @@ def _list(args: argparse.Namespace) -> int:
 def _retry(args: argparse.Namespace) -> int:
     with open_store(args, keys=True) as ctx:
         try:
-            outcome = retry_item(ctx.store, ctx.config, args.id)
+            # The outcome is this command's output: one line, not the delivery log line too.
+            outcome = retry_item(ctx.store, ctx.config, args.id, log=False)
         except ItemBusy as exc:
             raise OperationFailed(str(exc)) from None
     if not outcome.sent:

@@ -177,10 +177,13 @@ def attempt(
     now: Callable[[], dt.datetime] | None = None,
     *,
     marker_secret: bytes | None = None,
+    log: bool = True,
 ) -> Outcome:
     """Try item once and record the result in the store: removed when sent, else its error,
     attempt count and next attempt (or status failed). marker_secret: the key of the PKCS#12
     mail's marker when the caller holds it (pfxmail.mark_pfx_mail), else read from the file.
+    log: write the delivery log line (a command that reports the Outcome itself passes False,
+    so its user reads one line, not two that say the same).
 
     Delivery failures become the Outcome; raises StoreError when the store cannot record it.
     """
@@ -196,7 +199,8 @@ def attempt(
     else:
         store.complete(item.id)
         outcome = Outcome(item.id, item.kind, recipient, True)
-    _log(outcome)
+    if log:
+        _log(outcome)
     return outcome
 
 
@@ -215,8 +219,10 @@ def retry_item(
     item_id: int,
     *,
     marker_secret: bytes | None = None,
+    log: bool = True,
 ) -> Outcome:
     """Claim one item now, due or not (also a failed one), and try it once (`queue retry`).
+    log: as for attempt.
 
     The claim comes first (Store.claim_item): from then on no worker takes the item, and an
     item a worker holds is left to it. Raises ItemBusy when a worker holds it, NotFound when
@@ -226,7 +232,7 @@ def retry_item(
     if item is None:
         raise ItemBusy(f"queue item {item_id} is being sent by a worker right now; "
                        "see `smimegate queue list` in a few minutes")
-    return attempt(store, config, item, marker_secret=marker_secret)
+    return attempt(store, config, item, marker_secret=marker_secret, log=log)
 
 
 def run_due(
