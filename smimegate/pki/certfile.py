@@ -138,6 +138,12 @@ def _unique(certs: list[x509.Certificate]) -> tuple[x509.Certificate, ...]:
     return tuple(seen.values())
 
 
+# What cryptography raises for a certificate it cannot read; the last three are not
+# ValueErrors.
+_CERT_ERRORS = (ValueError, x509.DuplicateExtension, x509.InvalidVersion,
+                x509.UnsupportedGeneralNameType)
+
+
 class _Items:
     """The certificates of one file as they are met: read ones and unreadable ones, numbered
     together in file order."""
@@ -154,7 +160,7 @@ class _Items:
             # cryptography parses these lazily: a bad extension or name would otherwise
             # surface later, in the store, without the certificate's place in the file.
             _ = cert.extensions, cert.subject, cert.issuer
-        except ValueError as exc:
+        except _CERT_ERRORS as exc:
             self.unreadable.append(Unreadable(self.count, _subject_of(der), _why(der, exc)))
         else:
             self.certs.append(cert)
@@ -200,7 +206,7 @@ def _subject_of(der: bytes) -> str | None:
         return None
 
 
-def _why(der: bytes, exc: ValueError) -> str:
+def _why(der: bytes, exc: Exception) -> str:
     """Why a certificate cannot be used, in words where the cause is known."""
     try:
         algorithm = ax509.Certificate.load(der)["tbs_certificate"][
@@ -282,7 +288,7 @@ def _first_element(der: bytes) -> bytes:
 def _read_der(data: bytes, path: str, password: str | None) -> CertFile:
     try:
         return CertFile(path, "der", (x509.load_der_x509_certificate(data),))
-    except ValueError:
+    except _CERT_ERRORS:
         pass
     if pfxread.looks_like_pfx(data):
         return _read_pkcs12(data, path, password)

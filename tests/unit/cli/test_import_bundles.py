@@ -126,3 +126,18 @@ def test_a_failure_part_way_leaves_whole_certificates_only(
         store.close()
     again = cli.ok("cert", "import", R9216 / "alice.p12", "--password", "alice")
     assert "1 private key(s) stored" in again.out
+
+
+def test_a_certificate_with_an_unknown_version_is_named(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    """cryptography raises InvalidVersion (not a ValueError) for a version other than v1-v3."""
+    der = base64.b64decode("".join(BOB.read_text().splitlines()[1:-1]))
+    version = b"\xa0\x03\x02\x01\x02"  # [0] EXPLICIT INTEGER 2 (v3), RFC 5280 4.1
+    assert der.count(version) == 1
+    bad = base64.encodebytes(der.replace(version, b"\xa0\x03\x02\x01\x07")).decode()
+    bundle = tmp_path / "bad-version.pem"
+    bundle.write_text(CARL.read_text()
+                      + f"-----BEGIN CERTIFICATE-----\n{bad}-----END CERTIFICATE-----\n")
+    result = cli("cert", "import", bundle)
+    assert result.code == 1 and "1 new" in result.out
+    assert result.err.startswith(f"smimegate: error: {bundle}: certificate 2 (CN=BobRSA): ")
+    assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
