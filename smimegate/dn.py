@@ -7,16 +7,18 @@ knows by a short name are shown by that name instead (what ``openssl x509 -nameo
 prints), so no listing ever shows 1.2.840.113549.1.9.1. Unknown types stay dotted OIDs, as
 RFC 4514 2.3 asks.
 
-Imports only asn1crypto's x509 module: the store, pki and smime layers all use this.
+The store, pki and smime layers all use this; asn1crypto is imported on first use, so a
+store command that shows no names (`domain list`) does not load it.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
-from asn1crypto import core
-from asn1crypto import x509 as ax509
-from cryptography import x509
+if TYPE_CHECKING:
+    from asn1crypto import x509 as ax509
+    from cryptography import x509
 
 # Dotted OID -> label. RFC 4514 3 keywords first, then OpenSSL's short names (obj_dat.h).
 ATTRIBUTE_NAMES: dict[str, str] = {
@@ -76,6 +78,8 @@ def asn1_name(name: ax509.Name) -> str:
     Raises whatever asn1crypto raises for a malformed name (ValueError, TypeError ...): callers
     that parse untrusted input wrap it (smimegate.smime.cms.name_to_str).
     """
+    from asn1crypto import core
+
     parts: list[str] = []
     for rdn in reversed(list(name.chosen)):
         attrs = []
@@ -100,4 +104,6 @@ def name_string(name: x509.Name) -> str:
 @functools.lru_cache(maxsize=1024)
 def _der_string(der: bytes) -> str:
     # By DER: the same few issuer names come back for every certificate stored or looked up.
+    from asn1crypto import x509 as ax509
+
     return asn1_name(ax509.Name.load(der))

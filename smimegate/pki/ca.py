@@ -57,12 +57,16 @@ def random_serial() -> int:
 
 
 def ca_name(cn: str, org: str | None = None, email: str | None = None) -> x509.Name:
-    """A CA subject: CN, then O and emailAddress when given. Raises ValueError for an empty CN."""
+    """A CA subject in the usual X.509 order, from the root of the name down (X.501: the RDN
+    sequence starts at the top of the tree): O when given, CN, then emailAddress when given.
+    `openssl x509 -subject` then reads "O = ..., CN = ..." and the RFC 4514 string, most
+    specific first, "CN=..., O=...". Raises ValueError for an empty CN."""
     if not cn.strip():
         raise ValueError("CA common name: must not be empty")
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    attrs = []
     if org:
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
     if email:
         attrs.append(x509.NameAttribute(NameOID.EMAIL_ADDRESS, email))
     return x509.Name(attrs)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
+from smimegate import dn
 from smimegate.pki import crlder
 from smimegate.pki.ca import aki_for
 from smimegate.pki.signing import PrivateKey, default_signature_algorithm, signature_params
@@ -188,7 +189,7 @@ def find_issuer(
     aki = authority_key_id(crl)
     named = [c for c in candidates if c.subject == crl.issuer]
     if not named:
-        raise CrlIssuerError(f"CRL issuer {crl.issuer.rfc4514_string()} is not a CA we know")
+        raise CrlIssuerError(f"CRL issuer {dn.name_string(crl.issuer)} is not a CA we know")
     problem = "its signature does not verify with the key of any known CA of that name"
     for cert in named:
         ski = subject_key_id(cert)
@@ -205,7 +206,7 @@ def find_issuer(
             continue
         if crl.is_signature_valid(key):
             return cert
-    raise CrlIssuerError(f"CRL of {crl.issuer.rfc4514_string()}: {problem}")
+    raise CrlIssuerError(f"CRL of {dn.name_string(crl.issuer)}: {problem}")
 
 
 def _may_sign_crls(cert: x509.Certificate) -> bool:

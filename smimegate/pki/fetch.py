@@ -39,7 +39,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from cryptography import x509
 
-from smimegate import __version__
+from smimegate import __version__, dn
 from smimegate.config import Config
 from smimegate.log import TAG, format_fields, get_logger, warning_line
 from smimegate.pki.crl import crl_number, load_crl
@@ -310,7 +310,7 @@ def _describe(crl: x509.CertificateRevocationList, stale: bool = False) -> str:
     number = crl_number(crl)
     nxt = crl.next_update_utc
     text = (f"CRL {'#' + str(number) if number is not None else 'without number'} of "
-            f"{crl.issuer.rfc4514_string()}, {len(crl)} revoked, ")
+            f"{dn.name_string(crl.issuer)}, {len(crl)} revoked, ")
     text += f"next update {nxt:%Y-%m-%d %H:%M} UTC" if nxt is not None else "no next update"
     return text + (" (stale: past its next update)" if stale else "")
 
@@ -353,7 +353,7 @@ def fetch_url(
         stale = _check_times(crl, moment)
     except FetchError as exc:
         return FetchOutcome(url, "failed", str(exc))
-    name, number = crl.issuer.rfc4514_string(), crl_number(crl)
+    name, number = dn.name_string(crl.issuer), crl_number(crl)
     if store.get_crls([fingerprint]):
         return FetchOutcome(url, "unchanged", "the store holds this one: "
                             + _describe(crl, stale), name, number)

@@ -77,18 +77,21 @@ class Subject:
         return Profile.INDIVIDUAL if personal else Profile.MAILBOX
 
     def name(self) -> x509.Name:
-        """The subject DN: CN, then the profile's other attributes, then emailAddress.
+        """The subject DN in the usual X.509 order, from the root of the name down: O, then
+        the person (CN, givenName, surname), then emailAddress, as the CA's own names
+        (smimegate.pki.ca.ca_name).
 
         emailAddress is allowed by every profile (BR 7.1.4.2.2 h) and still read by older
         clients that ignore subjectAltName.
         """
-        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, self.cn or self.email)]
+        attrs = []
+        if self.org:
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.org))
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, self.cn or self.email))
         if self.given_name:
             attrs.append(x509.NameAttribute(NameOID.GIVEN_NAME, self.given_name))
         if self.surname:
             attrs.append(x509.NameAttribute(NameOID.SURNAME, self.surname))
-        if self.org:
-            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.org))
         attrs.append(x509.NameAttribute(NameOID.EMAIL_ADDRESS, self.email))
         return x509.Name(attrs)
 

@@ -16,6 +16,7 @@ from asn1crypto import core
 from asn1crypto import x509 as ax509
 from cryptography import x509
 
+from smimegate import dn
 from smimegate.smime.ber import der_header
 from smimegate.smime.errors import Malformed, SmimeError
 from smimegate.smime.results import CertId
@@ -24,25 +25,6 @@ from smimegate.smime.results import CertId
 MAX_DER_BYTES = 256 * 1024 * 1024
 
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
-
-# RFC 4514 2.3 short names, plus emailAddress as OpenSSL and commercial gateways print it.
-_SHORT_NAMES = {
-    "2.5.4.3": "CN",
-    "2.5.4.7": "L",
-    "2.5.4.8": "ST",
-    "2.5.4.10": "O",
-    "2.5.4.11": "OU",
-    "2.5.4.6": "C",
-    "2.5.4.9": "STREET",
-    "0.9.2342.19200300.100.1.25": "DC",
-    "0.9.2342.19200300.100.1.1": "UID",
-    "1.2.840.113549.1.9.1": "EMAILADDRESS",
-    "2.5.4.5": "SERIALNUMBER",
-    "2.5.4.4": "SN",
-    "2.5.4.42": "GN",
-    "2.5.4.12": "T",
-}
-
 
 @contextmanager
 def guard(what: str) -> Iterator[None]:
@@ -75,26 +57,6 @@ def load_content_info(der: bytes) -> acms.ContentInfo:
     return info
 
 
-def _escape_rfc4514(value: str) -> str:
-    # RFC 4514 2.4: escape the specials everywhere, '#' and space at the start, space at the end.
-    out = []
-    for ch in value:
-        if ch in '"+,;<>\\':
-            out.append("\\" + ch)
-        elif ch < " " or ch == "\x7f":
-            # NUL must be \00 (RFC 4514 2.4); other controls may be hex-escaped, and must be
-            # here: a CR/LF from a forged SignerIdentifier would split a result header line.
-            out.append(f"\\{ord(ch):02X}")
-        else:
-            out.append(ch)
-    text = "".join(out)
-    if text.startswith(("#", " ")):
-        text = "\\" + text
-    if text.endswith(" ") and not text.endswith("\\ "):
-        text = text[:-1] + "\\ "
-    return text
-
-
 def name_to_str(name: ax509.Name) -> str:
     """RFC 4514 string, most specific RDN first, ``, `` between attributes (CONTRACT.md).
     Raises Malformed."""
@@ -108,24 +70,7 @@ def _name_der_to_str(der: bytes) -> str:
     # By DER: the same few issuer names come back in every message, and formatting one costs
     # more than a millisecond's tenth (bench/cost_bench.py). Failures are not cached.
     with guard("distinguished name"):
-        name = ax509.Name.load(der)
-        rdns = list(name.chosen)
-        parts: list[str] = []
-        for rdn in reversed(rdns):
-            attrs = []
-            for atv in rdn:
-                oid = atv["type"].dotted
-                label = _SHORT_NAMES.get(oid, oid)
-                value = atv["value"]
-                if isinstance(value, core.Any):
-                    text = "#" + value.dump().hex()
-                    attrs.append(f"{label}={text}")
-                    continue
-                native = value.native
-                text = native if isinstance(native, str) else "#" + value.dump().hex()
-                attrs.append(f"{label}={_escape_rfc4514(text) if isinstance(native, str) else text}")
-            parts.append("+".join(attrs))
-    return ", ".join(parts)
+        return dn.asn1_name(ax509.Name.load(der))
 
 
 def to_asn1(cert: x509.Certificate) -> ax509.Certificate:

@@ -16,6 +16,7 @@ from asn1crypto import cms as acms
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, x25519
 
+from smimegate import dn
 from smimegate.smime import bulk, envelope, keyagree, keytrans, mime
 from smimegate.smime.algorithms import (
     CONTENT_CIPHER_BY_NAME,
@@ -131,5 +132,5 @@ def _recipient_info(recipient: Recipient, cek: bytes) -> tuple[bytes, bool]:
         )
         return bytes(keyagree.build(kid, public_key, cek).dump()), False
     raise Unsupported(
-        f"cannot encrypt to a {type(public_key).__name__} key ({cert.subject.rfc4514_string()})"
+        f"cannot encrypt to a {type(public_key).__name__} key ({dn.name_string(cert.subject)})"
     )

@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from smimegate import dn
 from smimegate.store.base import InvalidData
 
 
@@ -91,8 +92,9 @@ def parse_serial(text: str) -> int:
 
 
 def name_string(name: x509.Name | str) -> str:
-    """The RFC 4514 string the store compares issuers by."""
-    return name if isinstance(name, str) else name.rfc4514_string()
+    """The RFC 4514 string the store keeps and compares names by (smimegate.dn: known
+    attributes by name, e.g. emailAddress, never as an OID; the same text as the headers)."""
+    return name if isinstance(name, str) else dn.name_string(name)
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -130,8 +132,8 @@ def cert_info(cert: x509.Certificate | bytes) -> CertInfo:
         return CertInfo(
             fingerprint=hashlib.sha256(der).hexdigest(),
             der=der,
-            subject=cert.subject.rfc4514_string(),
-            issuer=cert.issuer.rfc4514_string(),
+            subject=name_string(cert.subject),
+            issuer=name_string(cert.issuer),
             serial=serial_hex(cert.serial_number),
             ski=ski,
             not_before=_utc(cert.not_valid_before_utc),
@@ -189,7 +191,7 @@ def crl_info(crl: x509.CertificateRevocationList | bytes) -> CrlInfo:
         return CrlInfo(
             fingerprint=hashlib.sha256(der).hexdigest(),
             der=der,
-            issuer=crl.issuer.rfc4514_string(),
+            issuer=name_string(crl.issuer),
             authority_key_id=aki.hex() if aki else None,
             this_update=_utc(crl.last_update_utc),
             next_update=_utc(crl.next_update_utc) if crl.next_update_utc else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -102,12 +103,50 @@ def migrate(backend: Backend, target: int | None = None) -> list[int]:
                 continue
             for statement in migration.statements:
                 cur.run(statement)
+            step = DATA_STEPS.get(migration.name)
+            if step is not None:
+                step(cur)
             cur.run(
                 "INSERT INTO schema_version (version, name, applied) VALUES (?, ?, ?)",
                 (migration.version, migration.name, int(time.time())),
             )
             applied.append(migration.version)
     return applied
+
+
+def _rewrite_name_strings(cur: Cursor) -> None:
+    """0006: subject/issuer text of stored certificates and CRLs in smimegate.dn's form.
+
+    A row whose DER cryptography no longer reads keeps its old text: it could not have been
+    stored so, and nothing looks it up by a name it cannot produce anyway.
+    """
+    from cryptography import x509
+
+    from smimegate.dn import name_string
+
+    rows = []
+    for fingerprint, der in cur.all("SELECT fingerprint, der FROM certificates"):
+        try:
+            cert = x509.load_der_x509_certificate(bytes(der))
+            rows.append((name_string(cert.subject), name_string(cert.issuer), fingerprint))
+        except ValueError:
+            continue
+    cur.many("UPDATE certificates SET subject = ?, issuer = ? WHERE fingerprint = ?", rows)
+    crls = []
+    for fingerprint, der in cur.all("SELECT fingerprint, der FROM crls"):
+        try:
+            crls.append((name_string(x509.load_der_x509_crl(bytes(der)).issuer), fingerprint))
+        except ValueError:
+            continue
+    cur.many("UPDATE crls SET issuer = ? WHERE fingerprint = ?", crls)
+
+
+# Migrations whose data change SQL cannot express, by migration name (not number, so a
+# renumbered file keeps its step); each runs after the SQL of its migration, in its
+# transaction.
+DATA_STEPS: dict[str, Callable[[Cursor], None]] = {
+    "name_strings": _rewrite_name_strings,
+}
 
 
 def _refuse_newer(version: int, newest: int) -> None:

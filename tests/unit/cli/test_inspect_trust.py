@@ -84,7 +84,7 @@ def test_json_says_where_trust_came_from(tmp_path, capsys):
     assert report["trust"]["evaluated"] is True
     assert report["trust"]["config"] == str(config)
     assert [r["subject"] for r in report["trust"]["roots"]] == [
-        "O=smimegate tests, CN=Test Root rsa2048"]
+        "CN=Test Root rsa2048, O=smimegate tests"]  # O, CN in the DER: read most specific first
     assert report["trust"]["intermediates"] == 1 and report["trust"]["crls"] == 1
     (signer,) = report["layers"][0]["signers"]
     assert signer["trusted"] is True and signer["trust_info"] is None

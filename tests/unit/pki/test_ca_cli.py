@@ -98,8 +98,9 @@ def test_ca_create_list_export_and_trust(cli: Cli, store: SqlStore, tmp_path: Pa
     rc, _, err = cli("ca", "export", "Second CA", "--out", str(chain))
     assert rc == 0, err
     certs = x509.load_pem_x509_certificates(chain.read_bytes())
-    assert [c.subject.rfc4514_string() for c in certs] == ["O=Example,CN=Second CA",
-                                                           "O=Example,CN=Second CA Root"]
+    # O, then CN in the DER (X.509 order): RFC 4514 text, most specific first, reads CN, O.
+    assert [c.subject.rfc4514_string() for c in certs] == ["CN=Second CA,O=Example",
+                                                           "CN=Second CA Root,O=Example"]
     assert openssl("verify", "-CAfile", chain, chain).returncode == 0
 
     rc, _, err = cli("ca", "create", "--root-cn", "R", "--intermediate-cn", "Second CA")

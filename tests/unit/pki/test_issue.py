@@ -138,10 +138,11 @@ def test_mailbox_subject_holds_only_the_address() -> None:
         ({"cn": EMAIL}, Profile.MAILBOX, [NameOID.COMMON_NAME, NameOID.EMAIL_ADDRESS]),
         ({"given_name": "Alice", "surname": "Doe", "cn": "Alice Doe"}, Profile.INDIVIDUAL,
          [NameOID.COMMON_NAME, NameOID.GIVEN_NAME, NameOID.SURNAME, NameOID.EMAIL_ADDRESS]),
+        # X.509 order from the root of the name down: O first, emailAddress last.
         ({"org": "Example AG"}, Profile.ORGANIZATION,
-         [NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME, NameOID.EMAIL_ADDRESS]),
+         [NameOID.ORGANIZATION_NAME, NameOID.COMMON_NAME, NameOID.EMAIL_ADDRESS]),
         ({"org": "Example AG", "surname": "Doe"}, Profile.SPONSOR,
-         [NameOID.COMMON_NAME, NameOID.SURNAME, NameOID.ORGANIZATION_NAME,
+         [NameOID.ORGANIZATION_NAME, NameOID.COMMON_NAME, NameOID.SURNAME,
           NameOID.EMAIL_ADDRESS]),
     ],
 )

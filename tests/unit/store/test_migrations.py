@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from smimegate.store import SchemaError, SqlStore, init_database
-from smimegate.store.migrations import load_migrations, split_statements
+from smimegate.store.migrations import DATA_STEPS, load_migrations, split_statements
 from tests.helpers.testpki import TestCA
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -31,7 +31,8 @@ def test_both_dialects_have_every_migration() -> None:
     assert [m.version for m in sqlite] == [m.version for m in pg] == list(
         range(1, len(sqlite) + 1))
     assert len(sqlite) >= 2
-    assert all(m.statements for m in sqlite + pg)
+    # Every migration does something: SQL, or a Python data step (0006 name_strings).
+    assert all(m.statements or m.name in DATA_STEPS for m in sqlite + pg)
 
 
 def test_init_is_idempotent(open_store: Callable[..., SqlStore]) -> None:
@@ -131,3 +132,41 @@ def test_init_database(store_url: str, tmp_path: Path) -> None:
     again = init_database(store_url, key)
     assert (again.key_created, again.applied, again.version) == (False, (), first.version)
     SqlStore.open(store_url, key).check_schema()
+
+
+def test_0006_rewrites_name_strings_of_stored_rows(open_store: Callable[..., SqlStore]) -> None:
+    """Rows stored before 0006 carry cryptography's RFC 4514 text (emailAddress as an OID,
+    "," between RDNs); 0006 writes them as smimegate.dn does, so lookups by issuer find them
+    and listings show names."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    from smimegate.pki.crl import build_crl
+
+    store = open_store()
+    store.migrate(target=5)
+    ca = TestCA()
+    alice = ca.issue("alice@example.com")
+    # A certificate whose subject holds emailAddress, stored the old way.
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Old Org"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "Old"),
+                         x509.NameAttribute(NameOID.EMAIL_ADDRESS, "old@example.com")])
+    old = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca.cert.subject)
+           .public_key(alice.cert.public_key()).serial_number(77)
+           .not_valid_before(alice.cert.not_valid_before_utc)
+           .not_valid_after(alice.cert.not_valid_after_utc).sign(ca.key, hashes.SHA256()))
+    fp = store.add_certificate(old).fingerprint
+    crl = build_crl(ca.cert, ca.key, [], 1)
+    crl_fp = store.add_crl(crl).fingerprint
+    with store._db.transaction() as cur:
+        cur.run("UPDATE certificates SET subject = ?, issuer = ? WHERE fingerprint = ?",
+                (subject.rfc4514_string(), ca.cert.subject.rfc4514_string(), fp))
+        cur.run("UPDATE crls SET issuer = ? WHERE fingerprint = ?",
+                (ca.cert.subject.rfc4514_string(), crl_fp))
+    assert "1.2.840.113549.1.9.1=old@example.com" in store.get_certificate(fp).subject
+    assert store.migrate() == [6, *range(7, store.latest_version() + 1)]
+    record = store.get_certificate(fp)
+    assert record.subject == "emailAddress=old@example.com, CN=Old, O=Old Org"
+    assert [r.fingerprint for r in store.find_by_issuer_serial(ca.cert.subject, 77)] == [fp]
+    assert [r.fingerprint for r in store.crls_for_issuer(ca.cert.subject)] == [crl_fp]

@@ -1,0 +1,5 @@
+-- 0006: the subject and issuer strings of certificates and the issuer of CRLs are written
+-- again by smimegate.dn (known attributes by name, e.g. emailAddress instead of the OID
+-- 1.2.840.113549.1.9.1, ", " between RDNs, the same text as the result headers). SQL cannot
+-- parse the DER, so the rewrite is the Python step "name_strings" of
+-- smimegate.store.migrations, which runs in this migration's transaction.
