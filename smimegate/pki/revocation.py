@@ -49,6 +49,7 @@ from pyhanko_certvalidator.revinfo.validate_crl import verify_crl
 
 from smimegate.pki.crlindex import CrlIndex, IndexedCrl, SignatureMemo, name_key, parse_crl
 from smimegate.pki.paths import CaIndex, Node
+from smimegate.smime.cms import parsed_der
 
 __all__ = [
     "CrlFetcher", "LinkStatus", "OcspAnswer", "OcspLookup", "link_status", "signed_by_named",
@@ -241,8 +242,9 @@ async def _pyhanko_status(node: Node, path: ValidationPath, crls: Sequence[Index
         moment=moment,
         revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO),
     )
-    target = next((c for c in path.iter_certs(include_root=False) if c.dump() == node.der),
-                  None)
+    # parsed_der, not dump(): asn1crypto re-encodes certificates of some lengths (cms.parsed_der).
+    target = next((c for c in path.iter_certs(include_root=False)
+                   if parsed_der(c) == node.der), None)
     if target is None:
         return None  # not a certificate of this path: nothing pyhanko could decide
     try:

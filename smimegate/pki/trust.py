@@ -67,6 +67,7 @@ from smimegate.pki.revocation import (
     link_status,
     revoked_text,
 )
+from smimegate.smime.cms import parsed_der
 from smimegate.smime.results import Layer, SignerResult
 
 __all__ = [
@@ -342,7 +343,7 @@ def _path_reason(exc: Exception) -> str:
     if isinstance(exc, PathValidationError):
         # pyhanko words a bad signature in free text; verifying the links ourselves tells it
         # apart from the other RFC 5280 6.1 failures reliably.
-        certs = [x509.load_der_x509_certificate(c.dump())
+        certs = [x509.load_der_x509_certificate(parsed_der(c))
                  for c in exc.current_path.iter_certs(include_root=True)]
         for issuer, subject in zip(certs, certs[1:], strict=False):
             if not _signed_by(subject, issuer):
