@@ -52,6 +52,8 @@ def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> 
         Route("/logout", page(pages.logout, auditor_may_post=True), methods=["POST"]),
         Route("/dashboard", page(pages.dashboard)),
         Route("/certificates", page(pages.certificates)),
+        Route("/certificates/{fingerprint}.pem", page(pages.certificate_pem)),
+        Route("/certificates/{fingerprint}", page(pages.certificate)),
         Route("/roots", page(pages.roots)),
         Route("/crls", page(pages.crl_list)),
         Route("/ca", page(pages.ca_list)),

@@ -14,7 +14,7 @@ from smimegate.pki import authority
 from smimegate.pki.anchors import load_anchors
 from smimegate.service.crls import crl_rows
 from smimegate.service.errors import InvalidInput
-from smimegate.store import SqlStore
+from smimegate.store import CertificateRecord, SqlStore
 
 QUEUE_STATUSES = ("pending", "running", "failed")
 
@@ -23,6 +23,11 @@ def certificates(store: SqlStore, email: str | None = None) -> list[dict[str, An
     """As ``cert list [--email E] --json``."""
     anchors = load_anchors(store)
     return [certview.describe(r, anchors) for r in store.list_certificates(email)]
+
+
+def describe(store: SqlStore, record: CertificateRecord) -> dict[str, Any]:
+    """One certificate as ``cert show --json`` prints it."""
+    return certview.describe(record, load_anchors(store))
 
 
 def roots(store: SqlStore) -> list[dict[str, Any]]:

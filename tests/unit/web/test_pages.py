@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import re
 
+from cryptography import x509
+
 from smimegate.cli.main import main
 from smimegate.service import audit, domains, settings
+from tests.helpers.testpki import TestCA
 from tests.unit.web.conftest import PASSWORD, Site, csrf_of, sign_in
 
 TABS = ("Dashboard", "Certificates", "Roots", "CRLs", "CA", "SMS", "Settings", "Domains",
@@ -280,3 +283,24 @@ def test_account_page_ends_sessions_and_changes_the_password(site: Site) -> None
     sign_in(laptop, "otto", "a brand new password")
     assert [e.action for e in audit.entries(site.store, search="otto")][:3] == [
         "session.sign-in", "admin.password", "session.end"]
+
+
+def test_certificate_detail_chain_and_pem(site: Site) -> None:
+    ca = TestCA()
+    site.store.add_root(ca.cert)
+    dave = ca.issue("dave@example.com").cert
+    record = site.store.add_certificate(dave)
+    client = site.client()
+    sign_in(client, "otto")
+    listing = client.get("/certificates?q=dave").text
+    assert f'href="/certificates/{record.fingerprint}"' in listing
+    page = client.get(f"/certificates/{record.fingerprint}").text
+    assert "dave@example.com" in page and "<dt>Trusted</dt><dd>yes</dd>" in page
+    chain = page.split('<ol class="chain">')[1].split("</ol>")[0]
+    assert chain.strip() == "<li>O=smimegate tests, CN=smimegate Test Root</li>"
+    pem = client.get(f"/certificates/{record.fingerprint}.pem")
+    assert pem.status_code == 200 and "attachment" in pem.headers["content-disposition"]
+    assert x509.load_pem_x509_certificate(pem.content) == dave
+    assert b"PRIVATE" not in pem.content
+    assert client.get("/certificates/nothex").status_code == 400
+    assert client.get(f"/certificates/{'0' * 64}").status_code == 404
