@@ -9,6 +9,7 @@ into the store's errors. Nothing outside this module imports sqlite3 or psycopg.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import queue
@@ -57,6 +58,11 @@ class Backend(Protocol):
     name: str  # "sqlite" | "postgresql": the suffix of dialect migration files
     for_update_skip_locked: str  # appended to a queue claim's inner SELECT
     string_agg: str  # aggregate function name: string_agg / group_concat
+    # A FROM item with one row (column "value") per string of a single list parameter, made
+    # by text_list(): bulk writes in one statement instead of one per row.
+    text_rows: str
+
+    def text_list(self, values: Sequence[str]) -> Any: ...
 
     def sql(self, query: str) -> str: ...
     def connection(self) -> contextlib.AbstractContextManager[Cursor]: ...
@@ -87,6 +93,11 @@ class SqliteBackend:
     name = "sqlite"
     for_update_skip_locked = ""  # BEGIN IMMEDIATE already serialises writers
     string_agg = "group_concat"
+    text_rows = "json_each(?)"  # JSON1, built into SQLite since 3.38
+
+    @staticmethod
+    def text_list(values: Sequence[str]) -> Any:
+        return json.dumps(list(values))
 
     def __init__(self, path: str, *, busy_timeout: float, max_idle: int = 16) -> None:
         self.path = path
@@ -196,6 +207,11 @@ class PostgresBackend:
     name = "postgresql"
     for_update_skip_locked = " FOR UPDATE SKIP LOCKED"
     string_agg = "string_agg"
+    text_rows = "unnest(?::text[]) AS t(value)"
+
+    @staticmethod
+    def text_list(values: Sequence[str]) -> Any:
+        return list(values)  # psycopg sends a list as an array
     # pg_advisory_xact_lock key for schema migrations: "smig" as an integer.
     _SCHEMA_LOCK = 0x736D6967
 

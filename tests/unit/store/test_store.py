@@ -386,6 +386,9 @@ def test_revocations_in_bulk(store: SqlStore, ca: TestCA) -> None:
     assert (rows["7"].reason, rows["7"].revoked_at) == ("keyCompromise", early)  # kept
     assert rows["7D0"].reason == "superseded"
     assert store.add_revocations("main", []) == 0
+    # More than one statement's worth (sql._BULK), overlapping what is recorded.
+    assert store.add_revocations("main", range(1001, 50_001)) == 50_000 - 2000
+    assert len(store.revocations("main")) == 50_000
     with pytest.raises(NotFound):
         store.add_revocations("nope", [1, 2])
     # The expiry of stored certificates by serial, for one issuer.
