@@ -8,8 +8,10 @@ IndexError or OverflowError at the moment a field is read. ``guard`` turns all o
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from asn1crypto import cms as acms
 from asn1crypto import core
@@ -61,16 +63,18 @@ def name_to_str(name: ax509.Name) -> str:
     """RFC 4514 string, most specific RDN first, ``, `` between attributes (CONTRACT.md).
     Raises Malformed."""
     with guard("distinguished name"):
-        der = bytes(name.dump())
-    return _name_der_to_str(der)
-
-
-@functools.lru_cache(maxsize=1024)
-def _name_der_to_str(der: bytes) -> str:
+        key = parsed_der(name)
     # By DER: the same few issuer names come back in every message, and formatting one costs
-    # more than a millisecond's tenth (bench/cost_bench.py). Failures are not cached.
+    # more than a tenth of a millisecond (bench/cost_bench.py). Failures are not remembered.
+    return remember(_NAMES, key, lambda: _name_to_str(name))
+
+
+_NAMES: dict[bytes, str] = {}
+
+
+def _name_to_str(name: ax509.Name) -> str:
     with guard("distinguished name"):
-        return dn.asn1_name(ax509.Name.load(der))
+        return dn.asn1_name(name)
 
 
 def to_asn1(cert: x509.Certificate) -> ax509.Certificate:
@@ -87,6 +91,25 @@ def issuer_and_serial_der(cert: x509.Certificate) -> bytes:
     tbs = to_asn1(cert)["tbs_certificate"]
     body = bytes(tbs["issuer"].dump()) + bytes(tbs["serial_number"].dump())
     return der_header(0x30, len(body)) + body
+
+
+_T = TypeVar("_T")
+_REMEMBER_LOCK = threading.Lock()
+
+
+def remember(cache: dict[bytes, _T], key: bytes, compute: Callable[[], _T]) -> _T:
+    """``cache[key]``, computed (outside the lock) when missing; at most 1024 entries. For
+    values worked out from asn1crypto objects, keyed by the bytes they came from (parsed_der):
+    what raises is not remembered."""
+    with _REMEMBER_LOCK:
+        if key in cache:
+            return cache[key]
+    value = compute()
+    with _REMEMBER_LOCK:
+        if len(cache) >= 1024:
+            cache.clear()
+        cache[key] = value
+    return value
 
 
 def oid_dotted(value: core.ObjectIdentifier) -> str:
@@ -158,7 +181,19 @@ def _issuer(cert: x509.Certificate) -> str:
 
 
 def identifier_to_cert_id(sid: acms.SignerIdentifier | acms.RecipientIdentifier | acms.KeyAgreementRecipientIdentifier) -> CertId:
-    """CertId from a SignerIdentifier / RecipientIdentifier (issuerAndSerialNumber or SKI)."""
+    """CertId from a SignerIdentifier / RecipientIdentifier (issuerAndSerialNumber or SKI).
+    Raises Malformed."""
+    with guard("certificate identifier"):
+        key = type(sid).__name__.encode() + b":" + parsed_der(sid)
+    # By DER: a correspondent's identifier comes back in every message (bench/cost_bench.py).
+    return remember(_IDENTIFIERS, key, lambda: _identifier_cert_id(sid))
+
+
+_IDENTIFIERS: dict[bytes, CertId] = {}
+
+
+def _identifier_cert_id(sid: acms.SignerIdentifier | acms.RecipientIdentifier
+                        | acms.KeyAgreementRecipientIdentifier) -> CertId:
     with guard("certificate identifier"):
         chosen = sid.chosen
         if isinstance(chosen, acms.IssuerAndSerialNumber):

@@ -17,7 +17,7 @@ from asn1crypto import cms as acms
 from asn1crypto import core
 
 from smimegate.smime import ber
-from smimegate.smime.cms import MAX_DER_BYTES, guard
+from smimegate.smime.cms import MAX_DER_BYTES, guard, parsed_der
 from smimegate.smime.errors import Malformed
 
 ENVELOPED_DATA_OID = "1.2.840.113549.1.7.3"  # RFC 5652 6.1
@@ -254,7 +254,7 @@ def _force_parse(info: acms.RecipientInfo) -> None:
     for key in ("version", "rid", "key_encryption_algorithm", "encrypted_key"):
         child = ktri[key]
         if key in ("rid", "key_encryption_algorithm"):
-            der = bytes(child.dump())
+            der = parsed_der(child)
             with _READ_BEFORE_LOCK:
                 if der in _READ_BEFORE:
                     continue

@@ -42,6 +42,8 @@ from smimegate.smime.cms import (
     matches,
     name_to_str,
     oid_dotted,
+    parsed_der,
+    remember,
     to_crypto,
 )
 from smimegate.smime.errors import Malformed, SmimeError, Unsupported
@@ -117,16 +119,20 @@ def _single_value(attrs: _ByOid, oid: str, label: str) -> object | None:
 def _capabilities(attrs: _ByOid) -> tuple[str, ...]:
     names: list[str] = []
     for attr in _attr_values(attrs, _SMIME_CAPABILITIES):
-        names.extend(_capability_names(bytes(attr.dump())))
+        # By DER: a correspondent sends the same list with every message.
+        found: tuple[str, ...] = remember(_CAPABILITIES, parsed_der(attr),
+                                          functools.partial(_names_of, attr))
+        names.extend(found)
     return tuple(names)
 
 
-@functools.lru_cache(maxsize=256)
-def _capability_names(der: bytes) -> tuple[str, ...]:
-    """The names in one SMIMECapabilities attribute, by its DER: a correspondent sends the same
-    list with every message. Raises what asn1crypto raises on a broken one (not cached)."""
+_CAPABILITIES: dict[bytes, tuple[str, ...]] = {}
+
+
+def _names_of(attr: acms.CMSAttribute) -> tuple[str, ...]:
+    """The names in one SMIMECapabilities attribute. Raises what asn1crypto raises."""
     names: list[str] = []
-    for value in acms.CMSAttribute.load(der)["values"]:
+    for value in attr["values"]:
         for item in value:
             oid = item["capability_id"].dotted
             names.append(alg.CAPABILITY_NAMES.get(oid, oid))
@@ -398,10 +404,7 @@ def _certificates(signed: acms.SignedData) -> _Certs:
             if choice.name != "certificate":
                 continue  # attribute certificates and others: nothing to harvest
             try:
-                cert = to_crypto(choice.chosen)
-                # cryptography loads lazily; a key it cannot use (e.g. DSA parameters
-                # inherited from the issuer, RFC 3279 2.3.2) only fails here.
-                cert.public_key()
+                cert = _load_certificate(parsed_der(choice.chosen))
             except (Malformed, ValueError, UnsupportedAlgorithm) as exc:
                 unreadable.append((choice.chosen, str(exc).splitlines()[0][:120]))
                 continue
@@ -423,6 +426,17 @@ def _crls(signed: acms.SignedData) -> tuple[bytes, ...]:
     except (ValueError, TypeError):
         return tuple(found)
     return tuple(found)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_certificate(der: bytes) -> x509.Certificate:
+    """A certificate carried in a SignedData, by its DER: the same few come with every message
+    of a correspondent. Raises Malformed, ValueError, UnsupportedAlgorithm (not cached)."""
+    cert = to_crypto(ax509.Certificate.load(der))  # parsed_der of it is der itself
+    # cryptography loads lazily; a key it cannot use (e.g. DSA parameters inherited from the
+    # issuer, RFC 3279 2.3.2) only fails here.
+    cert.public_key()
+    return cert
 
 
 def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes, Layer]:
