@@ -58,6 +58,7 @@ def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> 
         Route("/crls", page(pages.crl_list)),
         Route("/ca", page(pages.ca_list)),
         Route("/queues", page(pages.queue_list)),
+        Route("/sms", page(pages.sms)),
         *(Route(path, page(pages.not_built)) for path in pages.NOT_BUILT),
         Route("/settings", page(pages.settings_page), methods=["GET", "POST"]),
         Route("/domains", page(pages.domain_list), methods=["GET", "POST"]),

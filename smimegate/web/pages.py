@@ -58,7 +58,6 @@ TABS: tuple[tuple[str, str], ...] = (
 
 # Tabs whose pages later sessions build; until then they say so and name the CLI command.
 NOT_BUILT: Mapping[str, tuple[str, str]] = {
-    "/sms": ("SMS", "the [sms] section of the configuration file and `smimegate queue list`"),
     "/logs": ("Logs", "the milter's log lines in syslog (journalctl -t smimegate)"),
 }
 
@@ -105,6 +104,7 @@ class Page:
         context.setdefault("title", "")
         context.setdefault("notice", "")
         context.setdefault("problem", "")
+        context.setdefault("intro", "")
         context.setdefault("active", self.request.url.path)
         html = self.web.templates.get_template(template).render(
             session=self.session, tabs=TABS,
@@ -252,14 +252,34 @@ def dashboard(current: Page) -> Response:
     return current.render("dashboard.html", title="Dashboard", facts=facts)
 
 
-def _queue_depths(store: SqlStore) -> str:
+def _queue_depths(store: SqlStore, kind: str | None = None) -> str:
     try:
-        items = views.queue(store)
+        items = [i for i in views.queue(store) if kind is None or i["kind"] == kind]
     except MasterKeyError:
         return "unknown here (the master key is not readable)"
     counts = {status: sum(i["status"] == status for i in items)
               for status in views.QUEUE_STATUSES}
     return ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
+def sms(current: Page) -> Response:
+    """The SMS transport as configured (read-only here: it lives in the configuration file).
+    The auth header file is named, never read: it holds a secret."""
+    conf = current.web.config.sms
+    facts: list[tuple[str, object]] = [("Transport", conf.transport)]
+    if conf.transport == "http":
+        facts += [("URL", conf.url), ("Method", conf.method), ("Content-Type", conf.content_type),
+                  ("Body template", conf.body_template),
+                  ("Auth header file", conf.auth_header_file or "none")]
+    elif conf.transport == "command":
+        facts.append(("Command", " ".join(conf.command)))
+    else:
+        facts.append(("File", conf.file))
+    facts += [("Timeout", f"{conf.timeout:g} s"),
+              ("Queued SMS", _queue_depths(current.store, "sms"))]
+    return current.render("dashboard.html", title="SMS", facts=facts,
+                          intro="Set in the [sms] section of the configuration file; "
+                                "sending a test message from here comes later.")
 
 
 def not_built(current: Page) -> Response:

@@ -219,7 +219,9 @@ def test_pages_show_effective_values_and_levels(site: Site) -> None:
     assert "bob@example.com" in listing and "1 in all" in listing
     assert "0 in all" in client.get("/users?q=nobody").text
     assert client.get("/domains/nowhere.test").status_code == 404
-    assert "not built yet" in client.get("/sms").text
+    assert "not built yet" in client.get("/logs").text
+    sms = client.get("/sms").text
+    assert "<dt>Transport</dt><dd>http</dd>" in sms and "https://sms.example/api/send" in sms
     audit_page = client.get("/audit?q=sign").text
     assert "settings.set" in audit_page
     dashboard = client.get("/dashboard").text
@@ -248,6 +250,7 @@ def test_roots_crls_ca_and_queue_tabs_list_what_the_cli_lists(site: Site) -> Non
     queue = client.get("/queues").text
     assert ">sms<" in queue and ">pending<" in queue
     assert "1 pending, 0 running, 0 failed" in client.get("/dashboard").text
+    assert "<dt>Queued SMS</dt><dd>1 pending, 0 running, 0 failed</dd>" in client.get("/sms").text
 
 
 def test_account_page_ends_sessions_and_changes_the_password(site: Site) -> None:
@@ -304,3 +307,16 @@ def test_certificate_detail_chain_and_pem(site: Site) -> None:
     assert b"PRIVATE" not in pem.content
     assert client.get("/certificates/nothex").status_code == 400
     assert client.get(f"/certificates/{'0' * 64}").status_code == 404
+
+
+def test_a_store_that_stops_answering_is_a_503_not_a_crash(site: Site) -> None:
+    client = site.client()
+    sign_in(client, "alice")
+    api = site.api(site.admin_token)
+    site.store.close()  # every call now raises StoreUnavailable, as with a dead database
+    page = client.get("/domains")
+    assert page.status_code == 503 and "Store unavailable" in page.text
+    answer = api.get("/api/v1/domains/example.com")
+    assert answer.status_code == 503 and answer.json()["error"]
+    login = site.client().get("/login")
+    assert login.status_code in (200, 503)
