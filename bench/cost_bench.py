@@ -17,7 +17,8 @@ the session, Gateway.process, the log line.
 Printed beside them, measured in this run with the same library (cryptography, OpenSSL):
   rsa sign     one RSA-2048 PKCS#1 v1.5 SHA-256 signature of a 10 KB entity
   rsa decrypt  one RSA-2048 PKCS#1 v1.5 decryption of a 32-byte content-encryption key
-and the ratios, against the aims of issue 11 item 2 (outbound at most 2x one signature,
+each figure the least over ``--rounds`` batches (other processes on a shared machine only
+ever add CPU time), and the ratios, against the aims of issue 11 item 2 (outbound at most 2x one signature,
 inbound at most 2x one decryption). ``gateway`` is Gateway.process alone in this process
 (thread CPU time, warm caches), so that milter minus gateway is the protocol's and session's
 share. ``--profile`` prints cProfile's top functions of Gateway.process per direction;
@@ -115,9 +116,8 @@ class Driver:
                 client.quit()
 
 
-def rsa_costs(count: int, data: bytes) -> tuple[float, float]:
+def rsa_costs(key: rsa.RSAPrivateKey, count: int, data: bytes) -> tuple[float, float]:
     """Seconds of CPU for one RSA-2048 signature of ``data`` and one decryption."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     start = time.process_time()
     for _ in range(count):
         key.sign(data, padding.PKCS1v15(), hashes.SHA256())
@@ -129,11 +129,15 @@ def rsa_costs(count: int, data: bytes) -> tuple[float, float]:
     return sign, (time.process_time() - start) / count
 
 
-def thread_cpu(run: Callable[[], object], count: int) -> float:
-    start = time.thread_time()
-    for _ in range(count):
-        run()
-    return (time.thread_time() - start) / count
+def thread_cpu(run: Callable[[], object], count: int, rounds: int) -> float:
+    """The least over ``rounds`` of the thread CPU seconds per call."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.thread_time()
+        for _ in range(count):
+            run()
+        best = min(best, (time.thread_time() - start) / count)
+    return best
 
 
 def show_profile(name: str, run: Callable[[], object], count: int) -> None:
@@ -187,6 +191,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10240)
     parser.add_argument("--per-connection", type=int, default=1,
                         help="messages per milter connection (Postfix: per SMTP session)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="batches of each kind; the least CPU per message is printed")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--spy", type=Path, help="record the milter with py-spy into this dir")
     args = parser.parse_args()
@@ -207,7 +213,9 @@ def main() -> None:
                        base / "milter.log", spec)
 
         out_headers, out_body = message(args.size)
-        in_headers, in_body = inbound_message(pki, args.size)
+        # bob announces AES-256-CBC only: the milter harvests that, so that outbound stays the
+        # same work (AES-256-CBC, RSA PKCS#1 v1.5) in every round after his first message.
+        in_headers, in_body = inbound_message(pki, args.size, capabilities=("aes256-cbc",))
         origin = {"{daemon_name}": "ORIGINATING"}
 
         def out_check(added: Headers) -> None:
@@ -225,18 +233,32 @@ def main() -> None:
             "inbound": lambda n: driver.run(n, BOB, ALICE, in_headers, in_body,
                                             "192.0.2.7", {}, in_check),
         }
-        milter_cpu: dict[str, float] = {}
-        for name, run in runs.items():
-            run(20)  # imports, caches, first connection
-            spy = spy_start(daemon.proc.pid, args.spy / f"{name}.txt") if args.spy else None
-            before = tree_cpu(daemon.proc.pid)
-            wall = time.perf_counter()
-            run(args.messages)
-            wall = time.perf_counter() - wall
-            milter_cpu[name] = (tree_cpu(daemon.proc.pid) - before) / args.messages
-            if spy is not None:
-                spy_stop(spy, args.spy / f"{name}.txt", name)
-            print(f"  ({name}: {args.messages} messages in {wall:.2f} s wall)", file=sys.stderr)
+        # Rounds: on a shared machine other processes inflate CPU time (caches, SMT siblings);
+        # the least of each figure over the rounds is the one closest to this code's own cost,
+        # and an RSA measurement in every round keeps the ratio to one run's conditions.
+        entity = b"Content-Type: text/plain\r\n\r\n" + out_body
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        milter_cpu: dict[str, list[float]] = {name: [] for name in runs}
+        rsa_cpu: dict[str, list[float]] = {"sign": [], "decrypt": []}
+        for round_ in range(args.rounds):
+            for name, run in runs.items():
+                if round_ == 0:
+                    run(20)  # imports, caches, first connection
+                spy = None
+                if args.spy and round_ == 0:
+                    spy = spy_start(daemon.proc.pid, args.spy / f"{name}.txt")
+                before = tree_cpu(daemon.proc.pid)
+                wall = time.perf_counter()
+                run(args.messages)
+                wall = time.perf_counter() - wall
+                milter_cpu[name].append((tree_cpu(daemon.proc.pid) - before) / args.messages)
+                if spy is not None:
+                    spy_stop(spy, args.spy / f"{name}.txt", name)
+                print(f"  (round {round_ + 1} {name}: {args.messages} messages in {wall:.2f} s "
+                      "wall)", file=sys.stderr)
+            sign, decrypt = rsa_costs(key, args.messages, entity)
+            rsa_cpu["sign"].append(sign)
+            rsa_cpu["decrypt"].append(decrypt)
         daemon.stop(signal.SIGTERM, timeout=30)
         daemon = None
 
@@ -252,17 +274,16 @@ def main() -> None:
         gateway_cpu = {}
         for name, process in processes.items():
             process()
-            gateway_cpu[name] = thread_cpu(process, args.messages)
+            gateway_cpu[name] = thread_cpu(process, args.messages, args.rounds)
 
-        entity = b"Content-Type: text/plain\r\n\r\n" + out_body
-        sign, decrypt = rsa_costs(args.messages, entity)
+        sign, decrypt = min(rsa_cpu["sign"]), min(rsa_cpu["decrypt"])
         print(f"CPU per message of {args.size} bytes, {args.messages} messages, "
-              f"{args.per_connection} per connection (ms)")
+              f"{args.per_connection} per connection, least of {args.rounds} rounds (ms)")
         print(f"  rsa-2048 sign     {sign * 1000:6.2f}")
         print(f"  rsa-2048 decrypt  {decrypt * 1000:6.2f}")
         print(f"  {'':10} {'milter':>7} {'gateway':>8} {'rest':>6} {'vs rsa':>7} {'aim':>5}")
         for name, unit in (("outbound", sign), ("inbound", decrypt)):
-            total, inner = milter_cpu[name], gateway_cpu[name]
+            total, inner = min(milter_cpu[name]), gateway_cpu[name]
             print(f"  {name:10} {total * 1000:7.2f} {inner * 1000:8.2f} "
                   f"{(total - inner) * 1000:6.2f} {total / unit:6.2f}x {AIM:4.1f}x")
         if args.profile:

@@ -28,7 +28,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,11 +53,14 @@ def message(size: int) -> tuple[list[tuple[str, str]], bytes]:
     return headers, body
 
 
-def inbound_message(pki: Pki, size: int) -> tuple[list[tuple[str, str]], bytes]:
-    """bob (outside) signs and encrypts to alice: headers and body as the MTA hands them on."""
+def inbound_message(pki: Pki, size: int, capabilities: Sequence[str] | None = None
+                    ) -> tuple[list[tuple[str, str]], bytes]:
+    """bob (outside) signs and encrypts to alice: headers and body as the MTA hands them on.
+    ``capabilities``: what bob's signature announces (None: the defaults)."""
     _, body = message(size)
     entity = b"Content-Type: text/plain\r\n\r\n" + body
-    signed = smime_sign.sign(entity, pki.bob.private_key, pki.bob.cert, (pki.ca.cert,))
+    signed = smime_sign.sign(entity, pki.bob.private_key, pki.bob.cert, (pki.ca.cert,),
+                             capabilities=capabilities)
     sealed = smime_encrypt.encrypt(signed, [smime_encrypt.Recipient(pki.alice.cert)])
     head, _, content = sealed.partition(b"\r\n\r\n")
     unfolded = re.sub(rb"\r\n[ \t]+", b" ", head).decode()
