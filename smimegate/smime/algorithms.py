@@ -81,6 +81,31 @@ SIGNING_CURVES: Final = frozenset({"secp256r1", "secp384r1"})
 # MUST be id-sha512 (RFC 8419 3.1).
 ED25519: Final = "1.3.101.112"
 ED25519_DIGEST: Final = "sha512"
+# ML-DSA (FIPS 204) in SignedData, RFC 9882: id-ml-dsa-44/65/87 (NIST CSOR sigAlgs 17-19, RFC 9882
+# 2), parameters MUST be absent; pure mode with the empty context string (3.1, 3.2). The same OIDs
+# name the public keys in certificates (RFC 9881 2).
+ML_DSA_OIDS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "2.16.840.1.101.3.4.3.17": "ml-dsa-44",
+        "2.16.840.1.101.3.4.3.18": "ml-dsa-65",
+        "2.16.840.1.101.3.4.3.19": "ml-dsa-87",
+    }
+)
+ML_DSA_OID_FOR: Final[Mapping[str, str]] = MappingProxyType(
+    {v: k for k, v in ML_DSA_OIDS.items()}
+)
+# RFC 9882 3.3: SHA-512 MUST be supported and suits every parameter set, so it is the
+# digestAlgorithm we write (also without signed attributes, where it MUST be SHA-512).
+ML_DSA_DIGEST: Final = "sha512"
+# RFC 9882 3.3 Table 1, the SHA-2 rows: digests whose strength meets the parameter set's lambda
+# (verifiers MAY reject others; we do, so a strong key is not undercut by a weak digest).
+ML_DSA_DIGESTS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
+    {
+        "ml-dsa-44": frozenset({"sha256", "sha384", "sha512"}),
+        "ml-dsa-65": frozenset({"sha384", "sha512"}),
+        "ml-dsa-87": frozenset({"sha512"}),
+    }
+)
 # DSA (RFC 3370 3.1, RFC 5754 3.1): read only, so RFC 4134 era mail still verifies.
 DSA: Final = "1.2.840.10040.4.1"
 DSA_OIDS: Final[Mapping[str, str]] = MappingProxyType(

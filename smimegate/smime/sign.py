@@ -7,7 +7,8 @@ canonical CRLF form (RFC 8551 3.1.1). ``sign_der`` is the same at the DER level.
 What we write (RFC 8551 2.5): signed attributes contentType, messageDigest, signingTime and
 SMIMECapabilities; SignerIdentifier issuerAndSerialNumber (SignerInfo version 1); the signer's
 certificate and the given chain in ``certificates``. Key types: RSA PKCS#1 v1.5, RSA-PSS (RFC
-4056), ECDSA P-256/P-384 (RFC 5753), Ed25519 (RFC 8419).
+4056), ECDSA P-256/P-384 (RFC 5753), Ed25519 (RFC 8419), ML-DSA-44/65/87 (RFC 9882, in
+smimegate.smime.mldsa).
 
 ``build_signer_info`` and ``assemble`` are the building blocks, public so that tests (and later
 callers) can put several SignerInfos in one SignedData.
@@ -27,12 +28,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from smimegate.smime import algorithms as alg
-from smimegate.smime import keytrans, mime
+from smimegate.smime import keytrans, mime, mldsa
 from smimegate.smime.ber import der_header
 from smimegate.smime.cms import issuer_and_serial_der, tlv
 from smimegate.smime.errors import Unsupported
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PrivateKey = (
+    rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | mldsa.PrivateKey
+)
 
 # RFC 5652 11.3: signingTime between 1950 and 2049 MUST be UTCTime, otherwise GeneralizedTime.
 _UTCTIME_END = datetime(2050, 1, 1, tzinfo=UTC)
@@ -40,7 +43,8 @@ _UTCTIME_END = datetime(2050, 1, 1, tzinfo=UTC)
 
 def effective_digest(key: PrivateKey, digest: str) -> str:
     """The digest a signature with this key will use: ``digest`` normalised, but always sha512
-    for Ed25519 (RFC 8419 3.1: digestAlgorithm MUST be id-sha512 with signed attributes).
+    for Ed25519 (RFC 8419 3.1: digestAlgorithm MUST be id-sha512 with signed attributes) and
+    for ML-DSA (RFC 9882 3.3: SHA-512 MUST be supported and suits all parameter sets).
 
     Raises Unsupported for a digest outside SIGNING_DIGESTS or a key type we do not sign with.
     """
@@ -48,11 +52,13 @@ def effective_digest(key: PrivateKey, digest: str) -> str:
     _check_key(key)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return alg.ED25519_DIGEST
+    if mldsa.parameter_set(key) is not None:
+        return alg.ML_DSA_DIGEST
     return name
 
 
 def _check_key(key: object) -> None:
-    if isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+    if isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | mldsa.PrivateKey):
         return
     if isinstance(key, ec.EllipticCurvePrivateKey):
         if key.curve.name not in alg.SIGNING_CURVES:
@@ -192,6 +198,9 @@ def _signature(key: PrivateKey, data: bytes, digest: str, pss: bool) -> tuple[by
         return _algorithm_der("rsa", digest), key.sign(data, padding.PKCS1v15(), hash_alg)
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return _algorithm_der("ecdsa", digest), key.sign(data, ec.ECDSA(alg.hash_for(digest)))
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        # RFC 9882 3.2: pure ML-DSA over the same bytes.
+        return mldsa.sign(key, data)
     # RFC 8419 3.1: PureEdDSA over the DER of the signed attributes.
     return _algorithm_der("ed25519", digest), key.sign(data)
 

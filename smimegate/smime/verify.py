@@ -15,6 +15,9 @@ Choices:
 - An eContentType other than id-data (RFC 8551 3.5.3 wants id-data) still gets its signature
   checked; a valid signature then carries a note in SignerResult.reason.
 - DSA signatures (RFC 3370 3.1, RFC 4134 era mail) are verified, read only.
+- ML-DSA signers (RFC 9882) go through smimegate.smime.mldsa: signatureAlgorithm parameters
+  must be absent, and with signed attributes the digest must suit the parameter set (3.3 Table 1;
+  verifiers MAY reject, we do). Without signed attributes digestAlgorithm is ignored (3.3).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
 
 from smimegate.smime import algorithms as alg
-from smimegate.smime import mime
+from smimegate.smime import mime, mldsa
 from smimegate.smime.cms import (
     guard,
     identifier_to_cert_id,
@@ -150,6 +153,8 @@ def _signature_label(oid: str) -> str:
         return "ed25519"
     if oid == alg.DSA or oid in alg.DSA_OIDS:
         return "dsa"
+    if oid in alg.ML_DSA_OIDS:
+        return alg.ML_DSA_OIDS[oid]
     return _oid_label(algos.SignedDigestAlgorithmId(oid))
 
 
@@ -265,6 +270,13 @@ def _check_signature(parsed: _Parsed, cert: x509.Certificate, data: bytes) -> No
                 raise _Invalid(f"signature algorithm {label} does not match the signer's key")
             name = alg.DSA_OIDS.get(oid) or parsed.digest_label
             public.verify(signature, data, alg.hash_for(name))
+        elif oid in alg.ML_DSA_OIDS:
+            # RFC 9882 2 / 3.3: parameters MUST be absent.
+            if not isinstance(parsed.signature_params["parameters"], core.Void):
+                raise _Invalid(f"{label} signatureAlgorithm must have no parameters")
+            why = mldsa.check(oid, public, signature, data)
+            if why is not None:
+                raise _Invalid(why)
         else:
             raise _Invalid(f"unsupported signature algorithm {label}")
     except InvalidSignature:
@@ -278,9 +290,18 @@ def _check_signature(parsed: _Parsed, cert: x509.Certificate, data: bytes) -> No
 
 def _check(parsed: _Parsed, cert: x509.Certificate, content: bytes, content_type: str) -> None:
     """Raise _Invalid unless this signer's signature over ``content`` checks out (RFC 5652 5.6)."""
+    attrs = parsed.signed_attrs
+    ml_dsa = alg.ML_DSA_OIDS.get(parsed.signature_oid)
+    if ml_dsa is not None and attrs is None:
+        # RFC 9882 3.3: without signed attributes digestAlgorithm MUST be ignored.
+        _check_signature(parsed, cert, content)
+        return
     if parsed.digest_oid not in alg.DIGEST_NAMES:
         raise _Invalid(f"unsupported digest algorithm {parsed.digest_label}")
-    attrs = parsed.signed_attrs
+    if ml_dsa is not None:
+        weak = mldsa.digest_too_weak(ml_dsa, parsed.digest_label)
+        if weak is not None:
+            raise _Invalid(weak)
     if attrs is None:
         # RFC 5652 5.4: without signed attributes the signature covers the content itself.
         _check_signature(parsed, cert, content)

@@ -12,7 +12,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa, x25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 NOW = dt.datetime.now(dt.UTC)
@@ -44,7 +44,8 @@ class Identity:
 
 
 def new_key(kind: str) -> Any:
-    """rsa2048 | rsa3072 | ec-p256 | ec-p384 | ed25519 | x25519."""
+    """rsa2048 | rsa3072 | ec-p256 | ec-p384 | ed25519 | x25519 | ml-dsa-44 | ml-dsa-65 |
+    ml-dsa-87."""
     if kind.startswith("rsa"):
         return rsa.generate_private_key(public_exponent=65537, key_size=int(kind[3:]))
     if kind == "ec-p256":
@@ -55,11 +56,18 @@ def new_key(kind: str) -> Any:
         return ed25519.Ed25519PrivateKey.generate()
     if kind == "x25519":
         return x25519.X25519PrivateKey.generate()
+    ml_dsa = {"ml-dsa-44": mldsa.MLDSA44PrivateKey, "ml-dsa-65": mldsa.MLDSA65PrivateKey,
+              "ml-dsa-87": mldsa.MLDSA87PrivateKey}.get(kind)
+    if ml_dsa is not None:
+        return ml_dsa.generate()
     raise ValueError(kind)
 
 
 def _sign_hash(key: Any) -> hashes.SHA256 | None:
-    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    # Ed25519 and ML-DSA sign the TBS bytes themselves (RFC 8410 6, RFC 9881 3): no hash.
+    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        return hashes.SHA256()
+    return None
 
 
 class TestCA:
