@@ -97,11 +97,16 @@ def listing(store: Store) -> list[dict[str, Any]]:
 
 
 def remove(store: Store, actor: Actor, name: str) -> str:
-    """Remove an account with its tokens and sessions. Raises InvalidInput, Forbidden,
-    StoreError (NotFound)."""
+    """Remove an account with its tokens and sessions; never the last one with the admin role
+    (nobody could change anything then). Raises InvalidInput, Forbidden, StoreError
+    (NotFound)."""
     actor.require_change()
     name = name_arg(name)
-    accounts_of(store).remove_admin(name)
+    accounts = accounts_of(store)
+    if [a.name for a in accounts.list_admins() if a.role == "admin"] == [name]:
+        raise InvalidInput(f"{name} is the last account with the admin role: add another "
+                           "before removing it", "name")
+    accounts.remove_admin(name)
     audit.record(store, actor, "admin.remove", name)
     return name
 

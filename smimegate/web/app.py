@@ -68,6 +68,7 @@ def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> 
         Route("/users/{email}", page(pages.user_page), methods=["GET", "POST"]),
         Route("/users/{email}/remove", page(pages.user_page), methods=["POST"]),
         Route("/audit", page(pages.audit_log)),
+        Route("/admins", page(pages.admins), methods=["GET", "POST"]),
         # One's own sessions and password are not changes to the gateway: auditors may too.
         Route("/account", page(pages.account)),
         Route("/account/sessions", page(pages.end_session, auditor_may_post=True),

@@ -26,8 +26,9 @@ from smimegate.cli.cert import issuer_chain
 from smimegate.cli.certview import normal_fingerprint
 from smimegate.config import Config
 from smimegate.policy import PROPERTIES, EffectivePolicy, Level
+from smimegate.service import accounts as admin_accounts
 from smimegate.service import audit, domains, sessions, settings, users
-from smimegate.service.actor import Actor
+from smimegate.service.actor import ROLES, Actor
 from smimegate.service.errors import Forbidden, InvalidInput, OperationFailed
 from smimegate.service.properties import domain_arg, email_arg
 from smimegate.service.sessions import Limits, Throttled
@@ -53,7 +54,7 @@ TABS: tuple[tuple[str, str], ...] = (
     ("Dashboard", "/dashboard"), ("Certificates", "/certificates"), ("Roots", "/roots"),
     ("CRLs", "/crls"), ("CA", "/ca"), ("SMS", "/sms"), ("Settings", "/settings"),
     ("Domains", "/domains"), ("Users", "/users"), ("Queues", "/queues"), ("Logs", "/logs"),
-    ("Audit", "/audit"),
+    ("Audit", "/audit"), ("Admins", "/admins"),
 )
 
 # Tabs whose pages later sessions build; until then they say so and name the CLI command.
@@ -437,6 +438,44 @@ def change_password(current: Page) -> Response:
     response = RedirectResponse("/login", status_code=303)
     clear_cookie(response, current.request, SESSION_COOKIE)
     return response
+
+
+def admins(current: Page) -> Response:
+    """Accounts: what `smimegate admin` does, for admins; auditors see the list. A new
+    password or token is shown once, on the answer to the POST that made it."""
+    errors: dict[str, str] = {}
+    secret: dict[str, str] | None = None
+    notice, status, typed = "", 200, ""
+    if current.request.method == "POST":
+        action, name = current.form.get("action", ""), current.form.get("name", "")
+        role = current.form.get("role", "")
+        try:
+            if action == "add":
+                password = admin_accounts.generate_password()
+                admin_accounts.add(current.store, current.actor, name, role, password)
+                secret = {"label": f"Password of {name.strip().lower()}", "value": password}
+            elif action == "password":
+                password = admin_accounts.generate_password()
+                admin_accounts.set_password(current.store, current.actor, name, password)
+                secret = {"label": f"New password of {name}", "value": password}
+            elif action == "token":
+                token = admin_accounts.new_token(current.store, current.actor, name, role)
+                secret = {"label": f"API token of {name} ({role})", "value": token}
+            elif action == "remove":
+                notice = f"Account {admin_accounts.remove(current.store, current.actor, name)} "\
+                         "removed."
+            else:
+                raise InvalidInput(f"unknown action {action!r}", "action")
+        except InvalidInput as exc:
+            status, typed = 400, name if action == "add" else ""
+            if action == "add" and exc.field in ("name", "role"):
+                errors[exc.field] = str(exc)
+            else:
+                return current.render("message.html", 400, title="Admins", text=str(exc))
+    rows = [{**a, "created": _utc(a["created"])} for a in admin_accounts.listing(current.store)]
+    return current.render("admins.html", status, title="Admins", admins=rows, roles=ROLES,
+                          errors={"name": "", "role": "", **errors}, secret=secret,
+                          notice=notice, typed=typed)
 
 
 # -- lists: search, sort, pages -----------------------------------------------------------------

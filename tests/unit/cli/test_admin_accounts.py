@@ -41,6 +41,8 @@ def test_add_list_password_remove(cli: Cli, tmp_path: Path) -> None:  # noqa: F8
         cli.ok("admin", "remove", "otto")
         assert [a["name"] for a in cli.ok("admin", "list", "--json").json()] == ["alice"]
         assert cli("admin", "remove", "otto").code == 1
+        last = cli("admin", "remove", "alice")  # nobody could change anything afterwards
+        assert last.code == 2 and "last account with the admin role" in last.err
         trail = [(e.action, e.target, e.via, e.address) for e in audit.entries(store)]
         assert trail[:3] == [("admin.remove", "otto", "cli", "local"),
                              ("admin.password", "otto", "cli", "local"),

@@ -159,6 +159,7 @@ def test_openapi_documents_every_api_route(site: Site) -> None:
 
 def test_a_removed_or_demoted_account_loses_its_tokens(site: Site) -> None:
     setup = Actor("setup", "admin", "cli", "local")
+    accounts.add(site.store, setup, "carol", "admin", "another long password")
     accounts.remove(site.store, setup, "alice")
     assert site.api(site.admin_token).get("/api/v1/domains").status_code == 401
 

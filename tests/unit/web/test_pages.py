@@ -320,3 +320,40 @@ def test_a_store_that_stops_answering_is_a_503_not_a_crash(site: Site) -> None:
     assert answer.status_code == 503 and answer.json()["error"]
     login = site.client().get("/login")
     assert login.status_code in (200, 503)
+
+
+def test_admins_page_adds_accounts_and_shows_secrets_once(site: Site) -> None:
+    client = site.client()
+    csrf = sign_in(client, "alice")
+    added = client.post("/admins", data={"csrf": csrf, "action": "add", "name": "Carol",
+                                         "role": "auditor"})
+    assert added.status_code == 200
+    password = re.search(r'Password of carol: <code class="secret">([^<]+)</code>', added.text)
+    assert password is not None
+    sign_in(site.client(), "carol", password.group(1))
+    assert "secret" not in client.get("/admins").text  # shown once, on that answer only
+    bad = client.post("/admins", data={"csrf": csrf, "action": "add", "name": "bad name",
+                                       "role": "admin"})
+    assert bad.status_code == 400 and re.search(r'id="ae-name" role="alert">bad admin name', bad.text)
+    token = client.post("/admins", data={"csrf": csrf, "action": "token", "name": "carol",
+                                         "role": "auditor"})
+    value = re.search(r'<code class="secret">(sgw_[^<]+)</code>', token.text)
+    assert value is not None
+    assert site.api(value.group(1)).get("/api/v1/domains").status_code == 200
+    assert site.api(value.group(1)).put("/api/v1/settings/sign",
+                                        json={"value": "no"}).status_code == 403
+    refused = client.post("/admins", data={"csrf": csrf, "action": "token", "name": "carol",
+                                           "role": "admin"})
+    assert refused.status_code == 400 and "only be auditor tokens" in refused.text
+    last = client.post("/admins", data={"csrf": csrf, "action": "remove", "name": "alice"})
+    assert last.status_code == 400 and "last account with the admin role" in last.text
+    gone = client.post("/admins", data={"csrf": csrf, "action": "remove", "name": "carol"})
+    assert gone.status_code == 200 and "Account carol removed." in gone.text
+    assert site.api(value.group(1)).get("/api/v1/domains").status_code == 401
+    # An auditor sees the accounts, no actions, and cannot post any.
+    auditor = site.client()
+    auditor_csrf = sign_in(auditor, "otto")
+    listing = auditor.get("/admins").text
+    assert "alice" in listing and "New API token" not in listing
+    assert auditor.post("/admins", data={"csrf": auditor_csrf, "action": "token",
+                                         "name": "otto", "role": "auditor"}).status_code == 403
