@@ -178,3 +178,14 @@ def test_decryption_keys_and_key_certificates_cached_until_reload(
     ((cert, key),) = services.decryption_keys([ALICE, ALICE])  # no duplicates
     assert cert == alice.cert and key.public_key() == alice.cert.public_key()
     assert services.key_certificates(ALICE) == [alice.cert]
+
+
+def test_resolved_policy_kept_while_its_rows_are_cached(
+        stores: tuple[SqlStore, SqlStore]) -> None:
+    store, _ = stores
+    services = Services(store)
+    first = services.policies([ALICE])[ALICE]
+    assert services.policies([ALICE])[ALICE] is first  # not resolved again
+    store.set_user_property(ALICE, "sign_mode", "opaque")  # new rows: resolved again
+    again = services.policies([ALICE])[ALICE]
+    assert again is not first and again.value("sign_mode") == "opaque"
