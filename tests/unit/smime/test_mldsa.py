@@ -8,9 +8,10 @@ The system openssl here is 3.0 (no ML-DSA), so `openssl cms` cannot be the indep
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
-from asn1crypto import algos, core
+from asn1crypto import algos, core, pem
 from asn1crypto import cms as acms
 from asn1crypto import x509 as ax509
 from cryptography.hazmat.primitives import serialization
@@ -184,3 +185,34 @@ def test_micalg_of_ml_dsa_entity(signers: dict[str, Identity]) -> None:
     parsed = mime.parse_entity(entity)
     assert mime.classify(parsed) == "signed"
     assert mime.split_multipart_signed(parsed)[2] == "sha-512"
+
+
+RFC9882 = Path(__file__).resolve().parents[2] / "vectors" / "rfc9882"
+
+
+def _with_certificate(der: bytes, cert_der: bytes) -> bytes:
+    """The example SignedData with the certificate added to ``certificates``: the RFC 9882
+    examples carry none (their key is in RFC 9881 Appendix C), and the field is not signed."""
+    info = acms.ContentInfo.load(der)
+    signed = info["content"]
+    signed["certificates"] = acms.CertificateSet([ax509.Certificate.load(cert_der)])
+    return bytes(info.dump(force=False))
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("mldsa44-signed-attrs.pem", b"ML-DSA-44 signed-data example with signed attributes"),
+    ("mldsa44-no-signed-attrs.pem", b"ML-DSA-44 signed-data example without signed attributes"),
+])
+def test_rfc9882_examples_verify(name: str, text: bytes) -> None:
+    _, _, der = pem.unarmor((RFC9882 / name).read_bytes())
+    _, _, cert_der = pem.unarmor((RFC9882 / "ML-DSA-44.crt").read_bytes())
+    assert verify_der(der)[1].signers[0].reason == "signer certificate not in message"
+    content, layer = verify_der(_with_certificate(der, cert_der))
+    assert content == text
+    [signer] = layer.signers
+    assert signer.valid, signer.reason
+    assert (signer.signature_algorithm, signer.digest_algorithm) == ("ml-dsa-44", "sha512")
+    assert format(signer.signer_id.serial, "x") == "159ffe6f22fd5cc42c524df6fd5e28d0de38f34e"
+    # One bit of the content changed: the example no longer verifies.
+    tampered = _with_certificate(der.replace(b"example", b"exbmple"), cert_der)
+    assert not verify_der(tampered)[1].signers[0].valid
