@@ -61,7 +61,7 @@ def encrypt(
     bad argument (no recipients, unknown cipher) and Unsupported for a recipient key we cannot
     encrypt to (DSA, Ed25519, an unsupported curve).
     """
-    der = encrypt_der(_canonical(entity), recipients, cipher=cipher)
+    der = encrypt_der(mime.canonicalize(entity), recipients, cipher=cipher)
     smime_type = "authEnveloped-data" if cipher.endswith("-gcm") else "enveloped-data"
     return mime.build_pkcs7_mime(der, smime_type)
 
@@ -99,15 +99,6 @@ def encrypt_der(
 
     # The DER is written once, in place: no joined copy of a large ciphertext.
     return bulk.build_bytes(size + bulk.SLACK, fill)
-
-
-def _canonical(entity: bytes) -> bytes:
-    # Most entities are CRLF already (the milter sees SMTP data); counting is cheaper than the
-    # three copies canonicalize makes on a large message.
-    crlf = entity.count(b"\r\n")
-    if entity.count(b"\n") == crlf and entity.count(b"\r") == crlf:
-        return entity
-    return mime.canonicalize(entity)
 
 
 def _as_recipient(value: x509.Certificate | Recipient) -> Recipient:
