@@ -7,7 +7,9 @@ mode="${1:-run}"
 run_pkgs=(gcc libmilter-dev openssl)
 # chromium + chromium-driver: the web admin's browser tests (Playwright drives the system
 # Chromium; its own browser download is not available everywhere).
-test_pkgs=(gpgsm gnupg libnss3-tools s-nail postfix slapd ldap-utils chromium chromium-driver)
+# unbound + nsd + ldnsutils: SMIMEA lookups against a private DNSSEC-signed zone (issue 13).
+test_pkgs=(gpgsm gnupg libnss3-tools s-nail postfix slapd ldap-utils chromium chromium-driver
+           unbound nsd ldnsutils)
 
 want=("${run_pkgs[@]}")
 if [ "$mode" = test ]; then

@@ -6,12 +6,15 @@
     smimegate cert export FINGERPRINT --out FILE [--format pem|der|pfx]
                           [--password PW | --password-file F] [--pfx-profile modern|legacy]
     smimegate cert issue ... | revoke ...      (smimegate.cli.cert_pki)
+    smimegate cert smimea EMAIL [--usage 3] [--selector 0] [--matching 0]
 
 ``import`` reads PEM or DER certificates, PKCS#7 bundles and PKCS#12 files (every key and the
 whole chain; keys are stored wrapped by the master key). Importing a certificate that is
 already stored is not an error: it is stored once, and a key that was missing is added. Of a
 bundle, every certificate that can be read is imported; each one that cannot is named on
 stderr (its place in the file, its subject when readable, why) and the exit status is 1.
+``smimea`` prints the SMIMEA zone file lines (RFC 8162) of an internal user's current
+certificates: those with a key in escrow, not blocked, not expired.
 """
 
 from __future__ import annotations
@@ -65,6 +68,19 @@ def register(sub: Any) -> None:
 
     cert_pki.register_issue(commands)
     cert_pki.register_revoke(commands)
+
+    smimea = commands.add_parser("smimea", help="print SMIMEA zone file lines (RFC 8162) for "
+                                                "an internal user's current certificates")
+    smimea.add_argument("email", metavar="EMAIL")
+    smimea.add_argument("--usage", type=int, choices=(0, 1, 2, 3), default=3,
+                        help="certificate usage: 1 PKIX-EE (also checked against a CA), "
+                             "3 DANE-EE (trusted by DNSSEC alone; default)")
+    smimea.add_argument("--selector", type=int, choices=(0, 1), default=0,
+                        help="0 the whole certificate (default), 1 its SubjectPublicKeyInfo")
+    smimea.add_argument("--matching", type=int, choices=(0, 1, 2), default=0,
+                        help="0 the data itself (default: the only form a sender without the "
+                             "certificate can use), 1 SHA-256, 2 SHA-512")
+    smimea.set_defaults(func=_smimea)
 
 
 def _password_options(parser: argparse.ArgumentParser, what: str) -> None:
@@ -161,6 +177,41 @@ def _show(args: argparse.Namespace) -> int:
         elif isinstance(value, list):
             value = ", ".join(value) or "-"
         print(f"{label + ':':<14}{value if value is not None else '-'}")
+    return 0
+
+
+def _smimea(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from smimegate.pki.smimea import SmimeaError, zone_line
+    from smimegate.store.base import InvalidData
+    from smimegate.store.policyrows import address_policy
+
+    email = args.email.strip()
+    now = dt.datetime.now(dt.UTC)
+    with open_store(args) as ctx:
+        # Only our own users: publishing into a zone we do not run would be wrong, and an
+        # external recipient's key in escrow (PKCS#12 delivery) is not theirs to announce.
+        try:
+            ctx.store.get_user(email.lower())
+            policy = address_policy(ctx.store.policy_rows([email.lower()]), email.lower())
+        except (NotFound, InvalidData):
+            raise OperationFailed(f"{email} is not an internal user") from None
+        if policy.value("locality") != "internal":
+            raise OperationFailed(f"{email} is not an internal user (locality "
+                                  f"{policy.value('locality')})")
+        records = [r for r in ctx.store.list_certificates(email.lower())
+                   if r.has_key and not r.blocked and not r.is_ca
+                   and r.not_before <= now < r.not_after]
+    if not records:
+        raise OperationFailed(f"no current certificate with a key for {email}")
+    try:
+        for record in records:
+            print(f"; {record.fingerprint} {record.subject} until {record.not_after:%Y-%m-%d}")
+            print(zone_line(email, record.certificate(), args.usage, args.selector,
+                            args.matching))
+    except SmimeaError as exc:
+        raise UsageError(str(exc)) from None
     return 0
 
 
