@@ -37,7 +37,8 @@ def register(sub: Any) -> None:
     create.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048",
                         help="key type of both CA keys (default rsa2048)")
     create.add_argument("--signature-algorithm", choices=SIGNATURE_ALGORITHMS,
-                        help="default: sha256-rsa for RSA keys, sha256/384-ecdsa for EC keys")
+                        help="default: sha256-rsa for RSA keys, sha256/384-ecdsa for EC keys, "
+                             "the key's own for ML-DSA keys")
     create.add_argument("--email", help="emailAddress in both subjects")
     create.add_argument("--org", help="organizationName in both subjects")
     create.add_argument("--default", action="store_true",

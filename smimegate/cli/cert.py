@@ -265,8 +265,11 @@ def _export(args: argparse.Namespace) -> int:
             key = ctx.store.get_private_key(fingerprint)
             chain = issuer_chain(ctx.store, cert)
             assert password is not None
-            data = make_pkcs12(key, cert, chain, password, profile_name=args.pfx_profile,
-                               friendly_name=record.emails[0] if record.emails else None)
+            try:
+                data = make_pkcs12(key, cert, chain, password, profile_name=args.pfx_profile,
+                                   friendly_name=record.emails[0] if record.emails else None)
+            except ValueError as exc:  # e.g. an ML-DSA key, which PKCS#12 cannot hold here
+                raise OperationFailed(str(exc)) from None
     write_output(args.out, data, secret=args.format == "pfx")
     if args.out != "-":
         print(f"{args.format} of {fingerprint} written to {args.out}")

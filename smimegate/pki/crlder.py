@@ -103,10 +103,14 @@ def entry_der(serial: int, revoked_at: dt.datetime, reason: x509.ReasonFlags | N
 
 def _sign(key: PrivateKey, data: bytes, sig: SignatureParams) -> bytes:
     if isinstance(key, rsa.RSAPrivateKey):
-        assert sig.rsa_padding is not None  # signature_params gives RSA keys a padding
+        # signature_params gives RSA keys a padding and a hash
+        assert sig.rsa_padding is not None and sig.hash is not None
         return key.sign(data, sig.rsa_padding, sig.hash)
     if isinstance(key, ec.EllipticCurvePrivateKey):
+        assert sig.hash is not None
         return key.sign(data, ec.ECDSA(sig.hash))
+    if sig.hash is None:  # ML-DSA: pure mode over the TBSCertList (RFC 9881 3)
+        return key.sign(data)
     raise ValueError(f"unsupported CA key {type(key).__name__}")
 
 

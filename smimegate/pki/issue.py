@@ -7,6 +7,9 @@ What every certificate gets (S/MIME BR 7.1.2.3, RFC 8550 4.4):
 - extKeyUsage emailProtection only (strict profiles, BR 7.1.2.3 f);
 - keyUsage, critical (BR 7.1.2.3 e, dual use): digitalSignature + keyEncipherment for RSA,
   digitalSignature + keyAgreement for EC (RFC 8550 4.4.2: ECDH is key agreement);
+  digitalSignature alone for ML-DSA, a signing-only certificate (RFC 9881 5: an ML-DSA end
+  entity may assert digitalSignature and nonRepudiation, never an encipherment bit; BR 7.1.2.3 e
+  signing-only profile);
 - basicConstraints cA FALSE (critical), SKI, AKI (the issuer's key identifier);
 - a random serial (64 bits or more of CSPRNG output: BR 7.1, here 158);
 - certificatePolicies with the BR reserved OID of the profile (BR 7.1.6.1);
@@ -36,6 +39,7 @@ from smimegate.pki.signing import (
     PrivateKey,
     PublicKey,
     default_signature_algorithm,
+    ml_dsa_type,
     signature_params,
 )
 
@@ -114,16 +118,18 @@ class IssueRequest:
 
 
 def key_usage_for(public_key: PublicKey) -> x509.KeyUsage:
-    """Dual-use key usage for the key's algorithm (BR 7.1.2.3 e). Raises ValueError otherwise."""
+    """Dual-use key usage for RSA and EC keys, signing only for ML-DSA (BR 7.1.2.3 e, RFC 9881
+    5). Raises ValueError for another key type."""
     rsa_key = isinstance(public_key, rsa.RSAPublicKey)
-    if not rsa_key and not isinstance(public_key, ec.EllipticCurvePublicKey):
+    ec_key = isinstance(public_key, ec.EllipticCurvePublicKey)
+    if not rsa_key and not ec_key and ml_dsa_type(public_key) is None:
         raise ValueError(f"unsupported key {type(public_key).__name__}")
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
         key_encipherment=rsa_key,
         data_encipherment=False,
-        key_agreement=not rsa_key,
+        key_agreement=ec_key,
         key_cert_sign=False,
         crl_sign=False,
         encipher_only=False,

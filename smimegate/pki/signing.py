@@ -3,7 +3,8 @@
 A key type names a fresh key (``rsa2048`` ... ``ec-p384``); a signature algorithm names how a CA
 key signs certificates and CRLs (``sha256-rsa`` ... ``sha384-ecdsa``). Both are validated early,
 and a signature algorithm must fit the signing key: RSA keys sign with PKCS#1 v1.5 or PSS
-(RFC 4055), EC keys with ECDSA (RFC 5758 3.2).
+(RFC 4055), EC keys with ECDSA (RFC 5758 3.2), ML-DSA keys with their own parameter set
+(RFC 9881 2: the key and signature algorithm share one OID; pure mode, no separate hash).
 """
 
 from __future__ import annotations
@@ -12,14 +13,32 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, mldsa, padding, rsa
 
-PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+MlDsaPrivateKey: TypeAlias = (
+    mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey
+)
+MlDsaPublicKey: TypeAlias = mldsa.MLDSA44PublicKey | mldsa.MLDSA65PublicKey | mldsa.MLDSA87PublicKey
+PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | MlDsaPrivateKey
+PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | MlDsaPublicKey
 
-KEY_TYPES: tuple[str, ...] = ("rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384")
+# ML-DSA parameter sets of FIPS 204 by the names RFC 9881 uses; each names a key type and the
+# signature algorithm of such a key.
+ML_DSA_TYPES: tuple[str, ...] = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
+_ML_DSA_KEYS: dict[str, type[MlDsaPrivateKey]] = {
+    "ml-dsa-44": mldsa.MLDSA44PrivateKey,
+    "ml-dsa-65": mldsa.MLDSA65PrivateKey,
+    "ml-dsa-87": mldsa.MLDSA87PrivateKey,
+}
+_ML_DSA_CLASSES: dict[str, tuple[type, type]] = {
+    "ml-dsa-44": (mldsa.MLDSA44PrivateKey, mldsa.MLDSA44PublicKey),
+    "ml-dsa-65": (mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PublicKey),
+    "ml-dsa-87": (mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PublicKey),
+}
+KEY_TYPES: tuple[str, ...] = ("rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384", *ML_DSA_TYPES)
 SIGNATURE_ALGORITHMS: tuple[str, ...] = (
     "sha256-rsa", "sha384-rsa", "sha512-rsa", "sha256-rsa-pss", "sha256-ecdsa", "sha384-ecdsa",
+    *ML_DSA_TYPES,
 )  # fmt: skip
 
 _CURVES: dict[str, type[ec.EllipticCurve]] = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1}
@@ -34,7 +53,7 @@ class SignatureParams:
     """What ``CertificateBuilder.sign`` and ``CertificateRevocationListBuilder.sign`` take."""
 
     name: str
-    hash: SignHash
+    hash: SignHash | None  # None for ML-DSA, which signs the message itself (RFC 9881 3)
     rsa_padding: padding.PSS | padding.PKCS1v15 | None
 
 
@@ -50,7 +69,17 @@ def new_key(key_type: str) -> PrivateKey:
     check_key_type(key_type)
     if key_type.startswith("rsa"):
         return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
+    if key_type in _ML_DSA_KEYS:
+        return _ML_DSA_KEYS[key_type].generate()
     return ec.generate_private_key(_CURVES[key_type]())
+
+
+def ml_dsa_type(key: object) -> str | None:
+    """The ML-DSA key type name of a private or public ML-DSA key, else None."""
+    for name, kinds in _ML_DSA_CLASSES.items():
+        if isinstance(key, kinds):
+            return name
+    return None
 
 
 def key_type_of(key: PrivateKey | PublicKey) -> str:
@@ -59,6 +88,8 @@ def key_type_of(key: PrivateKey | PublicKey) -> str:
         name = f"rsa{key.key_size}"
     elif isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
         name = {"secp256r1": "ec-p256", "secp384r1": "ec-p384"}.get(key.curve.name, key.curve.name)
+    elif (ml_dsa := ml_dsa_type(key)) is not None:
+        name = ml_dsa
     else:
         raise ValueError(f"unsupported key {type(key).__name__}")
     return check_key_type(name)
@@ -68,6 +99,10 @@ def default_signature_algorithm(key: PrivateKey | PublicKey) -> str:
     """The usual algorithm for a CA key: SHA-256 with RSA, ECDSA with the curve's own hash."""
     if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         return "sha256-rsa"
+    ml_dsa = ml_dsa_type(key)
+    if ml_dsa is not None:
+        return ml_dsa
+    assert isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey)
     # RFC 5480 4: P-384 pairs with SHA-384.
     return "sha384-ecdsa" if key.curve.key_size >= 384 else "sha256-ecdsa"
 
@@ -82,13 +117,21 @@ def signature_params(name: str, key: PrivateKey) -> SignatureParams:
         raise ValueError(
             f"signature algorithm {name!r}: expected one of {', '.join(SIGNATURE_ALGORITHMS)}"
         )
+    if name in ML_DSA_TYPES:
+        have = ml_dsa_type(key)
+        if have != name:
+            raise ValueError(f"signature algorithm {name}: needs an {name} key, the CA key is "
+                             f"{have or _kind(key)}")
+        return SignatureParams(name, None, None)
     digest = _HASHES[name.split("-", 1)[0]]()
     if name.endswith("-ecdsa"):
         if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"signature algorithm {name}: needs an EC key, the CA key is RSA")
+            raise ValueError(f"signature algorithm {name}: needs an EC key, the CA key is "
+                             f"{_kind(key)}")
         return SignatureParams(name, digest, None)
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError(f"signature algorithm {name}: needs an RSA key, the CA key is EC")
+        raise ValueError(f"signature algorithm {name}: needs an RSA key, the CA key is "
+                         f"{_kind(key)}")
     if name.endswith("-pss"):
         # RFC 4055 3.1 / RFC 8017 9.1: MGF1 with the same hash, salt as long as the hash
         # (what OpenSSL, NSS and Windows expect from a CA).
@@ -98,6 +141,14 @@ def signature_params(name: str, key: PrivateKey) -> SignatureParams:
     return SignatureParams(name, digest, padding.PKCS1v15())
 
 
+def _kind(key: object) -> str:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RSA"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return "EC"
+    return ml_dsa_type(key) or type(key).__name__
+
+
 def check_pair(key_type: str, signature_algorithm: str | None) -> str:
     """The signature algorithm a new key of key_type signs with, validated against it.
 
@@ -105,6 +156,12 @@ def check_pair(key_type: str, signature_algorithm: str | None) -> str:
     mismatch, e.g. ``--key-type ec-p256 --signature-algorithm sha256-rsa``.
     """
     check_key_type(key_type)
+    if key_type in ML_DSA_TYPES or signature_algorithm in ML_DSA_TYPES:
+        # RFC 9881 2: an ML-DSA key signs only as its own parameter set.
+        if signature_algorithm not in (None, key_type):
+            raise ValueError(
+                f"signature algorithm {signature_algorithm} does not fit key type {key_type}")
+        return key_type
     rsa_key = key_type.startswith("rsa")
     if signature_algorithm is None:
         if rsa_key:

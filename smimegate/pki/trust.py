@@ -37,7 +37,16 @@ from typing import Any, Literal, TypeVar, get_args
 from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
+from cryptography.hazmat.primitives.asymmetric import (
+    dsa,
+    ec,
+    ed448,
+    ed25519,
+    mldsa,
+    rsa,
+    x448,
+    x25519,
+)
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, ObjectIdentifier
 from pyhanko_certvalidator import ValidationContext
@@ -126,6 +135,8 @@ _EMAIL_EKUS = frozenset(
 _SIGNING_KEYS = (
     rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey, ed448.Ed448PublicKey,
     dsa.DSAPublicKey,
+    # RFC 9881 / RFC 9882: ML-DSA keys sign S/MIME messages.
+    mldsa.MLDSA44PublicKey, mldsa.MLDSA65PublicKey, mldsa.MLDSA87PublicKey,
 )
 _PATH_PREFIX = "The path could not be validated because "
 

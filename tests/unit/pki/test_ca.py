@@ -129,3 +129,34 @@ def test_random_serial_is_positive_long_and_fits_twenty_octets() -> None:
     assert len(serials) == 200
     for s in serials:
         assert 2**158 <= s < 2**159  # RFC 5280 4.1.2.2: positive, at most 20 octets
+
+
+ML_DSA_OIDS = {"ml-dsa-44": "2.16.840.1.101.3.4.3.17", "ml-dsa-65": "2.16.840.1.101.3.4.3.18",
+               "ml-dsa-87": "2.16.840.1.101.3.4.3.19"}
+
+
+@pytest.mark.parametrize("key_type", sorted(ML_DSA_OIDS))
+def test_ml_dsa_ca_pair(key_type: str) -> None:
+    # openssl 3.0 here has no ML-DSA: cryptography checks the signatures instead.
+    pair = create_ca("R", "I", key_type=key_type, days=10)
+    for cert in (pair.root, pair.intermediate):
+        # RFC 9881 2/3: one OID names key and signature, with absent parameters.
+        assert cert.signature_algorithm_oid.dotted_string == ML_DSA_OIDS[key_type]
+        assert cert.signature_algorithm_parameters is None
+        assert key_type_of(cert.public_key()) == key_type  # type: ignore[arg-type]
+    pair.intermediate.verify_directly_issued_by(pair.root)
+    pair.root.verify_directly_issued_by(pair.root)
+
+
+def test_ml_dsa_signature_algorithm_must_match_the_key() -> None:
+    assert check_pair("ml-dsa-65", None) == "ml-dsa-65"
+    with pytest.raises(ValueError, match="does not fit"):
+        check_pair("ml-dsa-65", "sha256-rsa")
+    with pytest.raises(ValueError, match="does not fit"):
+        check_pair("rsa2048", "ml-dsa-65")
+    with pytest.raises(ValueError, match="does not fit"):
+        check_pair("ml-dsa-44", "ml-dsa-87")
+    with pytest.raises(ValueError, match="needs an ml-dsa-65 key, the CA key is ml-dsa-44"):
+        signature_params("ml-dsa-65", new_key("ml-dsa-44"))
+    with pytest.raises(ValueError, match="needs an RSA key, the CA key is ml-dsa-44"):
+        signature_params("sha256-rsa", new_key("ml-dsa-44"))

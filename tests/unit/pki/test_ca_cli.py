@@ -404,3 +404,68 @@ def test_crl_create_with_many_serials_from_a_file(
     assert rc == 1 and "missing.txt" in err and "Traceback" not in err
     rc, out, err = cli("crl", "create")
     assert rc == 0 and "3003 revoked" in out, err  # the refused files recorded nothing
+
+
+def test_ml_dsa_ca_and_signing_certificates(cli: Cli, store: SqlStore, tmp_path: Path) -> None:
+    """RFC 9881 certificates from an ML-DSA-65 CA: issued, stored, trusted, used to sign a
+    message that verifies (RFC 9882); a CRL signed by it; no PKCS#12 (cryptography cannot write
+    ML-DSA keys into one), refused before anything is issued."""
+    from asn1crypto import keys as akeys
+
+    from smimegate.pki import trust
+    from smimegate.smime.sign import sign
+    from smimegate.smime.verify import verify
+
+    rc, out, err = cli("ca", "create", "--root-cn", "PQ Root", "--intermediate-cn", "PQ CA",
+                       "--key-type", "ml-dsa-65")
+    assert rc == 0, err
+    rc, out, err = cli("ca", "list", "--json")
+    assert [c["key_type"] for c in json.loads(out)] == ["ml-dsa-65"]
+    issued = {}
+    for who, key_type in (("pq", "ml-dsa-87"), ("classic", "rsa2048")):
+        rc, out, err = cli("cert", "issue", f"{who}@example.org", "--key-type", key_type)
+        assert rc == 0, err
+        match = re.search(r"sha256:\s+([0-9a-f]{64})", out)
+        assert match is not None
+        issued[who] = store.get_certificate(match.group(1))
+    rc, out, err = cli("cert", "list", "--json")
+    listed = {c["fingerprint"]: c for c in json.loads(out)}
+    assert all(listed[r.fingerprint]["trusted"] for r in issued.values())
+
+    pq = issued["pq"].certificate()
+    spki = akeys.PublicKeyInfo.load(
+        pq.public_key().public_bytes(serialization.Encoding.DER,
+                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    assert spki["algorithm"]["algorithm"].dotted == "2.16.840.1.101.3.4.3.19"
+    assert spki["algorithm"]["parameters"].native is None  # RFC 9881 4: absent
+    usage = pq.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and not usage.key_encipherment
+    assert not usage.key_agreement and not usage.data_encipherment
+    assert pq.signature_algorithm_oid.dotted_string == "2.16.840.1.101.3.4.3.18"
+
+    key = store.get_private_key(issued["pq"].fingerprint)
+    chain = [store.get_certificate(c["intermediate"]["fingerprint"]).certificate()
+             for c in json.loads(cli("ca", "list", "--json")[1])]
+    _, layer = verify(sign(b"Content-Type: text/plain\r\n\r\nhi\r\n", key, pq, chain))
+    assert layer.signers[0].valid and layer.signers[0].signature_algorithm == "ml-dsa-87"
+    anchors = trust.TrustAnchors(roots=tuple(r.certificate() for r in store.list_roots()))
+    assert trust.check(pq, anchors, purpose="sign", extra_certs=chain).trusted
+    assert trust.check(pq, anchors, purpose="encrypt", extra_certs=chain).reason == \
+        "key type cannot encrypt"
+
+    classic_serial = f"{issued['classic'].certificate().serial_number:X}"
+    rc, out, err = cli("crl", "create", "--revoke", classic_serial)
+    assert rc == 0, err
+    [crl_record] = store.crls_for_issuer(chain[0].subject)
+    assert x509.load_der_x509_crl(crl_record.der).is_signature_valid(
+        chain[0].public_key())  # type: ignore[arg-type]
+
+    before = len(store.list_certificates())
+    rc, _, err = cli("cert", "issue", "p12@example.org", "--key-type", "ml-dsa-65",
+                     "--pfx-out", str(tmp_path / "x.p12"), "--generate-password")
+    assert rc == 2 and "no PKCS#12 for ML-DSA keys" in err
+    assert len(store.list_certificates()) == before
+    rc, _, err = cli("cert", "export", issued["pq"].fingerprint, "--out", str(tmp_path / "y.p12"),
+                     "--format", "pfx", "--password", "pw")
+    assert rc == 1 and "cannot write an ml-dsa-87 key" in err
+    assert not (tmp_path / "y.p12").exists()
