@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import (
     ed448,
     ed25519,
     mldsa,
+    mlkem,
     rsa,
     x448,
     x25519,
@@ -315,6 +316,9 @@ def _usage_problem(cert: x509.Certificate, purpose: Purpose) -> str | None:
         elif isinstance(key, ec.EllipticCurvePublicKey | x25519.X25519PublicKey
                         | x448.X448PublicKey):
             allowed = key_usage is None or key_usage.key_agreement
+        elif isinstance(key, mlkem.MLKEM768PublicKey | mlkem.MLKEM1024PublicKey):
+            # RFC 9936 4: ML-KEM certificates assert keyEncipherment only (KEMRecipientInfo).
+            allowed = key_usage is None or key_usage.key_encipherment
         else:
             return "key type cannot encrypt"
     else:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from asn1crypto import cms as acms
 from cryptography import x509
 
-from smimegate.smime import bulk, envelope, keyagree, keytrans, mime
+from smimegate.smime import bulk, envelope, kem, keyagree, keytrans, mime
 from smimegate.smime.cms import guard, identifier_to_cert_id, matches, oid_dotted
 from smimegate.smime.errors import Malformed, NoDecryptionKey
 from smimegate.smime.results import CertId, Layer, RecipientResult
@@ -29,11 +29,12 @@ CANNOT_DECRYPT = "cannot decrypt: wrong key or damaged message"
 
 @dataclass(frozen=True)
 class _Candidate:
-    """One way in: a ktri, or one RecipientEncryptedKey of a kari."""
+    """One way in: a ktri, one RecipientEncryptedKey of a kari, or a KEMRecipientInfo."""
 
     info: acms.RecipientInfo
     encrypted_key: bytes
     cert_id: CertId
+    kemri: kem.KEMRecipientInfo | None = None
 
 
 def decrypt(
@@ -67,7 +68,7 @@ def decrypt_der(
         kind=env.kind,
         cipher=cipher.label,
         key_size=cipher.key_bytes * 8,
-        recipients=tuple(RecipientResult(c.cert_id, _kea_oid(c.info)) for c in candidates),
+        recipients=tuple(RecipientResult(c.cert_id, _kea_oid(c)) for c in candidates),
         decrypted=False,
     )
     chosen = _choose(candidates, keys)
@@ -109,11 +110,18 @@ def _candidates(infos: acms.RecipientInfos) -> list[_Candidate]:
                             identifier_to_cert_id(rek["rid"]),
                         )
                     )
-            # kekri / pwri / ori: shared-secret recipients; we hold no such keys.
+            elif (kemri := kem.parse(info)) is not None:
+                # RFC 9629: KEMRecipientInfo in ori (ML-KEM, RFC 9936).
+                out.append(_Candidate(info, bytes(kemri["encrypted_key"].native),
+                                      identifier_to_cert_id(kemri["rid"]), kemri))
+            # kekri / pwri / other ori: shared-secret recipients; we hold no such keys.
     return out
 
 
-def _kea_oid(info: acms.RecipientInfo) -> str:
+def _kea_oid(candidate: _Candidate) -> str:
+    if candidate.kemri is not None:  # the KEM names the recipient's algorithm (RFC 9629 3)
+        return str(candidate.kemri["kem"]["algorithm"].dotted)
+    info = candidate.info
     with guard("RecipientInfo keyEncryptionAlgorithm"):
         oid = oid_dotted(info.chosen["key_encryption_algorithm"]["algorithm"])
     return oid
@@ -131,6 +139,8 @@ def _choose(
 
 def _unwrap(candidate: _Candidate, private_key: PrivateKey) -> bytes | None:
     """The content key, or None. Raises Unsupported for an algorithm outside the allow-list."""
+    if candidate.kemri is not None:
+        return kem.unwrap(candidate.kemri, private_key)
     if candidate.info.name == "ktri":
         pad = keytrans.padding_for(candidate.info.chosen["key_encryption_algorithm"])
         return keytrans.unwrap(private_key, candidate.encrypted_key, pad)

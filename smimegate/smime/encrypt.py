@@ -3,7 +3,8 @@ AuthEnvelopedData (RFC 5083) with AES-GCM, as RFC 8551 3.3 wraps it.
 
 Each recipient gets a RecipientInfo identified by issuerAndSerialNumber (the most compatible
 form): RSA keys by key transport (PKCS#1 v1.5 by default, or RSA-OAEP SHA-256), EC and X25519
-keys by ephemeral-static key agreement (RFC 5753, RFC 8418).
+keys by ephemeral-static key agreement (RFC 5753, RFC 8418), ML-KEM-768/1024 keys by
+KEMRecipientInfo in ``ori`` (RFC 9629, RFC 9936; smimegate.smime.kem).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, x25519
 
 from smimegate import dn
-from smimegate.smime import bulk, envelope, keyagree, keytrans, mime
+from smimegate.smime import bulk, envelope, kem, keyagree, keytrans, mime
 from smimegate.smime.algorithms import (
     CONTENT_CIPHER_BY_NAME,
     KEY_TRANSPORTS,
@@ -87,8 +88,10 @@ def encrypt_der(
     params = bulk.new_parameters(spec)
     kind: envelope.EnvelopeKind = "auth-enveloped" if spec.mode == "gcm" else "enveloped"
     ct_length = bulk.ciphertext_length(spec, len(content))
+    # RFC 5652 6.1: EnvelopedData version 3 when a RecipientInfo is ori ([4], tag 0xA4).
     head = envelope.head_der(kind, [der for der, _ in infos], all(v0 for _, v0 in infos),
-                             params.algorithm_der, ct_length)
+                             params.algorithm_der, ct_length,
+                             has_ori=any(der[0] == 0xA4 for der, _ in infos))
     mac_length = len(envelope.MAC_HEADER) + bulk.GCM_TAG_BYTES if spec.mode == "gcm" else 0
     size = len(head) + ct_length + mac_length
 
@@ -122,6 +125,8 @@ def _recipient_info(recipient: Recipient, cek: bytes) -> tuple[bytes, bool]:
             name="issuer_and_serial_number", value=issuer_serial
         )
         return bytes(keyagree.build(kid, public_key, cek).dump()), False
+    if isinstance(public_key, kem.PublicKey):
+        return kem.build_der(issuer_and_serial_der(cert), public_key, cek), False
     raise Unsupported(
         f"cannot encrypt to a {type(public_key).__name__} key ({dn.name_string(cert.subject)})"
     )

@@ -94,12 +94,15 @@ def head_der(
     all_v0: bool,
     algorithm_der: bytes,
     ciphertext_length: int,
+    *,
+    has_ori: bool = False,
 ) -> bytes:
-    """``head`` over RecipientInfos as DER; ``all_v0``: every one is a version 0 ktri."""
+    """``head`` over RecipientInfos as DER; ``all_v0``: every one is a version 0 ktri;
+    ``has_ori``: one is an ori (KEMRecipientInfo), which makes EnvelopedData version 3."""
     infos = b"".join(sorted(recipient_infos))
     infos_der = ber.der_header(0x31, len(infos)) + infos
     if kind == "enveloped":
-        version = 0 if all_v0 else 2
+        version = 3 if has_ori else 0 if all_v0 else 2
         outer_oid_der = _ENVELOPED_DATA_DER
         mac_len = 0
     else:
@@ -247,6 +250,11 @@ _READ_BEFORE_LOCK = threading.Lock()
 def _force_parse(info: acms.RecipientInfo) -> None:
     """Read a RecipientInfo in full, as ``.native`` does, so that asn1crypto raises here on
     broken input; a ktri's rid and keyEncryptionAlgorithm are read in full once per DER."""
+    if info.name == "ori":
+        # oriValue is ANY: read by its type's own parser (smimegate.smime.kem for id-ori-kem),
+        # asn1crypto cannot read it generically (a SET OF inside an ANY).
+        _ = info.chosen["ori_type"].native
+        return
     if info.name != "ktri":
         _ = info.chosen.native
         return

@@ -12,7 +12,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, rsa, x25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 NOW = dt.datetime.now(dt.UTC)
@@ -45,7 +45,7 @@ class Identity:
 
 def new_key(kind: str) -> Any:
     """rsa2048 | rsa3072 | ec-p256 | ec-p384 | ed25519 | x25519 | ml-dsa-44 | ml-dsa-65 |
-    ml-dsa-87."""
+    ml-dsa-87 | ml-kem-768 | ml-kem-1024."""
     if kind.startswith("rsa"):
         return rsa.generate_private_key(public_exponent=65537, key_size=int(kind[3:]))
     if kind == "ec-p256":
@@ -60,6 +60,10 @@ def new_key(kind: str) -> Any:
               "ml-dsa-87": mldsa.MLDSA87PrivateKey}.get(kind)
     if ml_dsa is not None:
         return ml_dsa.generate()
+    if kind == "ml-kem-768":
+        return mlkem.MLKEM768PrivateKey.generate()
+    if kind == "ml-kem-1024":
+        return mlkem.MLKEM1024PrivateKey.generate()
     raise ValueError(kind)
 
 
@@ -116,9 +120,10 @@ class TestCA:
         if key_usage is None:
             agreement = key_kind.startswith("ec") or key_kind == "x25519"
             key_usage = x509.KeyUsage(
-                digital_signature=key_kind != "x25519",
+                digital_signature=key_kind != "x25519" and not key_kind.startswith("ml-kem"),
                 content_commitment=False,
-                key_encipherment=key_kind.startswith("rsa"),
+                # RFC 9936 4: an ML-KEM certificate asserts keyEncipherment only.
+                key_encipherment=key_kind.startswith(("rsa", "ml-kem")),
                 data_encipherment=False,
                 key_agreement=agreement,
                 key_cert_sign=False,
