@@ -422,6 +422,46 @@ class CrlConfig:
     )
 
 
+def _resolver(value: str) -> str:
+    # An address, not a name: resolving the resolver's name would need a resolver.
+    host, sep, port = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        host = ""
+    else:
+        if (address.version == 6) != bracketed:  # "::1:53" would be ambiguous
+            host = ""
+    if not sep or not host or not _port_ok(port):
+        raise ValueError(f'expected IP:PORT of a validating resolver (IPv6 as [ADDR]:PORT), '
+                         f'got "{value}"')
+    return value
+
+
+@dataclass(frozen=True)
+class SmimeaConfig:
+    lookup: bool = opt(
+        False,
+        "Look up an external recipient without a stored certificate in the DNS: SMIMEA "
+        "records (RFC 8162) at <sha256(local part)>._smimecert.<domain>. A certificate found "
+        "is stored (source smimea) and used like one harvested from signed mail.",
+    )
+    resolver: str = opt(
+        "127.0.0.1:53",
+        "IP:PORT of a validating resolver (unbound, BIND, Knot Resolver) we trust: only its "
+        "answers with the AD bit count. Unreachable: the message is decided without SMIMEA "
+        "(logged), and the resolver is asked again after 60 s.",
+        check=_resolver,
+    )
+    trust_dane_ee: bool = opt(
+        True,
+        "Certificates of usage 3 (DANE-EE) records are trusted by the DNSSEC answer alone; "
+        "false: they must pass the same path validation as any other (usage 1, PKIX-EE, "
+        "always must).",
+    )
+
+
 @dataclass(frozen=True)
 class SmtpConfig:
     relay: str = opt(
@@ -624,6 +664,9 @@ class Config:
     store: StoreConfig = section(StoreConfig, "Keys, certificates, CRLs, CAs and policy.")
     milter: MilterConfig = section(MilterConfig, "The milter daemon.")
     crl: CrlConfig = section(CrlConfig, "Revocation: CRL download and the missing-CRL rule.")
+    smimea: SmimeaConfig = section(
+        SmimeaConfig, "RFC 8162 certificate discovery in DNSSEC-signed DNS."
+    )
     smtp: SmtpConfig = section(SmtpConfig, "Outgoing notifications (PKCS#12 delivery).")
     sms: SmsConfig = section(SmsConfig, "Sending PKCS#12 passwords by SMS.")
     queue: QueueConfig = section(

@@ -56,6 +56,7 @@ from smimegate.milter.inbound import (
 from smimegate.milter.services import EncryptionChoice, Services, SigningIdentity
 from smimegate.milter.transaction import Envelope, HeaderEdit, Outcome, Reinjection
 from smimegate.pki import trust
+from smimegate.pki.smimealookup import SmimeaResolver
 from smimegate.policy import (
     Decision,
     EffectivePolicy,
@@ -147,7 +148,10 @@ class Gateway:
         self.directory = directory
         self.services = Services(store, directory,
                                  revocation_mode=config.crl.revocation_mode,
-                                 ocsp=_ocsp_lookup(config))
+                                 ocsp=_ocsp_lookup(config),
+                                 smimea=(SmimeaResolver(config.smimea.resolver)
+                                         if config.smimea.lookup else None),
+                                 trust_dane_ee=config.smimea.trust_dane_ee)
         self._configure(config)
 
     def _configure(self, config: Config) -> None:

@@ -41,8 +41,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from smimegate.pki import trust
+from smimegate.pki.addresses import address_match
 from smimegate.pki.anchors import CachedAnchors
 from smimegate.pki.crlstore import CrlKeeper
+from smimegate.pki.smimealookup import SmimeaLookup, SmimeaResolver
 from smimegate.pki.trustcache import TrustCache
 from smimegate.policy import EffectivePolicy, resolve
 from smimegate.smime.results import Layer, SignerResult
@@ -123,11 +125,15 @@ class Services:
 
     def __init__(self, store: Store, directory: DirectoryUsers | None = None, *,
                  revocation_mode: trust.RevocationMode = "soft-fail",
-                 ocsp: trust.OcspLookup | None = None) -> None:
+                 ocsp: trust.OcspLookup | None = None,
+                 smimea: SmimeaResolver | None = None, trust_dane_ee: bool = True) -> None:
         """``revocation_mode`` and ``ocsp`` ([crl] in the configuration) go into the trust
-        anchors (smimegate.pki.trust)."""
+        anchors (smimegate.pki.trust); ``smimea`` and ``trust_dane_ee`` ([smimea]) turn on
+        certificate discovery in the DNS (encryption_certificate)."""
         self.store = store
         self.directory = directory
+        self.smimea = smimea
+        self._trust_dane_ee = trust_dane_ee
         # Reloaded in a thread of its own when older than ANCHORS_MAX_AGE: a CRL imported or
         # downloaded by another process (another milter node on the same PostgreSQL) is used
         # here within that time, and no message waits for the reload (issue 10 items 2, 6).
@@ -162,6 +168,8 @@ class Services:
         self._decryption.clear()
         self._key_certs.clear()
         self._harvested.clear()
+        if self.smimea is not None:
+            self.smimea.clear()
         with self._capabilities_lock:
             self._capabilities_seen.clear()
         if self.directory is not None:
@@ -281,6 +289,7 @@ class Services:
         stored = self.store.find_certificates(address)
         blocked = {r.fingerprint for r in stored if r.blocked}
         candidates = {r.fingerprint: r.certificate() for r in stored if not r.blocked}
+        from_dns = any(r.source == "smimea" for r in stored if not r.blocked)
         user = self.directory_user(address)
         for cert in user.certificates if user is not None else ():
             # A certificate the administrator blocked in the store stays blocked when the
@@ -288,15 +297,53 @@ class Services:
             fingerprint = _fingerprint(cert)
             if fingerprint not in blocked:
                 candidates.setdefault(fingerprint, cert)
+        answer = None
+        if self.smimea is not None and not candidates:
+            answer = self._discover(address, blocked, candidates)
         if not candidates:
             return EncryptionChoice(None, ())
         choice = trust.choose_encryption(list(candidates.values()), self.anchors())
         reasons = tuple((_fingerprint(cert), reason) for cert, reason in choice.skipped)
         chosen = choice.certificate
         if chosen is None or choice.result is None:
+            if self.smimea is not None and self._trust_dane_ee and (answer or from_dns):
+                # RFC 6698 2.1.1 usage 3 (DANE-EE): the validated DNS answer itself says this
+                # is the recipient's certificate; no PKIX path. Asked again per the record's
+                # TTL (cached), so a record that is withdrawn stops the trust.
+                answer = answer or self.smimea.lookup(address)
+                dane = next((c for c in candidates.values() if answer.dane_ee_confirms(c)),
+                            None)
+                if dane is not None:
+                    fingerprint = _fingerprint(dane)
+                    return EncryptionChoice(
+                        dane, tuple(r for r in reasons if r[0] != fingerprint),
+                        self._capabilities(dane, candidates), "unknown")
             return EncryptionChoice(None, reasons)
         return EncryptionChoice(chosen, reasons, self._capabilities(chosen, candidates),
                                 choice.result.revocation)
+
+    def _discover(self, address: str, blocked: set[str],
+                  candidates: dict[str, x509.Certificate]) -> SmimeaLookup | None:
+        """Ask the DNS for ``address``'s SMIMEA records (RFC 8162) and store the certificates
+        they carry (source smimea) that name the address: stored, they are found like
+        harvested ones, and a later message needs no lookup unless trust rests on DANE-EE.
+        Adds them to ``candidates``. None when the lookup gave nothing to use."""
+        assert self.smimea is not None
+        answer = self.smimea.lookup(address)
+        if answer.status != "secure":
+            return None
+        for _usage, cert in answer.certificates():
+            fingerprint = _fingerprint(cert)
+            # RFC 8550 3: the certificate must speak for the address we encrypt to; a record
+            # for another address cannot be found again under this one either.
+            if fingerprint in blocked or not address_match(cert, address):
+                continue
+            try:
+                self.store.add_certificate(cert, source="smimea")
+            except InvalidData:
+                continue
+            candidates.setdefault(fingerprint, cert)
+        return answer
 
     def _capabilities(self, chosen: x509.Certificate,
                       candidates: dict[str, x509.Certificate]) -> tuple[str, ...]:

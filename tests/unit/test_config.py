@@ -183,7 +183,16 @@ def test_every_option_has_a_doc_and_a_unique_name():
         assert key not in seen
         seen.add(key)
     assert {r.section for r in cfg.OPTIONS} == {"store", "milter", "crl", "smtp", "sms", "queue", "ldap",
-                                             "web"}
+                                             "web", "smimea"}
+
+
+@pytest.mark.parametrize("value", ["dns.example:53", "127.0.0.1", "127.0.0.1:0", "::1:53"])
+def test_smimea_resolver_must_be_an_address_and_port(value):
+    with pytest.raises(cfg.ConfigError,
+                       match=r"\[smimea\] resolver: expected IP:PORT of a validating resolver"):
+        cfg.loads(f'[smimea]\nlookup = true\nresolver = "{value}"\n', "t.toml")
+    config = cfg.loads('[smimea]\nlookup = true\nresolver = "[::1]:5353"\n', "t.toml")
+    assert config.smimea.resolver == "[::1]:5353" and config.smimea.trust_dane_ee
 
 
 # --- missing files ---------------------------------------------------------------------------
