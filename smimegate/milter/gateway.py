@@ -37,6 +37,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from smimegate import log
 from smimegate.config import Config
@@ -56,7 +57,6 @@ from smimegate.milter.inbound import (
 from smimegate.milter.services import EncryptionChoice, Services, SigningIdentity
 from smimegate.milter.transaction import Envelope, HeaderEdit, Outcome, Reinjection
 from smimegate.pki import trust
-from smimegate.pki.smimealookup import SmimeaResolver
 from smimegate.policy import (
     Decision,
     EffectivePolicy,
@@ -74,6 +74,9 @@ from smimegate.smime.results import Layer, result_headers
 from smimegate.store.base import Store, StoreUnavailable
 from smimegate.store.configured import open_configured
 from smimegate.store.ldap import DirectoryUnavailable, DirectoryUsers
+
+if TYPE_CHECKING:  # dnspython is imported only when [smimea] lookup is on
+    from smimegate.pki.smimealookup import SmimeaResolver
 
 _LOG = logging.getLogger("smimegate.milter")
 
@@ -132,6 +135,16 @@ def _client_ip(addr: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
         return None
 
 
+def _smimea_resolver(config: Config) -> SmimeaResolver | None:
+    """The SMIMEA resolver ([smimea], RFC 8162) when lookups are on; dnspython is imported
+    only then."""
+    if not config.smimea.lookup:
+        return None
+    from smimegate.pki.smimealookup import SmimeaResolver
+
+    return SmimeaResolver(config.smimea.resolver)
+
+
 def _ocsp_lookup(config: Config) -> trust.OcspLookup | None:
     """The OCSP client trust decisions ask ([crl] ocsp), or None."""
     from smimegate.pki.ocsp import configured_lookup
@@ -148,9 +161,7 @@ class Gateway:
         self.directory = directory
         self.services = Services(store, directory,
                                  revocation_mode=config.crl.revocation_mode,
-                                 ocsp=_ocsp_lookup(config),
-                                 smimea=(SmimeaResolver(config.smimea.resolver)
-                                         if config.smimea.lookup else None),
+                                 ocsp=_ocsp_lookup(config), smimea=_smimea_resolver(config),
                                  trust_dane_ee=config.smimea.trust_dane_ee)
         self._configure(config)
 

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -44,7 +44,6 @@ from smimegate.pki import trust
 from smimegate.pki.addresses import address_match
 from smimegate.pki.anchors import CachedAnchors
 from smimegate.pki.crlstore import CrlKeeper
-from smimegate.pki.smimealookup import SmimeaLookup, SmimeaResolver
 from smimegate.pki.trustcache import TrustCache
 from smimegate.policy import EffectivePolicy, resolve
 from smimegate.smime.results import Layer, SignerResult
@@ -56,6 +55,9 @@ from smimegate.store.policyrows import address_policy
 CACHE_TTL = 60.0
 ANCHORS_MAX_AGE = 60.0
 POLICY_TTL = 30.0
+
+if TYPE_CHECKING:  # dnspython is imported only when [smimea] lookup is on
+    from smimegate.pki.smimealookup import SmimeaLookup, SmimeaResolver
 
 _T = TypeVar("_T")
 
