@@ -204,15 +204,18 @@ class Gateway:
         return gateway
 
     def reload(self, config: Config | None = None) -> None:
-        """Clear the caches (the directory's too); take ``config`` (milter options, and a
-        changed ``[ldap]`` section: a new directory connection) when given. Raises like
-        create."""
+        """Clear the caches (the directory's too); take ``config`` (milter options, a changed
+        ``[ldap]`` section: a new directory connection, a changed ``[smimea]`` section) when
+        given. Raises like create."""
         if config is not None and config.ldap != self.config.ldap:
             directory = DirectoryUsers(config.ldap) if config.ldap.enabled else None
             old, self.directory = self.directory, directory
             self.services.directory = directory
             if old is not None:
                 old.close()
+        if config is not None and config.smimea != self.config.smimea:
+            self.services.configure_smimea(_smimea_resolver(config),
+                                           config.smimea.trust_dane_ee)
         self.services.reload()
         if config is not None:
             self._configure(config)

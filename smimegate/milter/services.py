@@ -158,6 +158,12 @@ class Services:
         # fingerprint -> (newest signing time recorded, whole seconds as stored; its names)
         self._capabilities_seen: dict[str, tuple[int, tuple[str, ...]]] = {}
 
+    def configure_smimea(self, smimea: SmimeaResolver | None, trust_dane_ee: bool) -> None:
+        """Take a new [smimea] configuration (reload); answers cached so far are dropped."""
+        self.smimea = smimea
+        self._trust_dane_ee = trust_dane_ee
+        self._encryption.clear()
+
     def reload(self) -> None:
         """Forget every cached value, the directory's too. The trust anchors are read again
         on next use, incrementally (only new CRLs are parsed)."""

@@ -135,3 +135,18 @@ def test_resolver_down_decides_without_it(site: Site) -> None:
     outcome, message = send_out(gw, "other@signed.example")
     assert_plain(outcome, message)
     assert gw.services.smimea.queries == 2  # one per address, not one per message
+
+
+def test_reload_turns_lookups_on_and_off(site: Site) -> None:
+    gw = Gateway.create(site.world.config, site.world.store)
+    assert gw.services.smimea is None
+    outcome, message = send_out(gw, "reload@signed.example")
+    assert_plain(outcome, message)
+    on = dataclasses.replace(site.world.config, smimea=SmimeaConfig(
+        lookup=True, resolver=site.dns.resolver))
+    gw.reload(on)
+    assert gw.services.smimea is not None and gw.services.smimea.resolver == site.dns.resolver
+    outcome, message = send_out(gw, DANE)
+    assert decrypts(site, DANE, message)
+    gw.reload(site.world.config)
+    assert gw.services.smimea is None
