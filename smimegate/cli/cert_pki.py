@@ -25,7 +25,7 @@ from smimegate.cli.crl import days_arg, print_summary, reason_arg, serial_arg
 from smimegate.pki.ca import DEFAULT_DAYS
 from smimegate.pki.crl import DEFAULT_NEXT_UPDATE_DAYS, REASONS
 from smimegate.pki.pkcs12 import DEFAULT_PROFILE, PROFILES, make_pkcs12
-from smimegate.pki.signing import KEY_TYPES, ML_DSA_TYPES, SIGNATURE_ALGORITHMS
+from smimegate.pki.signing import ISSUE_KEY_TYPES, ML_DSA_TYPES, ML_KEM_TYPES, SIGNATURE_ALGORITHMS
 from smimegate.store.certinfo import cert_info
 
 
@@ -36,9 +36,9 @@ def register_issue(cert_sub: Any) -> None:
     p.add_argument("--ca", help="CA name (default: the default CA)")
     p.add_argument("--days", type=days_arg, default=DEFAULT_DAYS,
                    help=f"validity in days (default {DEFAULT_DAYS}; never beyond the CA's)")
-    p.add_argument("--key-type", choices=KEY_TYPES, default="rsa2048",
+    p.add_argument("--key-type", choices=ISSUE_KEY_TYPES, default="rsa2048",
                    help="key type of the new key (default rsa2048; ml-dsa-*: signing only, "
-                        "no PKCS#12)")
+                        "ml-kem-*: encryption only; neither in a PKCS#12)")
     p.add_argument("--signature-algorithm", choices=SIGNATURE_ALGORITHMS,
                    help="how the CA signs (default: the usual one for the CA key)")
     p.add_argument("--cn", help="subject common name (default: EMAIL)")
@@ -108,9 +108,10 @@ def _issue(args: argparse.Namespace) -> int:
     from smimegate.pki.issue import IssueRequest, Subject
 
     wants_pfx = bool(args.pfx_out or args.send_pfx)
-    if wants_pfx and args.key_type in ML_DSA_TYPES:
-        # Refused before a key is made: cryptography 50 cannot put ML-DSA keys in a PKCS#12.
-        raise UsageError(f"--key-type {args.key_type}: no PKCS#12 for ML-DSA keys yet "
+    if wants_pfx and args.key_type in (*ML_DSA_TYPES, *ML_KEM_TYPES):
+        # Refused before a key is made: cryptography 50 cannot put ML-DSA / ML-KEM keys in a
+        # PKCS#12.
+        raise UsageError(f"--key-type {args.key_type}: no PKCS#12 for ML-DSA or ML-KEM keys yet "
                          "(--pfx-out / --send-pfx); issue it without them")
     password = _password(args, wants_pfx)
     delivering = args.send_pfx or args.sms_password

@@ -29,7 +29,7 @@ from smimegate.pki.crl import (
 from smimegate.pki.crlstore import CrlKeeper
 from smimegate.pki.errors import PkiError
 from smimegate.pki.issue import IssueRequest, issue_certificate
-from smimegate.pki.signing import PrivateKey, new_key
+from smimegate.pki.signing import EndEntityKey, PrivateKey, new_end_entity_key
 from smimegate.store.base import (
     CaRecord,
     CertificateRecord,
@@ -71,7 +71,7 @@ class Issued:
     ca: LoadedCa
     record: CertificateRecord
     cert: x509.Certificate
-    key: PrivateKey
+    key: EndEntityKey
     user_created: bool
 
 
@@ -138,7 +138,7 @@ def issue(
     ValueError for a bad key type or a signature algorithm that does not fit the CA key.
     """
     ca = load_ca(store, ca_name)
-    key = new_key(key_type)
+    key = new_end_entity_key(key_type)
     cert = issue_certificate(request, key.public_key(), ca.intermediate,
                              _intermediate_key(store, ca))
     record = store.add_certificate(cert, source=ISSUED_SOURCE, key=key)

@@ -9,7 +9,8 @@ What every certificate gets (S/MIME BR 7.1.2.3, RFC 8550 4.4):
   digitalSignature + keyAgreement for EC (RFC 8550 4.4.2: ECDH is key agreement);
   digitalSignature alone for ML-DSA, a signing-only certificate (RFC 9881 5: an ML-DSA end
   entity may assert digitalSignature and nonRepudiation, never an encipherment bit; BR 7.1.2.3 e
-  signing-only profile);
+  signing-only profile); keyEncipherment alone for ML-KEM, an encryption-only certificate
+  (RFC 9936 4: "MUST only contain keyEncipherment"; BR 7.1.2.3 e encryption-only profile);
 - basicConstraints cA FALSE (critical), SKI, AKI (the issuer's key identifier);
 - a random serial (64 bits or more of CSPRNG output: BR 7.1, here 158);
 - certificatePolicies with the BR reserved OID of the profile (BR 7.1.6.1);
@@ -36,10 +37,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from smimegate.pki.ca import BACKDATE, DEFAULT_DAYS, aki_for, random_serial
 from smimegate.pki.signing import (
+    EndEntityPublicKey,
     PrivateKey,
-    PublicKey,
     default_signature_algorithm,
     ml_dsa_type,
+    ml_kem_type,
     signature_params,
 )
 
@@ -117,17 +119,18 @@ class IssueRequest:
                 raise ValueError(f"CRL distribution point: not a URL: {url!r}")
 
 
-def key_usage_for(public_key: PublicKey) -> x509.KeyUsage:
-    """Dual-use key usage for RSA and EC keys, signing only for ML-DSA (BR 7.1.2.3 e, RFC 9881
-    5). Raises ValueError for another key type."""
+def key_usage_for(public_key: EndEntityPublicKey) -> x509.KeyUsage:
+    """Dual-use key usage for RSA and EC keys, signing only for ML-DSA, encryption only for
+    ML-KEM (BR 7.1.2.3 e, RFC 9881 5, RFC 9936 4). Raises ValueError for another key type."""
     rsa_key = isinstance(public_key, rsa.RSAPublicKey)
     ec_key = isinstance(public_key, ec.EllipticCurvePublicKey)
-    if not rsa_key and not ec_key and ml_dsa_type(public_key) is None:
+    kem_key = ml_kem_type(public_key) is not None
+    if not rsa_key and not ec_key and not kem_key and ml_dsa_type(public_key) is None:
         raise ValueError(f"unsupported key {type(public_key).__name__}")
     return x509.KeyUsage(
-        digital_signature=True,
+        digital_signature=not kem_key,
         content_commitment=False,
-        key_encipherment=rsa_key,
+        key_encipherment=rsa_key or kem_key,
         data_encipherment=False,
         key_agreement=ec_key,
         key_cert_sign=False,
@@ -139,7 +142,7 @@ def key_usage_for(public_key: PublicKey) -> x509.KeyUsage:
 
 def issue_certificate(
     request: IssueRequest,
-    public_key: PublicKey,
+    public_key: EndEntityPublicKey,
     issuer: x509.Certificate,
     issuer_key: PrivateKey,
     *,

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from smimegate.pki.signing import PrivateKey, key_type_of
+from smimegate.pki.signing import EndEntityKey, key_type_of
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def profile(name: str) -> Pkcs12Profile:
 
 
 def make_pkcs12(
-    key: PrivateKey,
+    key: EndEntityKey,
     cert: x509.Certificate,
     chain: Sequence[x509.Certificate],
     password: str,
@@ -65,16 +65,17 @@ def make_pkcs12(
     """The DER of a PFX holding key, cert (named friendly_name) and chain (issuer first).
 
     CA certificates are named by their common name. Raises ValueError for an empty password,
-    an unknown profile, an ML-DSA key (not writable into PKCS#12 with cryptography 50), or a
+    an unknown profile, an ML-DSA or ML-KEM key (not writable into PKCS#12 with cryptography 50), or a
     key that does not belong to cert.
     """
     if not password:
         raise ValueError("PKCS#12 password: must not be empty")
     prof = profile(profile_name)
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        # cryptography 50's PKCS#12 writer takes RSA, DSA, EC and EdDSA keys only.
+        # cryptography 50's PKCS#12 writer takes RSA, DSA, EC and EdDSA keys only, no ML-DSA
+        # or ML-KEM.
         raise ValueError(f"PKCS#12: cannot write an {key_type_of(key)} key (the cryptography "
-                         "library does not serialise ML-DSA keys into PKCS#12 yet)")
+                         "library does not serialise ML-DSA or ML-KEM keys into PKCS#12 yet)")
     if cert.public_key() != key.public_key():
         raise ValueError("PKCS#12: the private key does not belong to the certificate")
     encryption = (

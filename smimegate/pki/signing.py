@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, mldsa, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, mldsa, mlkem, padding, rsa
 
 MlDsaPrivateKey: TypeAlias = (
     mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey
@@ -21,6 +21,13 @@ MlDsaPrivateKey: TypeAlias = (
 MlDsaPublicKey: TypeAlias = mldsa.MLDSA44PublicKey | mldsa.MLDSA65PublicKey | mldsa.MLDSA87PublicKey
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | MlDsaPrivateKey
 PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | MlDsaPublicKey
+# ML-KEM (FIPS 203) keys only decapsulate: end-entity encryption certificates, never a CA key.
+# cryptography 50 has ML-KEM-768 and -1024, not -512.
+MlKemPrivateKey: TypeAlias = mlkem.MLKEM768PrivateKey | mlkem.MLKEM1024PrivateKey
+MlKemPublicKey: TypeAlias = mlkem.MLKEM768PublicKey | mlkem.MLKEM1024PublicKey
+EndEntityKey: TypeAlias = PrivateKey | MlKemPrivateKey
+EndEntityPublicKey: TypeAlias = PublicKey | MlKemPublicKey
+ML_KEM_TYPES: tuple[str, ...] = ("ml-kem-768", "ml-kem-1024")
 
 # ML-DSA parameter sets of FIPS 204 by the names RFC 9881 uses; each names a key type and the
 # signature algorithm of such a key.
@@ -30,12 +37,18 @@ _ML_DSA_KEYS: dict[str, type[MlDsaPrivateKey]] = {
     "ml-dsa-65": mldsa.MLDSA65PrivateKey,
     "ml-dsa-87": mldsa.MLDSA87PrivateKey,
 }
+_ML_KEM_CLASSES: dict[str, tuple[type[MlKemPrivateKey], type[MlKemPublicKey]]] = {
+    "ml-kem-768": (mlkem.MLKEM768PrivateKey, mlkem.MLKEM768PublicKey),
+    "ml-kem-1024": (mlkem.MLKEM1024PrivateKey, mlkem.MLKEM1024PublicKey),
+}
 _ML_DSA_CLASSES: dict[str, tuple[type, type]] = {
     "ml-dsa-44": (mldsa.MLDSA44PrivateKey, mldsa.MLDSA44PublicKey),
     "ml-dsa-65": (mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PublicKey),
     "ml-dsa-87": (mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PublicKey),
 }
 KEY_TYPES: tuple[str, ...] = ("rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384", *ML_DSA_TYPES)
+# What `cert issue --key-type` takes: every CA key type and the encryption-only ML-KEM ones.
+ISSUE_KEY_TYPES: tuple[str, ...] = (*KEY_TYPES, *ML_KEM_TYPES)
 SIGNATURE_ALGORITHMS: tuple[str, ...] = (
     "sha256-rsa", "sha384-rsa", "sha512-rsa", "sha256-rsa-pss", "sha256-ecdsa", "sha384-ecdsa",
     *ML_DSA_TYPES,
@@ -74,6 +87,23 @@ def new_key(key_type: str) -> PrivateKey:
     return ec.generate_private_key(_CURVES[key_type]())
 
 
+def new_end_entity_key(key_type: str) -> EndEntityKey:
+    """A fresh key of any ISSUE_KEY_TYPES type. Raises ValueError for an unknown one."""
+    if key_type in _ML_KEM_CLASSES:
+        return _ML_KEM_CLASSES[key_type][0].generate()
+    if key_type not in ISSUE_KEY_TYPES:
+        raise ValueError(f"key type {key_type!r}: expected one of {', '.join(ISSUE_KEY_TYPES)}")
+    return new_key(key_type)
+
+
+def ml_kem_type(key: object) -> str | None:
+    """The ML-KEM key type name of a private or public ML-KEM key, else None."""
+    for name, kinds in _ML_KEM_CLASSES.items():
+        if isinstance(key, kinds):
+            return name
+    return None
+
+
 def ml_dsa_type(key: object) -> str | None:
     """The ML-DSA key type name of a private or public ML-DSA key, else None."""
     for name, kinds in _ML_DSA_CLASSES.items():
@@ -82,7 +112,7 @@ def ml_dsa_type(key: object) -> str | None:
     return None
 
 
-def key_type_of(key: PrivateKey | PublicKey) -> str:
+def key_type_of(key: EndEntityKey | EndEntityPublicKey) -> str:
     """The key type name of an existing key. Raises ValueError for one we do not issue."""
     if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         name = f"rsa{key.key_size}"
@@ -90,6 +120,8 @@ def key_type_of(key: PrivateKey | PublicKey) -> str:
         name = {"secp256r1": "ec-p256", "secp384r1": "ec-p384"}.get(key.curve.name, key.curve.name)
     elif (ml_dsa := ml_dsa_type(key)) is not None:
         name = ml_dsa
+    elif (ml_kem := ml_kem_type(key)) is not None:
+        return ml_kem
     else:
         raise ValueError(f"unsupported key {type(key).__name__}")
     return check_key_type(name)

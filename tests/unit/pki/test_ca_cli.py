@@ -463,9 +463,49 @@ def test_ml_dsa_ca_and_signing_certificates(cli: Cli, store: SqlStore, tmp_path:
     before = len(store.list_certificates())
     rc, _, err = cli("cert", "issue", "p12@example.org", "--key-type", "ml-dsa-65",
                      "--pfx-out", str(tmp_path / "x.p12"), "--generate-password")
-    assert rc == 2 and "no PKCS#12 for ML-DSA keys" in err
+    assert rc == 2 and "no PKCS#12 for ML-DSA or ML-KEM keys" in err
     assert len(store.list_certificates()) == before
     rc, _, err = cli("cert", "export", issued["pq"].fingerprint, "--out", str(tmp_path / "y.p12"),
                      "--format", "pfx", "--password", "pw")
     assert rc == 1 and "cannot write an ml-dsa-87 key" in err
     assert not (tmp_path / "y.p12").exists()
+
+
+def test_ml_kem_encryption_certificates(cli: Cli, store: SqlStore, tmp_path: Path) -> None:
+    """cert issue --key-type ml-kem-768|1024: keyUsage keyEncipherment only (RFC 9936 4), the
+    key in escrow opens a KEMRecipientInfo message through `message inspect`; never a CA key,
+    never in a PKCS#12."""
+    from asn1crypto import keys as akeys
+
+    from smimegate.smime.encrypt import encrypt
+
+    create_ca(cli)
+    oids = {"ml-kem-768": "2.16.840.1.101.3.4.4.2", "ml-kem-1024": "2.16.840.1.101.3.4.4.3"}
+    for key_type, oid in oids.items():
+        rc, out, err = cli("cert", "issue", f"{key_type}@example.org", "--key-type", key_type)
+        assert rc == 0, err
+        match = re.search(r"sha256:\s+([0-9a-f]{64})", out)
+        assert match is not None
+        cert = store.get_certificate(match.group(1)).certificate()
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        assert usage.key_encipherment
+        assert not (usage.digital_signature or usage.content_commitment or usage.key_agreement
+                    or usage.data_encipherment)
+        spki = akeys.PublicKeyInfo.load(cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+        assert spki["algorithm"]["algorithm"].dotted == oid
+        message = tmp_path / f"{key_type}.eml"
+        message.write_bytes(b"Subject: pq\r\n" + encrypt(
+            b"Content-Type: text/plain\r\n\r\nsecret\r\n", [cert], cipher="aes256-gcm"))
+        rc, out, err = cli("message", "inspect", str(message), "--json")
+        assert rc == 0, err
+        report = json.loads(out)
+        assert report["error"] is None and report["layers"][0]["decrypted"] is True
+        assert report["layers"][0]["recipients"][0]["key_encryption_oid"] == oid
+
+    rc, _, err = cli("cert", "issue", "p12@example.org", "--key-type", "ml-kem-768",
+                     "--pfx-out", str(tmp_path / "x.p12"), "--password", "pw")
+    assert rc == 2 and "no PKCS#12 for ML-DSA or ML-KEM keys" in err
+    rc, _, err = cli("ca", "create", "--root-cn", "R", "--intermediate-cn", "K",
+                     "--key-type", "ml-kem-768")
+    assert rc == 2 and "invalid choice" in err
