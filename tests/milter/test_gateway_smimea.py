@@ -11,6 +11,7 @@ that is down lets the message through unencrypted, never tempfailed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from smimegate.config import SmimeaConfig
 from smimegate.milter.edit import apply_outcome_to_message
 from smimegate.milter.gateway import Gateway
 from smimegate.milter.transaction import Outcome
-from smimegate.pki.smimea import zone_line
+from smimegate.pki.smimea import owner_name, zone_line
 from tests.fixtures.dnssec import DnssecSetup, free_port
 from tests.helpers.testpki import Identity, TestCA
 from tests.milter.gateway_support import World, envelope, make_world, parse, plain
@@ -54,6 +55,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         yield Site(world, dns, ids)
     finally:
         dns.stop()
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 def gateway(site: Site, resolver: str | None = None, trust_dane_ee: bool = True) -> Gateway:
@@ -126,7 +136,18 @@ def test_unsigned_bogus_and_missing_answers_give_nothing(site: Site, rcpt: str) 
 
 
 def test_resolver_down_decides_without_it(site: Site) -> None:
-    gw = gateway(site, resolver=f"127.0.0.1:{free_port()}")
+    resolver = f"127.0.0.1:{free_port()}"
+    gw = gateway(site, resolver=resolver)
+    logger = logging.getLogger("smimegate.smimea")
+    handler = Records()
+    logger.addHandler(handler)
+    try:
+        send_out(gw, NOBODY)
+    finally:
+        logger.removeHandler(handler)
+    assert [(r.levelno, r.getMessage().split(" (")[0]) for r in handler.records] == [
+        (logging.WARNING, f"smimea: resolver {resolver} did not answer for "
+                          f"{owner_name(NOBODY)}")]
     assert gw.services.smimea is not None
     for _ in range(2):
         outcome, message = send_out(gw, NOBODY)
