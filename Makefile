@@ -43,6 +43,7 @@ pytest: venv
 # postfix_bench.py needs root (it runs a private Postfix).
 bench: system-deps-test venv
 	$(BIN)/python bench/smime_bench.py
+	$(BIN)/python bench/pqc_bench.py
 	$(BIN)/python bench/cost_bench.py
 	$(BIN)/python bench/store_bench.py
 	$(BIN)/python bench/startup_bench.py

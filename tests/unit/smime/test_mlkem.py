@@ -136,3 +136,20 @@ def test_trust_takes_ml_kem_certificates_for_encryption_only(
     cert = people["ml-kem-768"].cert
     assert trust.check(cert, anchors, purpose="encrypt").trusted
     assert trust.check(cert, anchors, purpose="sign").reason == "key type cannot sign"
+
+
+def test_signed_with_ml_dsa_then_encrypted_beside_ecdh(ca: TestCA,
+                                                       people: dict[str, Identity]) -> None:
+    from smimegate.smime.sign import sign
+
+    signer = ca.issue("pq-signer@example.test", "ml-dsa-65")
+    ecdh = ca.issue("ec@example.test", "ec-p256")
+    kem_id = people["ml-kem-768"]
+    signed = sign(CONTENT, signer.key, signer.cert, [ca.cert])
+    message = b"Subject: pq\r\n" + encrypt(signed, [ecdh.cert, kem_id.cert], cipher="aes256-gcm")
+    for ident in (kem_id, ecdh):
+        unwrapped = unwrap(message, [(ident.cert, ident.key)])
+        assert unwrapped.error is None and unwrapped.content == CONTENT
+        headers = dict(result_headers(unwrapped.layers))
+        assert headers["X-Smimegate-Info-Encryption-Algorithm-0"].startswith("AES256-GCM")
+        assert headers["X-Smimegate-Info-Signer-Verified-0-1"] == "True"
