@@ -5,7 +5,7 @@ Server-rendered pages (Starlette + Jinja2, no script of ours needed) and a JSON 
 
 app.py        the Starlette application: routes, limits, the store it works on
 security.py   response headers (CSP ...), cookies, the client's address, same-origin checks
-pages.py      sign-in and the tabs, each page a plain function run in a worker thread
+pages/        sign-in and the tabs, one module per tab (pages/__init__.py lists them)
 api.py        /api/v1/: bearer tokens, JSON in and out, error mapping
 openapi.py    /api/v1/openapi.json
 """

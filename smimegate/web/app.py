@@ -45,36 +45,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> Starlette:
     """The application over an open store. close_store: close it when the server stops."""
-    page = pages.page
     routes = [
         Route("/", _home),
-        Route("/login", pages.login, methods=["GET", "POST"]),
-        Route("/logout", page(pages.logout, auditor_may_post=True), methods=["POST"]),
-        Route("/dashboard", page(pages.dashboard)),
-        Route("/certificates", page(pages.certificates)),
-        Route("/certificates/{fingerprint}.pem", page(pages.certificate_pem)),
-        Route("/certificates/{fingerprint}", page(pages.certificate)),
-        Route("/roots", page(pages.roots)),
-        Route("/crls", page(pages.crl_list)),
-        Route("/ca", page(pages.ca_list)),
-        Route("/queues", page(pages.queue_list)),
-        Route("/sms", page(pages.sms)),
-        *(Route(path, page(pages.not_built)) for path in pages.NOT_BUILT),
-        Route("/settings", page(pages.settings_page), methods=["GET", "POST"]),
-        Route("/domains", page(pages.domain_list), methods=["GET", "POST"]),
-        Route("/domains/{domain}", page(pages.domain_page), methods=["GET", "POST"]),
-        Route("/domains/{domain}/remove", page(pages.domain_page), methods=["POST"]),
-        Route("/users", page(pages.user_list), methods=["GET", "POST"]),
-        Route("/users/{email}", page(pages.user_page), methods=["GET", "POST"]),
-        Route("/users/{email}/remove", page(pages.user_page), methods=["POST"]),
-        Route("/audit", page(pages.audit_log)),
-        Route("/admins", page(pages.admins), methods=["GET", "POST"]),
-        # One's own sessions and password are not changes to the gateway: auditors may too.
-        Route("/account", page(pages.account)),
-        Route("/account/sessions", page(pages.end_session, auditor_may_post=True),
-              methods=["POST"]),
-        Route("/account/password", page(pages.change_password, auditor_may_post=True),
-              methods=["POST"]),
+        *pages.ROUTES,
         Route("/api/v1/openapi.json", api.openapi),
         Route("/api/v1/settings", api.endpoint(api.get_settings)),
         Route("/api/v1/settings/{property}", api.endpoint(api.put_setting), methods=["PUT"]),
