@@ -38,7 +38,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
     headers = getattr(exc, "headers", None)
-    if request.url.path.startswith("/api/"):
+    if request.url.path == "/api" or request.url.path.startswith("/api/"):
         return JSONResponse({"error": detail}, status_code=status, headers=headers)
     return PlainTextResponse(f"{detail}\n", status_code=status, headers=headers)
 
