@@ -364,6 +364,18 @@ class MilterConfig:
         "Inbound S/MIME that is malformed or cannot be decrypted: deliver it unchanged with "
         "headers saying what failed, tempfail (451) or reject (554).",
     )
+    header_protection: bool = opt(
+        True,
+        "RFC 9788 header protection. Outbound: what we sign or encrypt carries the message's "
+        'header fields inside (Content-Type hp="clear" or hp="cipher"); an encrypted copy '
+        'shows Subject "[...]" outside and drops Keywords and Comments (the baseline Header '
+        "Confidentiality Policy, RFC 9788 3.2), its text starting with a legacy display "
+        "element (Subject: ...) for clients without RFC 9788. Inbound: protected header fields "
+        "of a verified or decrypted part are restored outside (Protected-Headers result "
+        "header), the legacy display element removed where no kept signature covers it, and "
+        "an inner field that contradicts the outer one is reported, the outer one kept. "
+        "false: messages pass as before.",
+    )
     stop_timeout: float = opt(
         30.0,
         "Seconds a stop (SIGTERM/SIGINT/SIGHUP) waits for messages in progress to finish before "

@@ -24,13 +24,16 @@ def message_entity(headers: Sequence[tuple[str, str]], body: bytes) -> bytes:
 
 
 def replace_entity(
-    headers: Sequence[tuple[str, str]], new_entity: bytes
+    headers: Sequence[tuple[str, str]], new_entity: bytes, content_only: bool = False
 ) -> tuple[tuple[HeaderEdit, ...], bytes]:
     """Edits and the new body that turn a message with ``headers`` into one carrying
-    ``new_entity``. Never raises: an entity that is not MIME is delivered as a text body."""
+    ``new_entity``. ``content_only``: only the entity's Content-* fields are added (its other
+    fields are RFC 9788 protected header fields, which smimegate.smime.hprotect restores).
+    Never raises: an entity that is not MIME is delivered as a text body."""
     try:
         parsed = mime.parse_entity(new_entity)
-        fields = [(n, v.decode("utf-8", "replace")) for n, v in parsed.headers]
+        fields = [(n, v.decode("utf-8", "replace")) for n, v in parsed.headers
+                  if not content_only or n.lower().startswith("content-")]
         body = parsed.body
     except Malformed:
         fields, body = [], new_entity

@@ -68,6 +68,7 @@ from smimegate.policy import (
     is_outbound,
 )
 from smimegate.smime import encrypt as smime_encrypt
+from smimegate.smime import hprotect
 from smimegate.smime import sign as smime_sign
 from smimegate.smime.errors import Malformed, SmimeError, Unsupported
 from smimegate.smime.results import Layer, result_headers
@@ -469,6 +470,19 @@ class Gateway:
         if decision.subject is not None:
             edits.append(HeaderEdit("change", "Subject", 1, hdr.encode_subject(decision.subject)))
         new_entity = entity
+        if self.config.milter.header_protection and (
+                group.treatment.encrypt or (decision.sign and identity is not None)):
+            try:
+                new_entity, hp_edits, hp_facts = _protect(run, entity, decision.subject,
+                                                          group.treatment.encrypt)
+            except Malformed as exc:
+                # Signed or encrypted as before rather than not at all; said once.
+                self._warn(run, f"header protection skipped: {exc}")
+                hp_edits, hp_facts = [], [("hp", "none")]
+            if any(e.name.lower() == "subject" for e in hp_edits):
+                edits = [e for e in edits if e.name.lower() != "subject"]
+            edits.extend(hp_edits)
+            facts.extend(hp_facts)
         if decision.sign and identity is not None:
             new_entity = smime_sign.sign(new_entity, identity.key, identity.certificate,
                                          identity.chain,
@@ -601,19 +615,114 @@ class Gateway:
                 return _Copy((), None, reply, tuple(facts))
         edits: list[HeaderEdit] = []
         new_body: bytes | None = None
-        if opened.deliverable is not None:
-            entity_edits, new_body = replace_entity(run.kept, opened.deliverable)
+        hp_on = self.config.milter.header_protection
+        restored = _restore(run, opened, layers) if hp_on and not error else None
+        deliverable = opened.deliverable
+        if restored is not None and restored.entity is not None:
+            deliverable = restored.entity
+        if deliverable is not None:
+            entity_edits, new_body = replace_entity(run.kept, deliverable, content_only=hp_on)
             edits.extend(entity_edits)
+        if restored is not None:
+            edits.extend(_restore_edits(restored))
         edits.append(HeaderEdit("insert", "Authentication-Results", 1,
                                 hdr.authentication_results(
                                     self.authserv_id, hdr.smime_results(layers, error))))
         for name, value in result_headers(layers, self.prefix):
             edits.append(HeaderEdit("add", name, 1, hdr.fold(name, value)))
+        if restored is not None:
+            for name, value in _restore_headers(restored, self.prefix):
+                edits.append(HeaderEdit("add", name, 1, hdr.fold(name, value)))
         if error:
             edits.append(HeaderEdit("add", f"{self.prefix}Error", 1,
                                     hdr.fold(f"{self.prefix}Error", error)))
         facts += _layer_facts(layers, harvested, error)
+        if restored is not None:
+            facts += _restore_facts(run, restored)
         return _Copy(tuple(edits), new_body, facts=tuple(facts))
+
+
+def _protect(run: _Run, entity: bytes, subject: str | None,
+             encrypted: bool) -> tuple[bytes, list[HeaderEdit], list[tuple[str, object]]]:
+    """RFC 9788 header protection of one copy (smimegate.smime.hprotect.protect): the payload
+    to sign or encrypt, the outer header edits (an encrypted copy: Subject "[...]", Keywords and
+    Comments removed) and the log facts. ``subject``: the Subject policy set, if it changed."""
+    fields = list(run.kept)
+    if subject is not None:
+        fields = [(n, hdr.encode_subject(subject) if n.lower() == "subject" else v)
+                  for n, v in fields]
+    protected = hprotect.protect(entity, fields, encrypted=encrypted)
+    edits = [HeaderEdit("delete", name, index) if value is None
+             else HeaderEdit("change", name, index, hdr.fold(name, value))
+             for name, index, value in protected.outer]
+    facts: list[tuple[str, object]] = [("hp", protected.mode)]
+    if protected.legacy_display:
+        facts.append(("legacy_display", "added"))
+    return protected.entity, edits, facts
+
+
+def _restore(run: _Run, opened: Opened,
+             layers: Sequence[Layer]) -> hprotect.Restoration | None:
+    """RFC 9788 protected header fields of the innermost content, when a layer around it was
+    decrypted or every signature around it verifies (smimegate.smime.hprotect.restore)."""
+    if opened.content is None or not layers:
+        return None
+    decrypted = any(layer.kind != "signed" and layer.decrypted for layer in layers)
+    level = len(layers) - 1
+    restored = hprotect.restore(run.kept, opened.content, level=level, encrypted=decrypted,
+                                deliverable=opened.deliverable)
+    if restored is None:
+        return None
+    signers = [s for layer in layers if layer.kind == "signed" for s in layer.signers]
+    if any(not s.valid for s in signers) or not (decrypted or signers):
+        # Unverified protected fields are no better than the outer ones: nothing restored.
+        return hprotect.Restoration(level, "error", errors=(
+            "a signature around the protected headers does not verify; not restored",))
+    return restored
+
+
+def _restore_edits(restored: hprotect.Restoration) -> list[HeaderEdit]:
+    out: list[HeaderEdit] = []
+    for op, name, index, value in restored.edits:
+        if op == "delete" or value is None:
+            out.append(HeaderEdit("delete", name, index))
+        elif op == "change":
+            out.append(HeaderEdit("change", name, index, hdr.fold(name, value)))
+        else:
+            out.append(HeaderEdit("add", name, 1, hdr.fold(name, value)))
+    return out
+
+
+def _restore_headers(restored: hprotect.Restoration, prefix: str) -> list[tuple[str, str]]:
+    """CONTRACT.md ``P-Protected-Headers-LEVEL``: the fields restored from (or confirmed by) the
+    inside; ``-Conflict-LEVEL``: those whose protected value contradicts the outer one, which
+    was kept; ``-Error-LEVEL``: protected headers that could not be used."""
+    level = restored.level
+    out: list[tuple[str, str]] = []
+    if restored.protected:
+        out.append((f"{prefix}Protected-Headers-{level}", ", ".join(restored.protected)))
+    if restored.conflicts:
+        out.append((f"{prefix}Protected-Headers-Conflict-{level}",
+                    ", ".join(restored.conflicts)))
+    if restored.errors:
+        out.append((f"{prefix}Protected-Headers-Error-{level}", "; ".join(restored.errors)))
+    return out
+
+
+def _restore_facts(run: _Run, restored: hprotect.Restoration) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = [("hp", restored.mode)]
+    if restored.protected:
+        out.append(("protected", ",".join(restored.protected)))
+    if restored.conflicts:
+        out.append(("hp_conflict", ",".join(restored.conflicts)))
+        _LOG.warning(log.warning_line(run.envelope.queue_id or "",
+                                      "protected header contradicts the outer one, outer kept",
+                                      {"fields": ",".join(restored.conflicts)}))
+    if restored.legacy:
+        out.append(("legacy_display", restored.legacy))
+    if restored.errors:
+        out.append(("hp_error", "; ".join(restored.errors)))
+    return out
 
 
 # pki.trust.choose_encryption_certificate's reason for the certificates older than the chosen

@@ -26,11 +26,13 @@ _ENCRYPTED = ("enveloped", "auth-enveloped")
 @dataclass(frozen=True)
 class Opened:
     """layers: outermost first (LEVEL 0 first). deliverable: the entity after the innermost
-    decrypted layer, None when nothing was decrypted. error: why a layer stayed closed."""
+    decrypted layer, None when nothing was decrypted. error: why a layer stayed closed.
+    content: the innermost entity (where RFC 9788 protected header fields live)."""
 
     layers: tuple[Layer, ...]
     deliverable: bytes | None
     error: str | None
+    content: bytes | None = None
 
 
 def is_smime(entity: bytes) -> bool:
@@ -49,7 +51,7 @@ def open_entity(entity: bytes, keys: Sequence[tuple[x509.Certificate, Any]],
     """Verify and decrypt every layer of ``entity`` (smime.unwrap). Raises Malformed /
     Unsupported for broken or unsupported S/MIME at any layer."""
     result = unwrap(entity, keys, max_depth=max_depth)
-    return Opened(result.layers, result.opened, result.error)
+    return Opened(result.layers, result.opened, result.error, result.content)
 
 
 def first_recipients(entity: bytes) -> tuple[RecipientResult, ...] | None:

@@ -527,6 +527,13 @@ def split_multipart(entity: Entity) -> list[bytes]:
     Malformed when the entity is not multipart, has no boundary parameter, no delimiter or no
     closing delimiter.
     """
+    return [entity.body[start:end] for start, end in multipart_spans(entity)]
+
+
+def multipart_spans(entity: Entity) -> list[tuple[int, int]]:
+    """Where each body part of a multipart entity lies in ``entity.body``: (start, end) offsets
+    of the bytes split_multipart returns, so that a caller can replace one part and keep every
+    other byte (preamble, delimiters, epilogue). Raises Malformed as split_multipart does."""
     ctype, params = content_type(entity)
     if not ctype.startswith("multipart/"):
         raise Malformed(f"multipart: entity is {ctype}, not multipart")
@@ -542,10 +549,8 @@ def split_multipart(entity: Entity) -> list[bytes]:
         raise Malformed(f"{ctype}: missing closing delimiter --{boundary}--")
     if close == 0:
         raise Malformed(f"{ctype}: closing delimiter without a body part")
-    parts: list[bytes] = []
-    for (_, after), (before, _) in zip(delimiters, delimiters[1:], strict=False):
-        parts.append(entity.body[after : max(after, before)])
-    return parts
+    return [(after, max(after, before))
+            for (_, after), (before, _) in zip(delimiters, delimiters[1:], strict=False)]
 
 
 def split_multipart_signed(entity: Entity) -> tuple[bytes, bytes, str | None]:

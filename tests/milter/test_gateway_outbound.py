@@ -3,12 +3,15 @@ What the gateway produces is checked with openssl, so it is real S/MIME."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from smimegate.milter.edit import apply_outcome_to_message
+from smimegate.milter.gateway import Gateway
 from smimegate.milter.transaction import Outcome
+from smimegate.smime import mime
 from tests.milter.gateway_support import World, envelope, make_world, openssl, parse, plain
 
 ALICE, EVE = "alice@internal.test", "eve@internal.test"
@@ -18,6 +21,15 @@ CAROL, DAVE, MAND = "carol@external.test", "dave@external.test", "mand@external.
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return make_world(tmp_path_factory.mktemp("outbound"))
+
+
+@pytest.fixture(scope="module")
+def legacy(world: World) -> World:
+    """The same store with [milter] header_protection = false: the output before RFC 9788
+    (tests/milter/test_gateway_hprotect.py tests it on)."""
+    milter = dataclasses.replace(world.config.milter, header_protection=False)
+    config = dataclasses.replace(world.config, milter=milter)
+    return dataclasses.replace(world, config=config, gateway=Gateway.create(config, world.store))
 
 
 def run(world: World, sender: str, *rcpts: str, subject: str = "hello",
@@ -64,7 +76,8 @@ def test_encrypt_only_for_sender_without_key(world: World) -> None:
     assert b"Hello there." in inner and b"multipart/signed" not in inner
 
 
-def test_sign_then_encrypt_decrypts_and_verifies_with_openssl(world: World) -> None:
+def test_sign_then_encrypt_decrypts_and_verifies_with_openssl(legacy: World) -> None:
+    world = legacy
     outcome, message = run(world, ALICE, CAROL)
     assert "action=sign+encrypt" in outcome.log_line
     assert b"smime-type=enveloped-data" in message and b"MIME-Version: 1.0" in message
@@ -90,20 +103,31 @@ def test_aes_gcm_recipient(world: World) -> None:
     assert b"Hello there." in out
 
 
-def test_subject_trigger_encrypts_and_is_removed(world: World) -> None:
+def test_subject_trigger_encrypts_and_is_removed(legacy: World) -> None:
+    world = legacy
     outcome, message = run(world, ALICE, CAROL, subject="[encrypt] quarterly figures")
     assert b"Subject: quarterly figures\r\n" in message
     assert b"[encrypt]" not in message
     assert b"Hello there." in decrypt(world, "carol", message)
 
 
-def test_subject_trigger_in_encoded_word(world: World) -> None:
+def test_subject_trigger_in_encoded_word(legacy: World) -> None:
+    world = legacy
     # "[encrypt] Grüße" as an RFC 2047 encoded-word.
     outcome, message = run(world, ALICE, CAROL,
                            subject="=?utf-8?q?=5Bencrypt=5D_Gr=C3=BC=C3=9Fe?=")
     edits = [e for e in outcome.header_edits if e.name == "Subject"]
     assert edits and edits[0].op == "change"
     assert edits[0].value == "=?utf-8?b?R3LDvMOfZQ==?="
+
+
+def test_header_protection_off_signs_the_entity_as_it_was(legacy: World) -> None:
+    # Byte for byte what was signed before header_protection existed: the Content-* fields
+    # and the body, nothing injected.
+    _outcome, message = run(legacy, ALICE, DAVE)
+    _outer, entity = mime.split_message(message)
+    first, _signature, _micalg = mime.split_multipart_signed(mime.parse_entity(entity))
+    assert first == b"Content-Type: text/plain; charset=us-ascii\r\n\r\nHello there.\r\n"
 
 
 def test_subject_trigger_without_certificate_is_refused(world: World) -> None:
