@@ -45,6 +45,7 @@ class InspectTrust:
     anchors: TrustAnchors
     config_file: str | None
     header_prefix: str = DEFAULT_HEADER_PREFIX
+    header_protection: bool = True
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class InspectStore:
     header_prefix: str = DEFAULT_HEADER_PREFIX
     keys_problem: str | None = None
     crl: CrlConfig = field(default_factory=CrlConfig)
+    header_protection: bool = True
 
     def trust(self, extra_roots: Sequence[x509.Certificate]) -> InspectTrust:
         """The store's anchors (none without a store) plus ``extra_roots``, with [crl]
@@ -70,7 +72,8 @@ class InspectStore:
         anchors = load_anchors(self.store, extra_roots,
                                revocation_mode=self.crl.revocation_mode,
                                ocsp=configured_lookup(self.crl))
-        return InspectTrust(anchors, self.config_file, self.header_prefix)
+        return InspectTrust(anchors, self.config_file, self.header_prefix,
+                            self.header_protection)
 
 
 @contextmanager
@@ -104,7 +107,8 @@ def open_inspect_store(args: argparse.Namespace, *, keys: bool) -> Iterator[Insp
     except StoreError as exc:
         raise OperationFailed(str(exc)) from None
     try:
-        yield InspectStore(store, path, config.milter.header_prefix, problem, config.crl)
+        yield InspectStore(store, path, config.milter.header_prefix, problem, config.crl,
+                           config.milter.header_protection)
     except StoreError as exc:
         raise OperationFailed(str(exc)) from None
     finally:

@@ -42,7 +42,7 @@ from smimegate.cli.inspecttrust import (
 )
 from smimegate.cli.keyfiles import load_certificates, load_key_file, pair_keys
 from smimegate.pki.addresses import certificate_addresses
-from smimegate.smime import mime
+from smimegate.smime import hprotect, mime
 from smimegate.smime.cms import name_to_str, to_asn1
 from smimegate.smime.errors import Malformed, Unsupported
 from smimegate.smime.results import Layer, SignerResult, Unwrapped, result_headers, serial_hex
@@ -113,6 +113,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             raise OperationFailed(f"{args.file}: {exc}") from exc
     result = dataclasses.replace(result, layers=apply_inspect_trust(result.layers, trust.anchors))
     headers = result_headers(result.layers, trust.header_prefix)
+    if trust.header_protection and not result.error:
+        headers += _protected_headers(message, result, trust.header_prefix)
     if args.json:
         print_json(_report(args.file, result, headers, trust))
     else:
@@ -124,6 +126,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             print(f"smimegate: note: the store's keys were not tried: {found.keys_problem}",
                   file=sys.stderr)
     return 0
+
+
+def _protected_headers(message: bytes, result: Unwrapped, prefix: str) -> list[tuple[str, str]]:
+    """The RFC 9788 Protected-Headers result headers the milter adds (smime.hprotect)."""
+    try:
+        outer = [(n, v.decode("utf-8", "surrogateescape"))
+                 for n, v in mime.split_message(message)[0]]
+    except Malformed:
+        return []
+    restored = hprotect.restore_layers(outer, result.content, result.layers, result.opened)
+    return hprotect.result_headers(restored, prefix) if restored is not None else []
 
 
 # --- JSON report ---------------------------------------------------------------------------

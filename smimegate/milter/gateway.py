@@ -616,7 +616,8 @@ class Gateway:
         edits: list[HeaderEdit] = []
         new_body: bytes | None = None
         hp_on = self.config.milter.header_protection
-        restored = _restore(run, opened, layers) if hp_on and not error else None
+        restored = hprotect.restore_layers(run.kept, opened.content, layers,
+                                           opened.deliverable) if hp_on and not error else None
         deliverable = opened.deliverable
         if restored is not None and restored.entity is not None:
             deliverable = restored.entity
@@ -631,7 +632,7 @@ class Gateway:
         for name, value in result_headers(layers, self.prefix):
             edits.append(HeaderEdit("add", name, 1, hdr.fold(name, value)))
         if restored is not None:
-            for name, value in _restore_headers(restored, self.prefix):
+            for name, value in hprotect.result_headers(restored, self.prefix):
                 edits.append(HeaderEdit("add", name, 1, hdr.fold(name, value)))
         if error:
             edits.append(HeaderEdit("add", f"{self.prefix}Error", 1,
@@ -661,26 +662,6 @@ def _protect(run: _Run, entity: bytes, subject: str | None,
     return protected.entity, edits, facts
 
 
-def _restore(run: _Run, opened: Opened,
-             layers: Sequence[Layer]) -> hprotect.Restoration | None:
-    """RFC 9788 protected header fields of the innermost content, when a layer around it was
-    decrypted or every signature around it verifies (smimegate.smime.hprotect.restore)."""
-    if opened.content is None or not layers:
-        return None
-    decrypted = any(layer.kind != "signed" and layer.decrypted for layer in layers)
-    level = len(layers) - 1
-    restored = hprotect.restore(run.kept, opened.content, level=level, encrypted=decrypted,
-                                deliverable=opened.deliverable)
-    if restored is None:
-        return None
-    signers = [s for layer in layers if layer.kind == "signed" for s in layer.signers]
-    if any(not s.valid for s in signers) or not (decrypted or signers):
-        # Unverified protected fields are no better than the outer ones: nothing restored.
-        return hprotect.Restoration(level, "error", errors=(
-            "a signature around the protected headers does not verify; not restored",))
-    return restored
-
-
 def _restore_edits(restored: hprotect.Restoration) -> list[HeaderEdit]:
     out: list[HeaderEdit] = []
     for op, name, index, value in restored.edits:
@@ -690,22 +671,6 @@ def _restore_edits(restored: hprotect.Restoration) -> list[HeaderEdit]:
             out.append(HeaderEdit("change", name, index, hdr.fold(name, value)))
         else:
             out.append(HeaderEdit("add", name, 1, hdr.fold(name, value)))
-    return out
-
-
-def _restore_headers(restored: hprotect.Restoration, prefix: str) -> list[tuple[str, str]]:
-    """CONTRACT.md ``P-Protected-Headers-LEVEL``: the fields restored from (or confirmed by) the
-    inside; ``-Conflict-LEVEL``: those whose protected value contradicts the outer one, which
-    was kept; ``-Error-LEVEL``: protected headers that could not be used."""
-    level = restored.level
-    out: list[tuple[str, str]] = []
-    if restored.protected:
-        out.append((f"{prefix}Protected-Headers-{level}", ", ".join(restored.protected)))
-    if restored.conflicts:
-        out.append((f"{prefix}Protected-Headers-Conflict-{level}",
-                    ", ".join(restored.conflicts)))
-    if restored.errors:
-        out.append((f"{prefix}Protected-Headers-Error-{level}", "; ".join(restored.errors)))
     return out
 
 

@@ -44,6 +44,7 @@ from typing import Literal
 
 from smimegate.smime import mime
 from smimegate.smime.errors import Malformed
+from smimegate.smime.results import Layer
 
 Mode = Literal["clear", "cipher"]
 
@@ -448,6 +449,42 @@ def restore(outer: Sequence[tuple[str, str]], content: bytes, *, level: int, enc
             errors.append(f"legacy display not removed: {exc}")
     return Restoration(level, mode, tuple(protected), tuple(conflicts), tuple(edits),
                        new_entity, legacy, tuple(errors))
+
+
+def restore_layers(outer: Sequence[tuple[str, str]], content: bytes | None,
+                   layers: Sequence[Layer], deliverable: bytes | None) -> Restoration | None:
+    """``restore`` for a message unwrapped into ``layers`` (outermost first) down to
+    ``content``: only when a layer around it was decrypted or every signature verifies, since
+    unverified protected fields are no better than the outer ones. Never raises."""
+    if content is None or not layers:
+        return None
+    decrypted = any(layer.kind != "signed" and layer.decrypted for layer in layers)
+    level = len(layers) - 1
+    restored = restore(outer, content, level=level, encrypted=decrypted,
+                       deliverable=deliverable)
+    if restored is None:
+        return None
+    signers = [s for layer in layers if layer.kind == "signed" for s in layer.signers]
+    if any(not s.valid for s in signers) or not (decrypted or signers):
+        return Restoration(level, "error", errors=(
+            "a signature around the protected headers does not verify; not restored",))
+    return restored
+
+
+def result_headers(restored: Restoration, prefix: str) -> list[tuple[str, str]]:
+    """CONTRACT.md ``P-Protected-Headers-LEVEL``: the fields restored from (or confirmed by) the
+    inside; ``-Conflict-LEVEL``: those whose protected value contradicts the outer one, which
+    was kept; ``-Error-LEVEL``: protected headers that could not be used."""
+    level = restored.level
+    out: list[tuple[str, str]] = []
+    if restored.protected:
+        out.append((f"{prefix}Protected-Headers-{level}", ", ".join(restored.protected)))
+    if restored.conflicts:
+        out.append((f"{prefix}Protected-Headers-Conflict-{level}",
+                    ", ".join(restored.conflicts)))
+    if restored.errors:
+        out.append((f"{prefix}Protected-Headers-Error-{level}", "; ".join(restored.errors)))
+    return out
 
 
 def _norm(key: str, value: str) -> str:

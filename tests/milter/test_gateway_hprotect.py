@@ -385,3 +385,48 @@ def test_forged_protected_headers_result_headers_are_stripped(sites: Sites) -> N
     assert not any(n.startswith(f"{P}Protected") for n in got)
     assert {e.name for e in outcome.header_edits if e.op == "delete"} == {
         f"{P}Protected-Headers-0", f"{P}Protected-Headers-Conflict-0"}
+
+
+# -- the real `smimegate milter` over the milter protocol ------------------------------------------
+def test_real_milter_restores_corpus_and_protects_outbound(sites: Sites) -> None:
+    from tests.milter import client as mc
+    from tests.milter.daemon import free_port, milter_argv, start, write_config
+
+    root = sites.there.root
+    spec = f"inet:{free_port()}@127.0.0.1"
+    config = write_config(root, spec, store_url=f"sqlite:///{root / 'store.db'}")
+    daemon = start(milter_argv(config), root / "milter.log", spec)
+    try:
+        with mc.MilterClient(spec).open() as c:
+            c.negotiate()
+            c.connect(hostname="mx.outside.test", address="192.0.2.7",
+                      macros={"{daemon_name}": "smtpd", "j": "mx.internal.test"})
+            c.helo("mx.outside.test")
+            # Inbound: the corpus's encrypted message with a legacy display part, to Bob.
+            headers, body = parse((PH / "smime-enc+legacy-disp.eml").read_bytes())
+            r = c.message("alice@smime.example", [BOB_PH], headers, body, queue_id="4HPIN1")
+            assert r.eom is not None and r.eom.reply.cmd == mc.SMFIR_CONTINUE
+            got, new_body = mc.apply_actions(headers, body, r.eom)
+            fields = {n: v for n, v in got}
+            assert fields["Subject"] == "BarCorp contract signed, let's go!"
+            assert fields[f"{P}Protected-Headers-0"].replace("\n", "") == \
+                "from, to, date, subject, message-id"
+            assert b"Hi Bob!" in new_body and b"protected-headers" not in new_body
+            assert [n for n, _v in got].count("From") == 1
+            # Outbound: alice (SMTP AUTH) to carol, encrypted: Subject obscured outside.
+            headers, body = parse(message(ALICE, CAROL))
+            r = c.message(ALICE, [CAROL], headers, body, queue_id="4HPOUT1",
+                          auth_authen="alice")
+            assert r.eom is not None and r.eom.reply.cmd == mc.SMFIR_CONTINUE
+            got, new_body = mc.apply_actions(headers, body, r.eom)
+            assert dict(got)["Subject"] == "[...]" and b"quarterly" not in new_body
+        out = daemon.output()
+        assert "4HPIN1: smimegate: direction=inbound" in out and "protected=from,to" in out
+        assert "4HPOUT1: smimegate: direction=outbound" in out and "hp=cipher" in out
+    finally:
+        daemon.stop()
+    # What the milter wrote, read by OpenSSL with carol's key.
+    sent = b"".join(f"{n}: {v}\r\n".encode() for n, v in got) + b"\r\n" + new_body
+    signed = cms_decrypt(sites.there, "carol", sent)
+    payload = mime.canonicalize(openssl("smime", "-verify", "-noverify", data=signed))
+    assert b"Subject: quarterly figures\r\n" in payload and b'hp="cipher"' in payload

@@ -249,3 +249,15 @@ def test_der_certificate_and_unreadable_trust_file(bob_encrypted, tmp_path, caps
     assert code == 0 and _verified(out)
     code, _out, err = run(capsys, str(bob_encrypted), "--trust", str(tmp_path / "missing.pem"))
     assert code == 2 and "missing.pem" in err
+
+
+def test_protected_headers_as_the_milter_adds_them(capsys):
+    # RFC 9788 (precursor "v1") sample: the protected fields of the signed part inside the
+    # encryption, LEVEL 1, exactly as tests/milter/test_gateway_hprotect.py sees the milter add.
+    ph = VECTORS / "protected-headers"
+    code, out, _err = run(capsys, str(ph / "smime-sign+enc+legacy-disp.eml"), "--key",
+                          str(ph / "bob.der.p12"), "--password", "bob", "--trust",
+                          str(ph / "sample-ca.pem"))
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        "X-Smimegate-Info-Protected-Headers-1: from, to, date, subject, message-id")
