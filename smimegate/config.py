@@ -369,7 +369,7 @@ class MilterConfig:
         "RFC 9788 header protection. Outbound: what we sign or encrypt carries the message's "
         'header fields inside (Content-Type hp="clear" or hp="cipher"); an encrypted copy '
         'shows Subject "[...]" outside and drops Keywords and Comments (the baseline Header '
-        "Confidentiality Policy, RFC 9788 3.2), its text starting with a legacy display "
+        "Confidentiality Policy hcp_baseline, RFC 9788 section 3), its text starting with a legacy display "
         "element (Subject: ...) for clients without RFC 9788. Inbound: protected header fields "
         "of a verified or decrypted part are restored outside (Protected-Headers result "
         "header), the legacy display element removed where no kept signature covers it, and "

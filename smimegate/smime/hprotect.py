@@ -1,18 +1,18 @@
 """Header protection (RFC 9788): header fields inside what we sign or encrypt, and back out.
 
 Outbound (``protect``): the message's header fields are copied into the header section of the
-Cryptographic Payload, the entity we then sign or encrypt ("Injected Headers", RFC 9788 2.1 and
-4.x composing rules), and its Content-Type gets ``hp="clear"`` (signed only) or ``hp="cipher"``
-(encrypted; RFC 9788 2.1.1). An encrypted copy goes out under the baseline Header
-Confidentiality Policy (RFC 9788 3.2, ``hcp_baseline``): Subject ``[...]``, Keywords and
+Cryptographic Payload, the entity we then sign or encrypt ("Injected Headers" of RFC 9788),
+and its Content-Type gets ``hp="clear"`` (signed only) or ``hp="cipher"`` (encrypted; the
+``hp`` parameter of RFC 9788). An encrypted copy goes out under the baseline Header
+Confidentiality Policy (RFC 9788 section 3, ``hcp_baseline``): Subject ``[...]``, Keywords and
 Comments removed, every other field as it was; what stays outside is recorded inside as
-``HP-Outer`` fields (RFC 9788 2.2) so a receiver can tell obscuring from tampering. Clients
+``HP-Outer`` fields (RFC 9788 2.2.1) so a receiver can tell obscuring from tampering. Clients
 without RFC 9788 would show ``[...]``, so the main body parts start with a Legacy Display
-Element (RFC 9788 2.1.2 and 4.x): ``Subject: ...`` and a blank line in text/plain, a
-``div.header-protection-legacy-display`` in text/html, their Content-Type marked
-``hp-legacy-display="1"``. Only the user-facing fields the policy changed are shown there.
+Element (RFC 9788 ``hp-legacy-display``; receivers remove it, 4.5.3.3): ``Subject: ...`` and a
+blank line in text/plain, a ``div.header-protection-legacy-display`` in text/html, their
+Content-Type marked ``hp-legacy-display="1"``. Only the user-facing fields the policy changed are shown there.
 
-Inbound (``inspect`` / ``restore``): the innermost content of a verified or decrypted message is
+Inbound (``restore`` / ``restore_layers``): the innermost content of a verified or decrypted message is
 a Cryptographic Payload with header protection when its Content-Type has ``hp`` (RFC 9788) or
 the draft's ``protected-headers="v1"`` (draft-autocrypt-lamps-protected-headers, what the shared
 corpus and Thunderbird's OpenPGP write). Its non-Content header fields are the protected ones.
@@ -25,7 +25,7 @@ The Legacy Display Element is removed only from a decrypted payload we deliver a
 kept signature, removing it would break the signature the recipient's client checks.
 
 Nothing here raises on bad input except ``protect`` (Malformed for an entity it cannot parse,
-which the caller already parsed); ``inspect`` reports what it could not use in ``errors``.
+which the caller already parsed); ``restore`` reports what it could not use in ``errors``.
 """
 
 from __future__ import annotations
@@ -48,12 +48,14 @@ from smimegate.smime.results import Layer
 
 Mode = Literal["clear", "cipher"]
 
-# RFC 9788 3.2 hcp_baseline: the Subject is replaced by this, Keywords and Comments dropped.
+# RFC 9788 section 3, hcp_baseline: the Subject is replaced by this, Keywords and Comments
+# dropped.
 OBSCURED_SUBJECT = "[...]"
 _REMOVED_BY_BASELINE = frozenset({"keywords", "comments"})
 # The precursor draft (draft-autocrypt-lamps-protected-headers) and its samples put "..." there.
 _PLACEHOLDERS = frozenset({OBSCURED_SUBJECT, "...", "\u2026"})
-# User-facing header fields (RFC 9788 1.1): shown in a Legacy Display Element when obscured.
+# User-facing header fields (RFC 9788 terminology): shown in a Legacy Display Element when
+# obscured.
 _USER_FACING = ("subject", "from", "to", "cc", "date", "reply-to", "followup-to")
 # Fields whose addresses must agree inside and outside (RFC 5322 3.6.2, 3.6.3).
 _ADDRESS_FIELDS = frozenset({"from", "sender", "reply-to", "to", "cc"})
@@ -112,7 +114,8 @@ class Protected:
 
 
 def baseline(name: str, value: str) -> str | None:
-    """RFC 9788 3.2 hcp_baseline: the outer value of a protected field, None to leave it out."""
+    """RFC 9788 hcp_baseline (section 3): the outer value of a protected field, None to leave
+    it out."""
     key = name.lower()
     if key == "subject":
         return OBSCURED_SUBJECT
@@ -205,7 +208,7 @@ def _quoted(text: str) -> bytes:
 
 def _add_legacy(entity: mime.Entity, legacy: Sequence[tuple[str, str]],
                 depth: int) -> bytes | None:
-    """The entity with the Legacy Display Element in its main body parts (RFC 9788 4.x: the
+    """The entity with the Legacy Display Element in its main body parts (RFC 9788: the
     text/plain and text/html parts a legacy client shows first), or None when it has none."""
     if depth > _MAX_DEPTH:
         return None
@@ -365,7 +368,7 @@ def payload_mode(content: bytes) -> tuple[str | None, str | None]:
         if value in ("clear", "cipher"):
             return value, None
         shown = params["hp"][:40]
-        return None, f'hp="{shown}" is neither "clear" nor "cipher" (RFC 9788 2.1.1)'
+        return None, f'hp="{shown}" is neither "clear" nor "cipher" (RFC 9788)'
     if params.get("protected-headers", "").strip().lower() == "v1":
         return "v1", None
     return None, None
@@ -517,7 +520,7 @@ def _obscured(key: str, want: Sequence[str], have: Sequence[str],
 
 
 def _legacy_child(entity: mime.Entity, mode: str) -> bool:
-    """A body part that holds a Legacy Display Element (RFC 9788 2.1.2 hp-legacy-display) or,
+    """A body part that holds a Legacy Display Element (RFC 9788 hp-legacy-display) or,
     in the draft, a Legacy Display Part (protected-headers="v1" on a text part)."""
     ctype, params = mime.content_type(entity)
     if not ctype.startswith("text/"):

@@ -75,7 +75,8 @@ def test_outbound_signed_and_encrypted_read_by_openssl_gpgsm_nss(
     assert out.sender == ALICE and out.recipients == (BOB,)
     assert is_enveloped(out.message), out.message[:600]
     assert b"quarterly figures" not in out.message
-    assert header_values(out.message, "Subject") == ["figures"]
+    # RFC 9788 ([milter] header_protection, on by default): the Subject travels inside.
+    assert header_values(out.message, "Subject") == ["[...]"]
     assert not headers_with_prefix(out.message, "X-Smimegate-")
 
     # OpenSSL: decrypt with bob's key, verify alice's signature against the CA.
@@ -84,6 +85,7 @@ def test_outbound_signed_and_encrypted_read_by_openssl_gpgsm_nss(
     verified = openssl.verify(inner)
     assert verified.good, verified.detail
     assert b"quarterly figures" in verified.content
+    assert header_values(verified.content, "Subject") == ["figures"]
 
     # gpgsm and NSS work on raw CMS: the EnvelopedData DER, then the detached signature.
     der = pkcs7_der(out.message)
@@ -179,8 +181,10 @@ def test_mixed_recipients_split_each_copy_right(world: PostfixWorld, openssl: Op
     verified = openssl.verify(to_carol)
     assert verified.good, verified.detail
     assert b"quarterly figures" in verified.content
+    # RFC 9788: only the encrypted copy obscures its Subject.
+    assert header_values(to_bob, "Subject") == ["[...]"]
+    assert header_values(to_carol, "Subject") == ["both"]
     for copy in (to_bob, to_carol):
-        assert header_values(copy, "Subject") == ["both"]
         assert not headers_with_prefix(copy, "X-Smimegate-")
 
 

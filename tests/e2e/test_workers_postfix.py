@@ -56,7 +56,10 @@ class World:
 def _config(base: Path, spec: str, store: Path, reinject_port: int, extra: str) -> Path:
     """The fixtures' milter configuration with the default log target and ``extra``."""
     path = milter_config(base, socket=spec, reinject_port=reinject_port, store=store)
-    path.write_text(path.read_text().replace('log = "stdout"\n', "") + extra)
+    # Messages are told apart by their outer Subject: RFC 9788 header protection (which
+    # shows "[...]" outside an encrypted copy) is off here.
+    path.write_text(path.read_text().replace('log = "stdout"\n', "")
+                    + "header_protection = false\n" + extra)
     return path
 
 
