@@ -579,6 +579,11 @@ class WebConfig:
         20, "Failed sign-ins from one client address within login_window before more are "
         "refused.", check=_at_least(1),
     )
+    reauth_window: int = opt(
+        300, "Seconds for which giving the password (and TOTP code) again allows exporting a "
+        "private key or creating a CA; after that the password is asked for again.",
+        check=_at_least(30),
+    )
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,12 @@
     smimegate admin add NAME --role admin|auditor [--password-file F]
     smimegate admin list [--json] | remove NAME | password NAME [--password-file F]
     smimegate admin token NAME [--role admin|auditor]
+    smimegate admin totp NAME [--disable]
+
+``totp`` gives the account a second factor (RFC 6238): it prints the otpauth:// URI once (first line), for
+an authenticator app (type it in, or make a QR code of it: ``qrencode -t ansiutf8 URI``);
+from then on signing in to the web admin asks for the app's code too. Running it again
+replaces the secret; ``--disable`` removes it. The secret is sealed with the master key.
 
 Without --password-file, ``add`` and ``password`` make a random password and print it once.
 ``token`` prints a new API token once, alone on stdout (``Authorization: Bearer TOKEN``); the
@@ -18,7 +24,7 @@ from typing import Any
 
 from smimegate.cli.common import print_json
 from smimegate.cli.context import open_store, read_password_file
-from smimegate.service import accounts
+from smimegate.service import accounts, totp
 from smimegate.service.actor import ROLES, cli_actor
 
 
@@ -54,6 +60,14 @@ def register(sub: Any) -> None:
                        help="the token's role, at most the account's (default: the account's)")
     token.set_defaults(func=_token)
 
+    second = commands.add_parser(
+        "totp", help="enrol a TOTP second factor and print its otpauth:// URI once, "
+                     "or --disable it")
+    second.add_argument("name", metavar="NAME")
+    second.add_argument("--disable", action="store_true",
+                        help="remove the account's second factor")
+    second.set_defaults(func=_totp)
+
 
 def _new_password(args: argparse.Namespace) -> tuple[str, bool]:
     """The password to set and whether it was made here (then it is printed)."""
@@ -81,7 +95,8 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         created = dt.datetime.fromtimestamp(row["created"], dt.UTC).isoformat(timespec="seconds")
-        print(f"{row['name']}  {row['role']}  created {created}  tokens {row['tokens']}")
+        print(f"{row['name']}  {row['role']}  created {created}  tokens {row['tokens']}"
+              f"{'  totp' if row['totp'] else ''}")
     if not rows:
         print("no admin accounts (add one with `smimegate admin add`)", file=sys.stderr)
     return 0
@@ -109,4 +124,18 @@ def _token(args: argparse.Namespace) -> int:
     with open_store(args) as ctx:
         token = accounts.new_token(ctx.store, cli_actor(), args.name, args.role)
     print(token)
+    return 0
+
+
+def _totp(args: argparse.Namespace) -> int:
+    name = accounts.name_arg(args.name)
+    with open_store(args, keys=not args.disable) as ctx:
+        if args.disable:
+            totp.disable(ctx.store, cli_actor(), name)
+            print(f"admin {name}: second factor removed")
+            return 0
+        uri = totp.enrol(ctx.store, cli_actor(), name)
+    print(uri)
+    print(f"admin {name}: second factor enrolled; add the URI above to an authenticator app "
+          "(shown once)")
     return 0

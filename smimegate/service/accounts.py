@@ -92,7 +92,8 @@ def listing(store: Store) -> list[dict[str, Any]]:
     accounts = accounts_of(store)
     return [{"name": a.name, "role": a.role, "created": a.created,
              "password_changed": a.password_changed,
-             "tokens": len(accounts.tokens(a.name))}
+             "tokens": len(accounts.tokens(a.name)),
+             "totp": accounts.totp(a.name) is not None}
             for a in accounts.list_admins()]
 
 

@@ -10,6 +10,14 @@ pattern) that every form posts back.
 Throttling (ASVS 2.2.1): sign-ins are refused for a client address with ``per_address`` or a
 user name with ``per_user`` failures in the last ``window`` seconds, before the password is
 checked, so a throttled guesser learns nothing.
+
+An account with a second factor (smimegate.service.totp) signs in with its code as well; a
+wrong code is a failed sign-in like a wrong password, with the same message.
+
+Re-authentication (ASVS 3.7.1): before exporting a private key or creating a CA the session's
+admin gives the password (and code) again; ``reauthenticate`` checks them (throttled like
+sign-ins) and stamps the session, ``reauth_fresh`` says whether that was within the window.
+The web front end wraps both in smimegate.web.reauth.require_reauth.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from smimegate.service import accounts as admin_accounts
-from smimegate.service import audit
+from smimegate.service import audit, totp
 from smimegate.service.actor import Actor, Role
 from smimegate.service.errors import InvalidInput, OperationFailed
 from smimegate.store import NotFound, Store
@@ -40,25 +48,36 @@ class Limits:
     per_user: int = 5
 
 
-def sign_in(store: Store, name: str, password: str, address: str,
-            limits: Limits) -> tuple[str, Session]:
-    """Check the credentials and open a session; returns (session id for the cookie, session).
-
-    Raises Throttled, InvalidInput (one message for a wrong name and a wrong password, field
-    "password"), StoreError.
-    """
+def _throttle(store: Store, user_key: str, address: str, limits: Limits) -> None:
     accounts = accounts_of(store)
     since = now() - limits.window
-    user_key = name.strip().lower()[:64]
     accounts.prune_failures(since)
     if (accounts.count_failures("address", address, since) >= limits.per_address
             or accounts.count_failures("user", user_key, since) >= limits.per_user):
         raise Throttled("too many failed sign-ins: wait a few minutes and try again")
+
+
+def _failed(store: Store, user_key: str, address: str) -> None:
+    accounts = accounts_of(store)
+    accounts.add_failure("address", address)
+    accounts.add_failure("user", user_key)
+
+
+def sign_in(store: Store, name: str, password: str, address: str,
+            limits: Limits, code: str = "") -> tuple[str, Session]:
+    """Check the credentials (and the TOTP code of an account that has a second factor) and
+    open a session; returns (session id for the cookie, session).
+
+    Raises Throttled, InvalidInput (one message for a wrong name, password or code, field
+    "password"), StoreError (MasterKeyError: the code cannot be checked here).
+    """
+    accounts = accounts_of(store)
+    user_key = name.strip().lower()[:64]
+    _throttle(store, user_key, address, limits)
     admin = admin_accounts.check_credentials(store, name, password)
-    if admin is None:
-        accounts.add_failure("address", address)
-        accounts.add_failure("user", user_key)
-        raise InvalidInput("wrong user name or password", "password")
+    if admin is None or not totp.check(store, admin.name, code):
+        _failed(store, user_key, address)
+        raise InvalidInput("wrong user name, password or code", "password")
     accounts.clear_failures("user", user_key)
     session_id = secrets.token_urlsafe(32)
     session = accounts.add_session(admin_accounts.token_digest(session_id), admin.name,
@@ -80,6 +99,26 @@ def current(store: Store, session_id: str, limits: Limits) -> Session | None:
         return None
     accounts.touch_session(session.digest)
     return session
+
+
+def reauth_fresh(session: Session, window: int, at: int | None = None) -> bool:
+    """Whether the session's admin re-authenticated within the last ``window`` seconds."""
+    moment = now() if at is None else at
+    return session.reauth is not None and 0 <= moment - session.reauth <= window
+
+
+def reauthenticate(store: Store, session: Session, password: str, code: str, address: str,
+                   limits: Limits) -> None:
+    """Check the session admin's password (and TOTP code if enrolled) again and stamp the
+    session. Failures count as failed sign-ins (throttled the same way). Raises Throttled,
+    InvalidInput (field "reauth_password"), StoreError."""
+    _throttle(store, session.admin, address, limits)
+    admin = admin_accounts.check_credentials(store, session.admin, password)
+    if admin is None or not totp.check(store, admin.name, code):
+        _failed(store, session.admin, address)
+        raise InvalidInput("wrong password or code", "reauth_password")
+    accounts_of(store).set_reauth(session.digest, now())
+    audit.record(store, actor_of(session, address), "session.reauth", session.admin)
 
 
 def sign_out(store: Store, session_id: str) -> None:

@@ -48,6 +48,17 @@ class Session:
     address: str
     created: int
     last_seen: int
+    reauth: int | None = None  # when the password was last given again (0007)
+
+
+@dataclass(frozen=True)
+class Totp:
+    """An admin's TOTP enrolment: the secret sealed with the master key (key_id names it)
+    and the last time step accepted (None: none yet)."""
+
+    sealed: bytes
+    key_id: str
+    last_step: int | None
 
 
 @dataclass(frozen=True)
@@ -196,13 +207,20 @@ class AccountStore:
     def session(self, digest: str) -> Session | None:
         with self._db.connection() as cur:
             row = cur.one(
-                "SELECT s.digest, s.admin, a.role, s.csrf, s.address, s.created, s.last_seen"
-                " FROM web_sessions s JOIN admins a ON a.name = s.admin WHERE s.digest = ?",
+                "SELECT s.digest, s.admin, a.role, s.csrf, s.address, s.created, s.last_seen,"
+                " s.reauth FROM web_sessions s JOIN admins a ON a.name = s.admin"
+                " WHERE s.digest = ?",
                 (digest,),
             )
         if row is None:
             return None
-        return Session(row[0], row[1], row[2], row[3], row[4], int(row[5]), int(row[6]))
+        return Session(row[0], row[1], row[2], row[3], row[4], int(row[5]), int(row[6]),
+                       int(row[7]) if row[7] is not None else None)
+
+    def set_reauth(self, digest: str, at: int) -> None:
+        """The session's admin gave the password (and code) again at ``at``."""
+        with self._db.connection() as cur:
+            cur.run("UPDATE web_sessions SET reauth = ? WHERE digest = ?", (at, digest))
 
     def sessions(self, admin: str) -> list[Session]:
         """The admin's sessions, newest first."""
@@ -234,6 +252,33 @@ class AccountStore:
                 "DELETE FROM web_sessions WHERE last_seen < ? OR created < ?",
                 (idle_since, created_since),
             )
+
+    # -- TOTP second factor ---------------------------------------------------------------
+    def totp(self, name: str) -> Totp | None:
+        """The admin's TOTP enrolment, None when it has none. Raises NotFound."""
+        with self._db.connection() as cur:
+            row = cur.one("SELECT totp_sealed, totp_key_id, totp_last FROM admins"
+                          " WHERE name = ?", (name,))
+        if row is None:
+            raise NotFound(f"no admin {name}")
+        if row[0] is None:
+            return None
+        return Totp(bytes(row[0]), str(row[1]), int(row[2]) if row[2] is not None else None)
+
+    def set_totp(self, name: str, sealed: bytes | None, key_id: str | None) -> None:
+        """Enrol (sealed secret and its key id) or, with None, remove the second factor."""
+        with self._db.connection() as cur:
+            if not cur.run("UPDATE admins SET totp_sealed = ?, totp_key_id = ?, totp_last = NULL"
+                           " WHERE name = ?", (sealed, key_id, name)):
+                raise NotFound(f"no admin {name}")
+
+    def use_totp_step(self, name: str, step: int) -> bool:
+        """Record ``step`` as used, only if it is later than the last one used: False when
+        it is not (a replayed code, RFC 6238 5.2). One statement, so two sign-ins racing with
+        the same code cannot both win."""
+        with self._db.connection() as cur:
+            return cur.run("UPDATE admins SET totp_last = ? WHERE name = ?"
+                           " AND (totp_last IS NULL OR totp_last < ?)", (step, name, step)) == 1
 
     # -- failed sign-ins ------------------------------------------------------------------
     def add_failure(self, kind: str, name: str) -> None:

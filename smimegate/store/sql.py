@@ -538,6 +538,11 @@ class SqlStore:
             raise MasterKeyError("no master key configured (store.master_key_file)")
         return self._master
 
+    def master_key(self) -> MasterKey:
+        """The master key, for other secrets sealed at rest like keys (an admin's TOTP
+        secret, smimegate.store.accounts). Raises MasterKeyError without one."""
+        return self._require_master()
+
     def _unwrap(self, fingerprint: str, key_id: str, wrapped: bytes) -> Any:
         master = self._require_master()
         pkcs8 = master.open(bytes(wrapped), _KEY_AAD + fingerprint.encode(), key_id)

@@ -121,7 +121,7 @@ def test_sign_in_and_walk_every_tab(browser: Browser, server: Server) -> None:
     page.get_by_label("User").fill("alice")
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("alert")).to_have_text("wrong user name or password")
+    expect(page.get_by_role("alert")).to_have_text("wrong user name, password or code")
     page.close()
     page = sign_in(browser, server, "alice")
     nav = page.get_by_role("navigation", name="Tabs")

@@ -37,7 +37,8 @@ def _login(web: Web, request: Request, form: dict[str, str]) -> Response:
     name = form.get("user", "")[:64]
     try:
         session_id, _ = sessions.sign_in(web.store, name, form.get("password", "")[:128],
-                                         client_address(request), web.limits)
+                                         client_address(request), web.limits,
+                                         code=form.get("code", "")[:16])
     except Throttled as exc:
         return _login_form(bare, token, status=429, error=str(exc), user=name)
     except InvalidInput as exc:

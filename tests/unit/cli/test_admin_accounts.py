@@ -93,3 +93,31 @@ def test_tokens_are_shown_once_and_stored_hashed(cli: Cli) -> None:  # noqa: F81
     finally:
         store.close()
     assert [a["tokens"] for a in cli.ok("admin", "list", "--json").json()] == [2, 0]
+
+
+def test_totp_enrol_prints_the_uri_once_and_disable(cli: Cli) -> None:  # noqa: F811
+    import time
+    import urllib.parse
+
+    from smimegate.service import totp
+
+    cli.ok("admin", "add", "alice", "--role", "admin")
+    enrolled = cli.ok("admin", "totp", "alice")
+    uri, hint = enrolled.out.splitlines()
+    assert uri.startswith("otpauth://totp/smimegate%3Aalice?")
+    secret = urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0]
+    assert len(secret) == 32  # 160 bits in base32
+    assert "authenticator app" in hint
+    assert cli.ok("admin", "list").out.rstrip().endswith("totp")
+    assert cli.ok("admin", "list", "--json").json()[0]["totp"] is True
+    store = cli.store()
+    try:
+        assert totp.check(store, "alice", totp.code_at(secret, time.time()))
+        assert cli("admin", "totp", "nobody").code == 1
+        assert cli.ok("admin", "totp", "alice", "--disable").out == \
+            "admin alice: second factor removed\n"
+        assert not totp.enrolled(store, "alice")
+        assert [e.detail for e in audit.entries(store, search="totp")] == [
+            "disabled", "enrolled"]
+    finally:
+        store.close()

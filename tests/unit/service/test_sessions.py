@@ -64,7 +64,7 @@ def test_wrong_name_or_password_says_the_same(accounts_store: SqlStore) -> None:
         with pytest.raises(InvalidInput) as caught:
             sessions.sign_in(accounts_store, name, password, "192.0.2.1", Limits())
         messages.add((str(caught.value), caught.value.field))
-    assert messages == {("wrong user name or password", "password")}
+    assert messages == {("wrong user name, password or code", "password")}
 
 
 def test_throttled_by_user_name_then_by_address(accounts_store: SqlStore) -> None:

@@ -28,7 +28,7 @@ def test_login_page_and_redirects(site: Site) -> None:
     token = csrf_of(page)
     wrong = client.post("/login", data={"csrf": token, "user": "alice", "password": "nope" * 4})
     assert wrong.status_code == 401
-    assert re.search(r'class="error" role="alert">wrong user name or password<', wrong.text)
+    assert re.search(r'class="error" role="alert">wrong user name, password or code<', wrong.text)
     assert "nope" not in wrong.text
 
 
