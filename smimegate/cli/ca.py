@@ -16,11 +16,12 @@ import argparse
 import sys
 from typing import Any
 
-from smimegate.cli.common import OperationFailed, UsageError, print_json
+from smimegate.cli.common import print_json
 from smimegate.cli.context import open_store, write_output
-from smimegate.pki import authority
-from smimegate.pki.ca import DEFAULT_DAYS, create_ca
-from smimegate.pki.signing import KEY_TYPES, SIGNATURE_ALGORITHMS, check_pair, key_type_of
+from smimegate.pki.ca import DEFAULT_DAYS
+from smimegate.pki.signing import KEY_TYPES, SIGNATURE_ALGORITHMS
+from smimegate.service import cas
+from smimegate.service.actor import cli_actor
 from smimegate.store.certinfo import cert_info
 
 
@@ -56,24 +57,13 @@ def register(sub: Any) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
-    try:
-        check_pair(args.key_type, args.signature_algorithm)
-        if args.days < 1:
-            raise ValueError(f"--days: must be at least 1, got {args.days}")
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    name = args.name or args.intermediate_cn
+    opts = cas.CaOptions(
+        args.root_cn, args.intermediate_cn, name=args.name, days=args.days,
+        key_type=args.key_type, signature_algorithm=args.signature_algorithm, email=args.email,
+        org=args.org, default=args.default)
+    cas.check(opts)
     with open_store(args, keys=True) as ctx:
-        if any(r.name == name for r in ctx.store.list_cas()):
-            raise OperationFailed(f"a CA named {name!r} exists already")
-        try:
-            pair = create_ca(
-                args.root_cn, args.intermediate_cn, days=args.days, key_type=args.key_type,
-                signature_algorithm=args.signature_algorithm, email=args.email, org=args.org,
-            )
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        ca = authority.store_ca(ctx.store, name, pair, default=args.default)
+        ca = cas.create(ctx.store, cli_actor(), opts)
     root, inter = cert_info(ca.root), cert_info(ca.intermediate)
     print(f"CA {ca.name} created{' (default)' if ca.record.is_default else ''}")
     print(f"  root:         {root.subject}  sha256 {root.fingerprint}  (trusted)")
@@ -82,38 +72,27 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe(ca: authority.LoadedCa) -> dict[str, Any]:
-    root, inter = cert_info(ca.root), cert_info(ca.intermediate)
-    return {
-        "name": ca.name,
-        "default": ca.record.is_default,
-        "key_type": key_type_of(ca.intermediate.public_key()),  # type: ignore[arg-type]
-        "next_crl_number": ca.record.next_crl_number,
-        "root": {"subject": root.subject, "fingerprint": root.fingerprint,
-                 "serial": root.serial, "not_after": root.not_after.isoformat()},
-        "intermediate": {"subject": inter.subject, "fingerprint": inter.fingerprint,
-                         "serial": inter.serial, "not_after": inter.not_after.isoformat()},
-    }
+_describe = cas.describe  # moved to the service layer
 
 
 def _list(args: argparse.Namespace) -> int:
     with open_store(args) as ctx:
-        cas = [_describe(authority.load_ca(ctx.store, r.name)) for r in ctx.store.list_cas()]
+        items = cas.listing(ctx.store)
     if args.json:
-        print_json(cas)
+        print_json(items)
         return 0
-    for ca in cas:
+    for ca in items:
         mark = "*" if ca["default"] else " "
         print(f"{mark} {ca['name']}  {ca['key_type']}  {ca['intermediate']['subject']}  "
               f"until {ca['intermediate']['not_after'][:10]}")
-    if not cas:
+    if not items:
         print("no CAs (create one with `smimegate ca create`)", file=sys.stderr)
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
     with open_store(args) as ctx:
-        pem = authority.load_ca(ctx.store, args.name).chain_pem()
+        pem = cas.export_chain(ctx.store, args.name)
     write_output(args.out, pem)
     return 0
 

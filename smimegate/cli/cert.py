@@ -23,16 +23,13 @@ import argparse
 import sys
 from typing import Any
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from smimegate.cli import cert_pki, certview
 from smimegate.cli.common import OperationFailed, UsageError, print_json
 from smimegate.cli.context import open_store, read_password_file, write_output
-from smimegate.pki.pkcs12 import DEFAULT_PROFILE, PROFILES, make_pkcs12
-from smimegate.store import NotFound, Store
-from smimegate.store.certinfo import cert_info
+from smimegate.pki.pkcs12 import DEFAULT_PROFILE, PROFILES
+from smimegate.service import certificates
+from smimegate.service.actor import cli_actor
+from smimegate.store import NotFound
 
 MAX_CHAIN = 8  # no real S/MIME chain is longer; stops a loop of cross-certificates
 
@@ -104,42 +101,19 @@ def _import(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     except certfile.CertFileError as exc:
         raise OperationFailed(str(exc)) from None
-    keys = {p.certificate.public_bytes(Encoding.DER): p.key for p in found.pairs}
-    new = again = stored_keys = 0
-    # Each certificate with its key is one transaction (add_certificate): a failure part way
-    # (the store goes away) leaves those before it stored whole and nothing of the failing
-    # one, and importing the file again is idempotent. One transaction for the whole file
-    # would instead throw away every good certificate because of one bad one.
     with open_store(args, keys=bool(found.pairs)) as ctx:
-        for cert in found.certificates:
-            fingerprint = cert_info(cert).fingerprint
-            try:
-                before = ctx.store.get_certificate(fingerprint)
-            except NotFound:
-                before = None
-            key = keys.get(cert.public_bytes(Encoding.DER))
-            record = ctx.store.add_certificate(cert, source="import", key=key)
-            status = "imported" if before is None else "already stored"
-            if key is not None and (before is None or not before.has_key):
-                status += ", private key stored"
-                stored_keys += 1
-            new += before is None
-            again += before is not None
-            emails = ",".join(record.emails) or "-"
-            print(f"{status}: {record.fingerprint}  {emails}  {record.subject}")
-    failed = certview.report_unreadable(args.file, found.unreadable)
-    print(f"{args.file}: {new} new, {again} already stored, {stored_keys} private key(s) stored"
-          + (f", {failed} not readable" if failed else ""))
-    return 1 if failed else 0
+        report = certificates.import_parsed(ctx.store, cli_actor(), found, args.file)
+    for item in report.items:
+        print(item.line())
+    certview.report_unreadable(args.file, found.unreadable)
+    print(report.summary())
+    return 1 if report.unreadable else 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    from smimegate.pki.anchors import load_anchors
-
     email = args.email.strip().lower() if args.email else None
     with open_store(args) as ctx:
-        anchors = load_anchors(ctx.store, revocation_mode=ctx.config.crl.revocation_mode)
-        items = [certview.describe(r, anchors) for r in ctx.store.list_certificates(email)]
+        items = certificates.listing(ctx.store, email, ctx.config.crl.revocation_mode)
     if args.json:
         print_json(items)
         return 0
@@ -151,13 +125,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from smimegate.pki.anchors import load_anchors
-
     with open_store(args) as ctx:
-        fingerprint = certview.pick(ctx.store.list_certificates(), args.fingerprint)
-        record = ctx.store.get_certificate(fingerprint)
-        anchors = load_anchors(ctx.store, revocation_mode=ctx.config.crl.revocation_mode)
-        item = certview.describe(record, anchors)
+        item = certificates.show(ctx.store, args.fingerprint, ctx.config.crl.revocation_mode)
     if args.json:
         print_json(item)
         return 0
@@ -215,61 +184,15 @@ def _smimea(args: argparse.Namespace) -> int:
     return 0
 
 
-def issuer_chain(store: Store, cert: x509.Certificate) -> list[x509.Certificate]:
-    """The stored CA certificates above cert, nearest first, up to a self-signed one.
-
-    Each link is checked by signature, not just by name. Raises StoreError.
-    """
-    # Trusted roots first: a cross-certificate shares its subject and key with a root, and
-    # the chain that ends at the root is the one a client can use.
-    records = sorted((r for r in store.list_certificates() if r.is_ca),
-                     key=lambda r: not r.trusted_root)
-    candidates = [r.certificate() for r in records]
-    chain: list[x509.Certificate] = []
-    current = cert
-    while len(chain) < MAX_CHAIN and current.issuer != current.subject:
-        parent = next((c for c in candidates if c.subject == current.issuer
-                       and c not in chain and _issued_by(current, c)), None)
-        if parent is None:
-            break
-        chain.append(parent)
-        current = parent
-    return chain
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
+issuer_chain = certificates.issuer_chain  # moved to the service layer
 
 
 def _export(args: argparse.Namespace) -> int:
     password = _password(args)
-    if args.format != "pfx" and password is not None:
-        raise UsageError("--password and --password-file apply to --format pfx only")
-    if args.format == "pfx" and not password:
-        raise UsageError("--format pfx needs a non-empty --password or --password-file")
+    certificates.check_export(args.format, password, args.pfx_profile)
     with open_store(args, keys=args.format == "pfx") as ctx:
-        fingerprint = certview.pick(ctx.store.list_certificates(), args.fingerprint)
-        record = ctx.store.get_certificate(fingerprint)
-        cert = record.certificate()
-        if args.format == "pem":
-            data = cert.public_bytes(Encoding.PEM)
-        elif args.format == "der":
-            data = record.der
-        else:
-            if not record.has_key:
-                raise OperationFailed(f"no private key stored for certificate {fingerprint}")
-            key = ctx.store.get_private_key(fingerprint)
-            chain = issuer_chain(ctx.store, cert)
-            assert password is not None
-            try:
-                data = make_pkcs12(key, cert, chain, password, profile_name=args.pfx_profile,
-                                   friendly_name=record.emails[0] if record.emails else None)
-            except ValueError as exc:  # e.g. an ML-DSA key, which PKCS#12 cannot hold here
-                raise OperationFailed(str(exc)) from None
+        fingerprint, data = certificates.export(ctx.store, cli_actor(), args.fingerprint,
+                                                args.format, password, args.pfx_profile)
     write_output(args.out, data, secret=args.format == "pfx")
     if args.out != "-":
         print(f"{args.format} of {fingerprint} written to {args.out}")

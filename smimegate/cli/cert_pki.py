@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from smimegate.cli.common import OperationFailed, UsageError
+from smimegate.cli.common import UsageError
 from smimegate.cli.context import open_store, read_password_file, write_output
 from smimegate.cli.crl import days_arg, print_summary, reason_arg, serial_arg
 from smimegate.pki.ca import DEFAULT_DAYS
 from smimegate.pki.crl import DEFAULT_NEXT_UPDATE_DAYS, REASONS
-from smimegate.pki.pkcs12 import DEFAULT_PROFILE, PROFILES, make_pkcs12
+from smimegate.pki.pkcs12 import DEFAULT_PROFILE, PROFILES
 from smimegate.pki.signing import ISSUE_KEY_TYPES, ML_DSA_TYPES, ML_KEM_TYPES, SIGNATURE_ALGORITHMS
-from smimegate.store.certinfo import cert_info
 
 
 def register_issue(cert_sub: Any) -> None:
@@ -102,10 +101,8 @@ def _password(args: argparse.Namespace, wants_pfx: bool) -> str | None:
 def _issue(args: argparse.Namespace) -> int:
     # Imported here: `cert list` builds this parser too and needs none of them (issue 9).
     from smimegate.cli import ldap as ldap_cli
-    from smimegate.delivery import DeliveryError
-    from smimegate.delivery import pfx as delivery
-    from smimegate.pki import authority
-    from smimegate.pki.issue import IssueRequest, Subject
+    from smimegate.service import certificates
+    from smimegate.service.actor import cli_actor
 
     wants_pfx = bool(args.pfx_out or args.send_pfx)
     if wants_pfx and args.key_type in (*ML_DSA_TYPES, *ML_KEM_TYPES):
@@ -114,54 +111,24 @@ def _issue(args: argparse.Namespace) -> int:
         raise UsageError(f"--key-type {args.key_type}: no PKCS#12 for ML-DSA or ML-KEM keys yet "
                          "(--pfx-out / --send-pfx); issue it without them")
     password = _password(args, wants_pfx)
-    delivering = args.send_pfx or args.sms_password
-    try:
-        request = IssueRequest(
-            Subject(args.email.strip(), cn=args.cn, org=args.org, given_name=args.given_name,
-                    surname=args.surname),
-            days=args.days, signature_algorithm=args.signature_algorithm,
-            crl_urls=tuple(args.crl_dp),
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    opts = certificates.IssueOptions(
+        email=args.email, ca=args.ca, days=args.days, key_type=args.key_type,
+        signature_algorithm=args.signature_algorithm, cn=args.cn, org=args.org,
+        given_name=args.given_name, surname=args.surname, crl_dp=tuple(args.crl_dp),
+        password=password, pfx_profile=args.pfx_profile, send_pfx=args.send_pfx,
+        sms_password=args.sms_password)
     with open_store(args, keys=True) as ctx:
-        if args.sms_password:
-            try:  # before issuing: a key whose password reaches nobody helps nobody
-                delivery.phone_for(ctx.store, args.email.strip())
-            except DeliveryError as exc:
-                raise OperationFailed(str(exc)) from None
-        try:
-            issued = authority.issue(ctx.store, request, ca_name=args.ca, key_type=args.key_type)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        pfx = None
-        if password is not None:
-            pfx = make_pkcs12(issued.key, issued.cert, issued.ca.chain(), password,
-                              profile_name=args.pfx_profile, friendly_name=request.subject.email)
-        if args.pfx_out and pfx is not None:
-            write_output(args.pfx_out, pfx, secret=True)
-        report = None
-        if delivering:
-            try:
-                report = delivery.deliver(
-                    store=ctx.store, config=ctx.config, email=request.subject.email, pfx=pfx,
-                    password=password, send_pfx=args.send_pfx, sms_password=args.sms_password)
-            except DeliveryError as exc:
-                raise OperationFailed(str(exc)) from None
-    info = cert_info(issued.cert)
-    print(f"issued {info.subject} by CA {issued.ca.name}")
-    print(f"  serial:      {info.serial}")
-    print(f"  sha256:      {info.fingerprint}")
-    print(f"  valid until: {info.not_after.isoformat()}")
-    print(f"  profile:     {request.subject.profile.name.lower()}-validated strict")
-    if issued.user_created:
-        print(f"  user {request.subject.email} created")
+        result = certificates.issue(ctx.store, ctx.config, cli_actor(), opts)
+        if args.pfx_out and result.pfx is not None:
+            write_output(args.pfx_out, result.pfx, secret=True)
+    for line in result.lines():
+        print(line)
     if args.pfx_out:
         print(f"  PKCS#12 ({args.pfx_profile}) written to {args.pfx_out}")
-    for line in report.lines() if report else ():
+    for line in result.report.lines() if result.report else ():
         print(f"  {line}")
-    published = ldap_cli.publish_issued(ctx.config, request.subject.email, issued.cert,
-                                        issued.ca.chain())
+    published = ldap_cli.publish_issued(ctx.config, result.request.subject.email,
+                                        result.issued.cert, result.issued.ca.chain())
     if published:
         print(f"  {published}")
     if args.generate_password and not args.sms_password:
@@ -170,14 +137,12 @@ def _issue(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    from smimegate.pki import authority
+    from smimegate.service import certificates
+    from smimegate.service.actor import cli_actor
 
     with open_store(args, keys=True) as ctx:
-        try:
-            record = authority.revoke(ctx.store, args.serial, ca_name=args.ca, reason=args.reason,
-                                      next_update_days=args.next_update_days)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        record = certificates.revoke(ctx.store, cli_actor(), args.serial, ca=args.ca,
+                                     reason=args.reason, next_update_days=args.next_update_days)
     print(f"revoked serial {args.serial:X}")
     print_summary(record)
     return 0

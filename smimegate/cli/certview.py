@@ -7,70 +7,19 @@ allowed, as ``openssl x509 -fingerprint -sha256`` prints it), or a unique prefix
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from smimegate.cli.common import OperationFailed, UsageError
+from smimegate.service import certificates
 
 if TYPE_CHECKING:
     from smimegate.pki.certfile import Unreadable
-    from smimegate.pki.trust import TrustAnchors
-    from smimegate.store import CertificateRecord
 
-MIN_PREFIX = 8
-_HEX = re.compile(r"[0-9a-f]+")
-
-
-def normal_fingerprint(text: str) -> str:
-    """Lower-case hex without separators. Raises UsageError when it is not hex or too short."""
-    cleaned = re.sub(r"[:\s]", "", text.strip().lower()).removeprefix("sha256fingerprint=")
-    if not _HEX.fullmatch(cleaned) or len(cleaned) > 64:
-        raise UsageError(f"not a SHA-256 fingerprint: {text!r} (64 hex digits, colons allowed)")
-    if len(cleaned) < MIN_PREFIX:
-        raise UsageError(
-            f"fingerprint {text!r} is too short: give at least {MIN_PREFIX} hex digits"
-        )
-    return cleaned
-
-
-def pick(records: Sequence[CertificateRecord], text: str, what: str = "certificate") -> str:
-    """The full fingerprint among records that text names (whole or unique prefix).
-
-    Raises UsageError (malformed, ambiguous), OperationFailed (no such certificate).
-    """
-    wanted = normal_fingerprint(text)
-    found = [r.fingerprint for r in records if r.fingerprint.startswith(wanted)]
-    if not found:
-        raise OperationFailed(f"no {what} with fingerprint {wanted}")
-    if len(found) > 1:
-        raise UsageError(f"fingerprint prefix {wanted} matches {len(found)} {what}s; give more")
-    return found[0]
-
-
-def describe(record: CertificateRecord, anchors: TrustAnchors) -> dict[str, Any]:
-    """The JSON object CONTRACT.md fixes for ``cert list --json``, plus a few more fields."""
-    from smimegate.pki import storetrust  # path validation: pyhanko-certvalidator
-
-    verdict = storetrust.verdict(record, anchors)
-    return {
-        "fingerprint": record.fingerprint,
-        "emails": list(record.emails),
-        "subject": record.subject,
-        "issuer": record.issuer,
-        "serial": record.serial,
-        "not_before": record.not_before.isoformat(),
-        "not_after": record.not_after.isoformat(),
-        "has_key": record.has_key,
-        "trusted": verdict.trusted,
-        "trust_info": verdict.reason,
-        "trusted_root": record.trusted_root,
-        "is_ca": record.is_ca,
-        "ski": record.ski,
-        "source": record.source,
-        "blocked": record.blocked,
-    }
+# Moved to the service layer, which the web and the API use too; named here for the commands.
+normal_fingerprint = certificates.normal_fingerprint
+pick = certificates.pick
+describe = certificates.describe
 
 
 def line(item: dict[str, Any]) -> str:

@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from smimegate.cli.common import OperationFailed, UsageError, print_json
 from smimegate.cli.context import open_store, write_output
 from smimegate.cli.crlfetch import register_fetch
-from smimegate.pki import authority
 from smimegate.pki.crl import DEFAULT_NEXT_UPDATE_DAYS, REASONS, parse_reason
 from smimegate.pki.signing import SIGNATURE_ALGORITHMS
+from smimegate.service import crls
+from smimegate.service.actor import cli_actor
 from smimegate.store import CrlRecord, InvalidData
 from smimegate.store.certinfo import parse_serial
 
@@ -138,14 +138,11 @@ def _create(args: argparse.Namespace) -> int:
     if args.revoke_file is not None:
         revoke += read_serials(args.revoke_file)
     with open_store(args, keys=True) as ctx:
-        try:
-            record = authority.create_crl(
-                ctx.store, args.ca, revoke=revoke, reason=args.reason,
-                update_existing=args.update_existing, next_update_days=args.next_update_days,
-                signature_algorithm=args.signature_algorithm,
-            )
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        record = crls.create(
+            ctx.store, cli_actor(), args.ca, revoke=revoke, reason=args.reason,
+            update_existing=args.update_existing, next_update_days=args.next_update_days,
+            signature_algorithm=args.signature_algorithm,
+        )
     print_summary(record)
     return 0
 
@@ -164,10 +161,8 @@ _VERIFIED_TEXT = {True: "", False: "  (signature NOT verified)", None: "  (issue
 
 
 def _list(args: argparse.Namespace) -> int:
-    from smimegate.service.crls import crl_rows
-
     with open_store(args) as ctx:
-        rows = crl_rows(ctx.store)
+        rows = crls.crl_rows(ctx.store)
     if args.json:
         print_json(rows)
         return 0
@@ -184,53 +179,26 @@ def _list(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     with open_store(args) as ctx:
-        ca = authority.load_ca(ctx.store, args.ca)
-        crl = authority.current_crl(ctx.store, ca)
-    if crl is None:
-        raise OperationFailed(f"CA {ca.name} has no CRL yet (smimegate crl create --ca ...)")
-    encoding = serialization.Encoding.PEM if args.format == "pem" else serialization.Encoding.DER
-    write_output(args.out, crl.public_bytes(encoding))
+        _, data = crls.export(ctx.store, args.ca, args.format)
+    write_output(args.out, data)
     return 0
 
 
-_IMPORT_NOTE = {
-    True: "",
-    False: " (its signature does not verify with the CA certificates of that name: kept, "
-           "not used)",
-    None: " (issuer not a CA of the store yet: checked when a certificate path needs it)",
-}
-
-
 def _import(args: argparse.Namespace) -> int:
-    # Imported here: only this command parses CRL bundles (start-up cost, issue 9 item 4).
-    from smimegate.pki.crlstore import CrlKeeper, read_bundle
-    from smimegate.store.certinfo import crl_info
-
     try:
         data = Path(args.file).read_bytes()
     except OSError as exc:
         raise OperationFailed(f"{args.file}: {exc.strerror or exc}") from None
-    items = read_bundle(data)
-    failed = 0
     with open_store(args) as ctx:
-        keeper = CrlKeeper(ctx.store)
-        source = f"import:{Path(args.file).name}"
-        for item in items:
-            label = f"{args.file}: CRL {item.index}" if len(items) > 1 else args.file
-            if item.crl is None:
-                print(f"smimegate: {label}: {item.problem}", file=sys.stderr)
-                failed += 1
-                continue
-            try:
-                record = keeper.keep(item.crl, source=source)
-            except InvalidData as exc:
-                print(f"smimegate: {label}: {exc}", file=sys.stderr)
-                failed += 1
-                continue
-            own = record.fingerprint == crl_info(item.crl).fingerprint
-            print_summary(record, _IMPORT_NOTE[record.verified] if own
-                          else " (the store holds this newer one)")
+        done = crls.import_data(ctx.store, cli_actor(), data, args.file)
+    failed = 0
+    for item in done:
+        if item.record is None:
+            print(f"smimegate: {item.label}: {item.note}", file=sys.stderr)
+            failed += 1
+        else:
+            print_summary(item.record, item.note)
     if failed:
-        raise OperationFailed(f"{failed} of {len(items)} CRLs in {args.file} could not be "
+        raise OperationFailed(f"{failed} of {len(done)} CRLs in {args.file} could not be "
                               "imported")
     return 0

@@ -17,10 +17,11 @@ from typing import Any
 
 from smimegate.cli.common import OperationFailed, UsageError, print_json
 from smimegate.cli.context import open_store
-from smimegate.delivery.queue import ItemBusy, recipient_of, retry_item, run_due
-from smimegate.store.base import QueueItem
+from smimegate.delivery.queue import run_due
+from smimegate.service import queues
+from smimegate.service.actor import cli_actor
 
-STATUSES = ("pending", "running", "failed")
+STATUSES = queues.STATUSES
 
 
 def _item_id(text: str) -> int:
@@ -56,24 +57,12 @@ def register(sub: Any) -> None:
     run.set_defaults(func=_run)
 
 
-def _row(item: QueueItem) -> dict[str, object]:
-    return {
-        "id": item.id,
-        "kind": item.kind,
-        "recipient": recipient_of(item),
-        "status": item.status,
-        "attempts": item.attempts,
-        # A failed item is not tried again unless retried by hand.
-        "next_attempt": None if item.status == "failed"
-        else item.next_attempt.isoformat(timespec="seconds"),
-        "last_error": item.last_error,
-        "created": item.created.isoformat(timespec="seconds"),
-    }
+_row = queues.row  # moved to the service layer
 
 
 def _list(args: argparse.Namespace) -> int:
     with open_store(args, keys=True) as ctx:
-        rows = [_row(i) for i in ctx.store.list_queue(args.status)]
+        rows = queues.listing(ctx.store, args.status)
     if args.json:
         print_json(rows)
         return 0
@@ -94,11 +83,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _retry(args: argparse.Namespace) -> int:
     with open_store(args, keys=True) as ctx:
-        try:
-            # The outcome is this command's output: one line, not the delivery log line too.
-            outcome = retry_item(ctx.store, ctx.config, args.id, log=False)
-        except ItemBusy as exc:
-            raise OperationFailed(str(exc)) from None
+        outcome = queues.retry(ctx.store, ctx.config, cli_actor(), args.id)
     if not outcome.sent:
         then = (f"next attempt {outcome.retry_at.isoformat(timespec='seconds')}"
                 if outcome.retry_at else "given up")
@@ -109,7 +94,7 @@ def _retry(args: argparse.Namespace) -> int:
 
 def _delete(args: argparse.Namespace) -> int:
     with open_store(args, keys=True) as ctx:
-        ctx.store.delete_queue_item(args.id)
+        queues.delete(ctx.store, ctx.config, cli_actor(), args.id)
     print(f"queue item {args.id} deleted")
     return 0
 

@@ -13,11 +13,11 @@ import argparse
 import sys
 from typing import Any
 
-from cryptography import x509
-
 from smimegate.cli import certview
 from smimegate.cli.common import OperationFailed, print_json
 from smimegate.cli.context import open_store
+from smimegate.service import roots
+from smimegate.service.actor import cli_actor
 
 
 def register(sub: Any) -> None:
@@ -34,14 +34,6 @@ def register(sub: Any) -> None:
     remove.set_defaults(func=_remove)
 
 
-def _may_be_root(cert: x509.Certificate) -> bool:
-    """A CA certificate (RFC 5280 4.2.1.9), or a self-issued v1-style one without the extension."""
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return cert.subject == cert.issuer
-
-
 def _add(args: argparse.Namespace) -> int:
     from smimegate.pki import certfile
 
@@ -52,30 +44,18 @@ def _add(args: argparse.Namespace) -> int:
     if found.pairs:
         raise OperationFailed(f"{args.file}: holds a private key; a root needs the certificate "
                               "only")
-    from smimegate.dn import name_string
-
-    roots = [c for c in found.certificates if _may_be_root(c)]
-    not_ca = [f"{args.file}: {name_string(c.subject)} is not a CA certificate; import "
-              "end-entity certificates with `smimegate cert import`"
-              for c in found.certificates if not _may_be_root(c)]
-    # Each root is its own transaction (add_root): the good ones of a bundle are trusted
-    # whole even when another one is refused or the store fails part way.
     with open_store(args) as ctx:
-        for cert in roots:
-            record = ctx.store.add_root(cert)
-            print(f"trusted root {record.fingerprint}  {record.subject}")
-    for line in not_ca:
+        report = roots.add_parsed(ctx.store, cli_actor(), found, args.file)
+    for record in report.trusted:
+        print(f"trusted root {record.fingerprint}  {record.subject}")
+    for line in report.problems:
         print(f"smimegate: error: {line}", file=sys.stderr)
-    failed = len(not_ca) + certview.report_unreadable(args.file, found.unreadable)
-    return 1 if failed else 0
+    return 1 if report.problems else 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    from smimegate.pki.anchors import load_anchors
-
     with open_store(args) as ctx:
-        anchors = load_anchors(ctx.store, revocation_mode=ctx.config.crl.revocation_mode)
-        items = [certview.describe(r, anchors) for r in ctx.store.list_roots()]
+        items = roots.listing(ctx.store, ctx.config.crl.revocation_mode)
     if args.json:
         print_json(items)
         return 0
@@ -88,7 +68,6 @@ def _list(args: argparse.Namespace) -> int:
 
 def _remove(args: argparse.Namespace) -> int:
     with open_store(args) as ctx:
-        fingerprint = certview.pick(ctx.store.list_roots(), args.fingerprint, "trusted root")
-        ctx.store.remove_root(fingerprint)
+        fingerprint = roots.remove(ctx.store, cli_actor(), args.fingerprint)
     print(f"root {fingerprint} no longer trusted")
     return 0

@@ -77,6 +77,7 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+@audit.atomic
 def add(store: Store, actor: Actor, name: str, role: str, password: str) -> Admin:
     """Add an account. Raises InvalidInput, Forbidden, StoreError (Conflict)."""
     actor.require_change()
@@ -97,6 +98,7 @@ def listing(store: Store) -> list[dict[str, Any]]:
             for a in accounts.list_admins()]
 
 
+@audit.atomic
 def remove(store: Store, actor: Actor, name: str) -> str:
     """Remove an account with its tokens and sessions; never the last one with the admin role
     (nobody could change anything then). Raises InvalidInput, Forbidden, StoreError
@@ -112,6 +114,7 @@ def remove(store: Store, actor: Actor, name: str) -> str:
     return name
 
 
+@audit.atomic
 def set_password(store: Store, actor: Actor, name: str, password: str) -> None:
     """Replace an account's password; its web sessions end. Raises InvalidInput, Forbidden,
     StoreError (NotFound)."""
@@ -122,6 +125,7 @@ def set_password(store: Store, actor: Actor, name: str, password: str) -> None:
     audit.record(store, actor, "admin.password", name)
 
 
+@audit.atomic
 def new_token(store: Store, actor: Actor, name: str, role: str | None = None) -> str:
     """Make an API token for an account and return it (the only time it is seen). role: the
     token's, at most the account's own (default). Raises InvalidInput, Forbidden, StoreError

@@ -17,6 +17,7 @@ def _details(values: Mapping[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in values.items())
 
 
+@audit.atomic
 def add(store: Store, actor: Actor, domain: str,
         values: Mapping[str, str | None] | None = None) -> Domain:
     """Add a rule with the given properties (None values are left out).
@@ -41,6 +42,7 @@ def listing(store: Store) -> list[dict[str, Any]]:
     return [{"name": d.name, "properties": dict(d.properties)} for d in store.list_domains()]
 
 
+@audit.atomic
 def set_property(store: Store, actor: Actor, domain: str, name: str,
                  value: str | bool) -> str:
     """Validate and store one value of a rule; returns the normal form.
@@ -53,6 +55,7 @@ def set_property(store: Store, actor: Actor, domain: str, name: str,
     return normal
 
 
+@audit.atomic
 def unset_property(store: Store, actor: Actor, domain: str, name: str) -> None:
     """Drop one value of a rule so it inherits. Raises InvalidInput, Forbidden, StoreError
     (NotFound when the rule or the value is absent)."""
@@ -63,6 +66,7 @@ def unset_property(store: Store, actor: Actor, domain: str, name: str) -> None:
     audit.record(store, actor, "domain.unset", rule, name)
 
 
+@audit.atomic
 def remove(store: Store, actor: Actor, domain: str) -> str:
     """Remove a rule; returns its normal name. Raises InvalidInput, Forbidden, StoreError."""
     actor.require_change()

@@ -140,6 +140,7 @@ def list_own(store: Store, admin: str) -> list[Session]:
     return accounts_of(store).sessions(admin)
 
 
+@audit.atomic
 def end(store: Store, actor: Actor, digest: str) -> None:
     """End one of the actor's own sessions, named by its digest; auditors may too (it changes
     nothing but their own access). Raises NotFound for a session that is not the actor's."""
@@ -150,6 +151,7 @@ def end(store: Store, actor: Actor, digest: str) -> None:
     audit.record(store, actor, "session.end", actor.name)
 
 
+@audit.atomic
 def change_own_password(store: Store, actor: Actor, current_password: str,
                         new_password: str) -> None:
     """Change the actor's own password after checking the current one (ASVS 2.1.6); every

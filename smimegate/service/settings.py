@@ -14,6 +14,7 @@ def show(store: Store) -> EffectivePolicy:
     return effective_global(store)
 
 
+@audit.atomic
 def set_property(store: Store, actor: Actor, name: str, value: str | bool) -> str:
     """Validate and store a global value; returns the normal form stored.
     Raises InvalidInput, Forbidden, StoreError."""
@@ -24,6 +25,7 @@ def set_property(store: Store, actor: Actor, name: str, value: str | bool) -> st
     return normal
 
 
+@audit.atomic
 def unset_property(store: Store, actor: Actor, name: str) -> bool:
     """Drop a global value so the default applies; returns whether one was set.
     Raises InvalidInput, Forbidden, StoreError."""

@@ -27,6 +27,7 @@ from smimegate.store import Store, User
 from smimegate.store.policyrows import ENABLED
 
 
+@audit.atomic
 def add(store: Store, actor: Actor, email: str,
         values: Mapping[str, str | None] | None = None, *, enabled: bool = True) -> User:
     """Add a user with the given properties (None values are left out).
@@ -56,6 +57,7 @@ def listing(store: Store, domain: str | None = None) -> list[dict[str, Any]]:
             for u in store.list_users(rule)]
 
 
+@audit.atomic
 def set_property(store: Store, actor: Actor, email: str, name: str,
                  value: str | bool) -> str:
     """Validate and store one user value (``enabled`` goes to the column); returns the normal
@@ -75,6 +77,7 @@ def set_property(store: Store, actor: Actor, email: str, name: str,
     return normal
 
 
+@audit.atomic
 def unset_property(store: Store, actor: Actor, email: str, name: str) -> None:
     """Drop a user-level value so the user inherits it.
     Raises InvalidInput, Forbidden, StoreError (NotFound)."""
@@ -90,6 +93,7 @@ def unset_property(store: Store, actor: Actor, email: str, name: str) -> None:
     audit.record(store, actor, "user.unset", address, name)
 
 
+@audit.atomic
 def remove(store: Store, actor: Actor, email: str) -> str:
     """Remove a user (its certificates stay); returns its normal address.
     Raises InvalidInput, Forbidden, StoreError."""

@@ -7,6 +7,7 @@ and domain names are compared lower-case.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -181,6 +182,11 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
+        ...
+
+    def atomic(self) -> contextlib.AbstractContextManager[object]:
+        """A block whose store calls (in this thread) are one transaction: all of them
+        commit at its end, none if it raises (a change and its audit-log row together)."""
         ...
 
     # -- properties -----------------------------------------------------------------------

@@ -15,7 +15,8 @@ import os
 import queue
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from smimegate.store.base import (
@@ -67,8 +68,43 @@ class Backend(Protocol):
     def sql(self, query: str) -> str: ...
     def connection(self) -> contextlib.AbstractContextManager[Cursor]: ...
     def transaction(self) -> contextlib.AbstractContextManager[Cursor]: ...
+    def atomic(self) -> contextlib.AbstractContextManager[Cursor]: ...
     def lock_schema(self, cur: Cursor) -> None: ...
     def close(self) -> None: ...
+
+
+class _Ambient(threading.local):
+    """The cursor of the atomic() block this thread is in, if any."""
+
+    cursor: Cursor | None = None
+
+
+@contextlib.contextmanager
+def _joined(ambient: _Ambient, open_: contextlib.AbstractContextManager[Cursor]
+            ) -> Iterator[Cursor]:
+    """The cursor of the thread's atomic() block when there is one, else open_'s own."""
+    if ambient.cursor is not None:
+        yield ambient.cursor
+        return
+    with open_ as cur:
+        yield cur
+
+
+@contextlib.contextmanager
+def _atomic(ambient: _Ambient, open_: Callable[[], contextlib.AbstractContextManager[Cursor]]
+            ) -> Iterator[Cursor]:
+    """One transaction that every store call of this thread joins until the block ends: a
+    change and its audit-log row commit together or not at all. Nested blocks join the
+    outer one."""
+    if ambient.cursor is not None:
+        yield ambient.cursor
+        return
+    with open_() as cur:
+        ambient.cursor = cur
+        try:
+            yield cur
+        finally:
+            ambient.cursor = None
 
 
 def _redact(url: str) -> str:
@@ -105,6 +141,7 @@ class SqliteBackend:
         self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._max_idle = max_idle
         self._closed = False
+        self._ambient = _Ambient()
 
     def sql(self, query: str) -> str:
         return query
@@ -140,13 +177,22 @@ class SqliteBackend:
             else:
                 conn.close()
 
+    def connection(self) -> contextlib.AbstractContextManager[Cursor]:
+        return _joined(self._ambient, self._connection())
+
+    def transaction(self) -> contextlib.AbstractContextManager[Cursor]:
+        return _joined(self._ambient, self._transaction())
+
+    def atomic(self) -> contextlib.AbstractContextManager[Cursor]:
+        return _atomic(self._ambient, self._transaction)
+
     @contextlib.contextmanager
-    def connection(self) -> Iterator[Cursor]:
+    def _connection(self) -> Iterator[Cursor]:
         with self._checkout() as conn, self.errors():
             yield Cursor(conn, self)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Cursor]:
+    def _transaction(self) -> Iterator[Cursor]:
         with self._checkout() as conn, self.errors():
             # IMMEDIATE takes the write lock now, so two writers never deadlock upgrading
             # their read locks; the second one waits on busy_timeout instead.
@@ -229,6 +275,7 @@ class PostgresBackend:
 
         self.url = url
         self._timeout = connect_timeout
+        self._ambient = _Ambient()
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
@@ -257,13 +304,22 @@ class PostgresBackend:
     def sql(self, query: str) -> str:
         return query.replace("?", "%s")
 
+    def connection(self) -> contextlib.AbstractContextManager[Cursor]:
+        return _joined(self._ambient, self._connection())
+
+    def transaction(self) -> contextlib.AbstractContextManager[Cursor]:
+        return _joined(self._ambient, self._transaction())
+
+    def atomic(self) -> contextlib.AbstractContextManager[Cursor]:
+        return _atomic(self._ambient, self._transaction)
+
     @contextlib.contextmanager
-    def connection(self) -> Iterator[Cursor]:
+    def _connection(self) -> Iterator[Cursor]:
         with self.errors(), self._pool.connection(timeout=self._timeout) as conn:
             yield Cursor(conn, self)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Cursor]:
+    def _transaction(self) -> Iterator[Cursor]:
         with (
             self.errors(),
             self._pool.connection(timeout=self._timeout) as conn,

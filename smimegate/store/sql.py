@@ -188,6 +188,16 @@ class SqlStore:
     def close(self) -> None:
         self._db.close()
 
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[object]:
+        try:
+            with self._db.atomic() as cur:
+                yield cur
+        finally:
+            # Counted again once the block's transaction has ended: a policy write inside it
+            # counted before its commit, and a reader may have cached the old rows since.
+            self._policy_generation += 1
+
     def reconnect(self, pool_size: int) -> None:
         """Open new connections (at most ``pool_size``) in place of the closed ones; the
         master key read by open() stays. For a forked milter worker (smimegate.milter.

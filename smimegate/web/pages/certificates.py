@@ -6,8 +6,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from smimegate.cli.cert import issuer_chain
-from smimegate.cli.certview import normal_fingerprint
+from smimegate.service.certificates import issuer_chain, normal_fingerprint
 from smimegate.store.certinfo import name_string
 from smimegate.web import views
 from smimegate.web.pages.base import Page, listing, page
