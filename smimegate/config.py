@@ -391,6 +391,25 @@ class MilterConfig:
         "run in one worker. 1: a single process, no supervisor.",
         check=_at_least(0),
     )
+    stats_interval: int = opt(
+        30,
+        "Seconds between two writes of each worker's message counters, latency histogram, "
+        "message log lines and heartbeat to the store (one transaction each, from a thread of "
+        "its own, never on a message's path); the web admin's Dashboard, Logs and /metrics "
+        "read them. A worker not heard from for three intervals shows as down. 0: off.",
+        check=_at_least(0),
+    )
+    message_log_days: int = opt(
+        7,
+        "Days the message log lines kept in the store (the web admin's Logs tab) are kept.",
+        check=_at_least(1),
+    )
+    message_log_rows: int = opt(
+        100000,
+        "Most message log lines kept in the store (the oldest go first); 0: none are stored "
+        "(the counters still are). Syslog keeps every line regardless.",
+        check=_at_least(0),
+    )
     log: LogTarget = opt(
         "syslog",
         "Where the log goes. syslog: while syslog_socket cannot be reached (a container "

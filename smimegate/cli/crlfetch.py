@@ -47,9 +47,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     """Handler of ``crl fetch``. Raises OperationFailed (exit 1) when every URL failed or the
     store cannot be used; ConfigError (exit 2) for a bad configuration."""
     from smimegate.pki.fetch import fetch_all
+    from smimegate.service.monitoring import record_crl_report
 
     with open_store(args) as ctx:
         report = fetch_all(ctx.store, timeout=ctx.config.crl.fetch_timeout, urls=args.url)
+        record_crl_report(ctx.store, report)  # the web admin shows URLs that fail
     if args.json:
         print_json([dataclasses.asdict(o) for o in report.outcomes])
     else:

@@ -28,7 +28,8 @@ from collections.abc import Callable
 from smimegate import log
 from smimegate.config import Config
 from smimegate.delivery.queue import Outcome, run_due
-from smimegate.pki.fetch import PeriodicFetcher
+from smimegate.pki.fetch import FetchReport, PeriodicFetcher, log_report
+from smimegate.service.monitoring import record_crl_report
 from smimegate.store.base import Store, StoreError
 
 _LOG = logging.getLogger("smimegate.milter.jobs")
@@ -133,9 +134,19 @@ class BackgroundJobs:
         download stored something (the gateway's cache reload); ``marker_secret``: see
         QueueWorker."""
         current = config()
+
+        def on_report(report: FetchReport) -> None:
+            log_report(report)
+            try:  # each URL's outcome, for the web admin's Dashboard and /metrics
+                record_crl_report(store, report)
+            except StoreError as exc:
+                _LOG.warning(log.warning_line(None, "CRL download outcomes not stored",
+                                              {"reason": str(exc)}))
+
         self.fetcher = PeriodicFetcher(
             store, current, refresh=refresh,
             first_delay=min(FIRST_DELAY, float(current.crl.fetch_interval)),
+            on_report=on_report,
         )
         self.queue = QueueWorker(store, config, marker_secret=marker_secret)
 

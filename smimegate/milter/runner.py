@@ -112,7 +112,9 @@ from smimegate import log
 from smimegate.config import Config, ConfigError
 from smimegate.milter.jobs import JOB_POOL_MIN, BackgroundJobs
 from smimegate.milter.session import GatewayLike, Runtime, factory
+from smimegate.milter.stats import StatsFlusher
 from smimegate.store.base import Store, StoreError
+from smimegate.store.sql import SqlStore
 
 _LOG = logging.getLogger("smimegate.milter.runner")
 
@@ -541,6 +543,16 @@ def start_jobs(gateway: GatewayLike, runtime: Runtime) -> BackgroundJobs | None:
     return BackgroundJobs(store, lambda: runtime.config, refresh, marker_secret).start()
 
 
+def start_stats(gateway: GatewayLike, runtime: Runtime, worker: int = 0) -> StatsFlusher | None:
+    """The flush thread of this worker's message counters, log lines and heartbeat
+    (smimegate.milter.stats) over the gateway's store; None for a gateway without an SQL
+    store (tests' stand-ins, which keep no counters)."""
+    store: Store | None = getattr(gateway, "store", None)
+    if not isinstance(store, SqlStore):
+        return None
+    return StatsFlusher(runtime.stats, store, lambda: runtime.config, worker=worker).start()
+
+
 # ---------------------------------------------------------------------------------------------
 # Serving and stopping (see the module docstring, "Stopping")
 
@@ -756,6 +768,7 @@ def run(
     gateway = (make_gateway or default_gateway)(config)
     listener: Listener | None = None
     jobs: BackgroundJobs | None = None
+    stats: StatsFlusher | None = None
     try:
         runtime = Runtime(config, gateway)
         Milter.factory = factory(runtime)
@@ -765,12 +778,15 @@ def run(
         reloader = Reloader(runtime, config_path, explicit)
         threading.Thread(target=reloader.serve, name="smimegate-reload", daemon=True).start()
         jobs = start_jobs(gateway, runtime)
+        stats = start_stats(gateway, runtime)
         _LOG.info(f"{log.TAG}: starting; " + log.format_fields(
             {"socket": spec.spec, "pid": os.getpid(), "uid": os.getuid()}))
         serve(runtime, listener)
     finally:
         if jobs is not None:
             jobs.stop()
+        if stats is not None:
+            stats.stop()
         close_gateway(gateway)
         if listener is not None and listener.unix_path:
             with contextlib.suppress(OSError):

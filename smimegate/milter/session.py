@@ -55,6 +55,7 @@ from smimegate import log
 from smimegate.config import Config
 from smimegate.milter import macros as mac
 from smimegate.milter import replies
+from smimegate.milter.stats import MessageStats
 from smimegate.milter.transaction import Envelope, Outcome, Reinjection
 
 _LOG = logging.getLogger("smimegate.milter.session")
@@ -140,6 +141,9 @@ class Runtime:
         self._active = 0
         self._replies_pending = 0
         self._stopping = False
+        # The message log lines for the store's counters (smimegate.milter.stats); recording
+        # is a list append, the parsing and writing happen in the worker's flush thread.
+        self.stats = MessageStats()
 
     @property
     def config(self) -> Config:
@@ -364,7 +368,7 @@ class Session(Milter.Base):  # type: ignore[misc]
     def envrcpt(self, to: str, *params: str) -> int:
         self._read_macros(mac.ENVRCPT_MACROS)
         if self._refused_stopping:
-            _LOG.info(log.message_line(self._queue_id(), {
+            self._log_line(log.message_line(self._queue_id(), {
                 "action": "rcpt-refused", "from": f"<{self._sender}>", "to": to,
                 "reply": replies.TEMPFAIL_STOPPING.line(),
             }))
@@ -373,7 +377,7 @@ class Session(Milter.Base):  # type: ignore[misc]
             return CONTINUE  # answered at eom
         reply = self.runtime.gateway.rcpt_check(self.envelope(), _bare(to))
         if reply.refuses:
-            _LOG.info(log.message_line(self._queue_id(), {
+            self._log_line(log.message_line(self._queue_id(), {
                 "action": "rcpt-refused", "from": f"<{self._sender}>", "to": to,
                 "reply": reply.line(),
             }))
@@ -426,10 +430,11 @@ class Session(Milter.Base):  # type: ignore[misc]
         started = time.monotonic()
         outcome = self.runtime.gateway.process(envelope, tuple(self._headers), body)
         del body
-        if time.monotonic() - started > PROGRESS_AFTER:
+        took = time.monotonic() - started
+        if took > PROGRESS_AFTER:
             self.progress()
         if outcome.log_line:
-            _LOG.info(outcome.log_line)
+            self._log_line(outcome.log_line, took)
         if outcome.reply.refuses or outcome.reply.kind == "discard":
             # Nothing of the message is kept: no edits, no copies.
             return self._answer(outcome.reply)
@@ -468,12 +473,17 @@ class Session(Milter.Base):  # type: ignore[misc]
             started = time.monotonic()
             self.runtime.submit_copy(config.milter.reinject, envelope.sender, copy,
                                      config.smtp.timeout)
-            _LOG.info(log.message_line(envelope.queue_id, {
+            self._log_line(log.message_line(envelope.queue_id, {
                 "action": "reinject", "to": ",".join(f"<{r}>" for r in copy.recipients),
                 "size": len(copy.message), "relay": config.milter.reinject,
             }))
             if time.monotonic() - started > PROGRESS_AFTER:
                 self.progress()
+
+    def _log_line(self, line: str, took: float | None = None) -> None:
+        """Log a message line and record it for the counters (smimegate.milter.stats)."""
+        _LOG.info(line)
+        self.runtime.stats.record(line, took)
 
     def _answer(self, reply: replies.Reply) -> int:
         """Map a Reply to the pymilter return code, setting the SMTP reply for refusals."""

@@ -18,7 +18,8 @@ supervisor (single-threaded, it never runs libmilter or a store query itself):
    ``fd:N`` (a placeholder of the same family, the socket dup2()ed over it); then runner.serve,
    exactly as one process serves. Worker 0 also runs the background jobs (CRL download,
    delivery queue), so they run once per host; the CRLs it stores reach the other workers'
-   caches within services.ANCHORS_MAX_AGE, as a `crl import` by the CLI does.
+   caches within services.ANCHORS_MAX_AGE, as a `crl import` by the CLI does. Every worker
+   flushes its own message counters, log lines and heartbeat (smimegate.milter.stats).
 
 How several processes share one socket: every worker polls the same listening socket and
 calls accept() on it, and the kernel hands each connection to one of them. The socket is
@@ -214,6 +215,7 @@ def worker_main(setup: WorkerSetup, ready_fd: int | None) -> int:
     os.setpgid(0, 0)  # see the module docstring: one Ctrl-C, not two
     config = setup.config
     jobs = None
+    stats = None
     try:
         try:
             # Logging stays as the supervisor set it up: one syslog datagram (or stdout write)
@@ -232,6 +234,7 @@ def worker_main(setup: WorkerSetup, ready_fd: int | None) -> int:
                 reloader.reload()
             if setup.index == 0:
                 jobs = runner.start_jobs(setup.gateway, runtime)
+            stats = runner.start_stats(setup.gateway, runtime, worker=setup.index)
         except Exception as exc:  # noqa: BLE001 - boundary of the worker's start
             text = f"{type(exc).__name__}: {exc}"
             _LOG.error(log.warning_line(None, "worker could not start",
@@ -248,6 +251,8 @@ def worker_main(setup: WorkerSetup, ready_fd: int | None) -> int:
     finally:
         if jobs is not None:
             jobs.stop()
+        if stats is not None:
+            stats.stop()
         runner.close_gateway(setup.gateway)
         _flush_logs()
 

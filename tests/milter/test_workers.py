@@ -437,6 +437,39 @@ def test_real_milter_runs_background_jobs_in_one_worker(tmp_path: Path) -> None:
         ["+4917099887766", "pw 1"], ["+4917099887700", "pw 2"]]
 
 
+def test_every_worker_flushes_counters_log_lines_and_a_heartbeat(tmp_path: Path) -> None:
+    spec = _spec("inet", tmp_path)
+    config = write_config(tmp_path, spec, workers=2, stats_interval=1)
+    done = subprocess.run([PYTHON, "-m", "smimegate", "-c", str(config), "db", "init"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    from smimegate.store import SqlStore
+    from smimegate.store.operations import operations_of
+
+    daemon = start(milter_argv(config), tmp_path / "milter.log", spec)
+    store = SqlStore.open(f"sqlite:///{tmp_path}/smimegate.db", tmp_path / "master.key")
+    ops = operations_of(store)
+    try:
+        _wait_workers(daemon, 2)
+        _eventually("two heartbeats", lambda: len(ops.workers()) == 2, daemon)
+        for _ in range(6):
+            with session(spec) as c:
+                r = c.message("a@inside.test", ["bob@outside.test"], HEADERS, b"x\r\n")
+                assert r.eom is not None
+        _eventually("six counted", lambda: sum(n for *_, n, _us in ops.totals()) == 6, daemon)
+        _eventually("six lines", lambda: len(ops.log_lines()) == 6, daemon)
+        logged = [ln for ln in daemon.output().splitlines() if "result=" in ln]
+        stored = {ln.line for ln in ops.log_lines()}
+        assert len(logged) == 6 and all(any(s in ln for s in stored) for ln in logged)
+        assert sum(n for _d, _le, n in ops.latency_totals()) == 6
+        assert sorted(w.worker for w in ops.workers()) == [0, 1]
+        assert daemon.stop(signal.SIGTERM, timeout=30) == 0
+        assert ops.workers() == []  # stopped cleanly: not shown as down
+    finally:
+        store.close()
+        daemon.stop()
+
+
 # -- the supervisor's small pieces ------------------------------------------------------------
 
 
