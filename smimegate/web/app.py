@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from smimegate.config import Config
 from smimegate.service.sessions import Limits
 from smimegate.store import SqlStore
-from smimegate.web import api, pages
+from smimegate.web import api, metrics, pages
 from smimegate.web.security import SecurityHeaders
 
 MAX_BODY = 1024 * 1024  # forms and JSON are small; certificate uploads come later
@@ -72,6 +72,7 @@ def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> 
         Route("/api/v1/certificates", api.endpoint(api.list_certificates)),
         Route("/api/v1/crls", api.endpoint(api.list_crls)),
         Route("/api/v1/queue", api.endpoint(api.list_queue)),
+        Route("/metrics", metrics.metrics),
         Mount("/static", StaticFiles(packages=[("smimegate.web", "static")]), name="static"),
     ]
 
