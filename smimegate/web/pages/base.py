@@ -68,6 +68,7 @@ class Page:
     request: Request
     session: Session | None
     form: dict[str, str] = field(default_factory=dict)
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # name: (file name, data)
 
     @property
     def store(self) -> SqlStore:
@@ -107,27 +108,50 @@ async def read_form(request: Request) -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
-def page(handler: Handler, *, auditor_may_post: bool = False) -> Endpoint:
+MAX_UPLOAD = 512 * 1024  # certificate files, bundles, CRLs; the app caps the body at 1 MiB
+
+
+async def read_upload_form(request: Request) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
+    """The fields and the uploaded files (at most two, MAX_UPLOAD bytes each) of a POST."""
+    if request.method != "POST":
+        return {}, {}
+    data = await request.form(max_files=2, max_fields=50, max_part_size=64 * 1024)
+    fields = {k: v for k, v in data.items() if isinstance(v, str)}
+    files: dict[str, tuple[str, bytes]] = {}
+    for name, value in data.items():
+        if not isinstance(value, str):
+            content = await value.read(MAX_UPLOAD + 1)
+            if content:
+                files[name] = ((value.filename or "upload")[:100], content)
+    return fields, files
+
+
+def page(handler: Handler, *, auditor_may_post: bool = False, uploads: bool = False) -> Endpoint:
     """An endpoint that runs handler for a signed-in admin (see the module doc). A POST is a
     change, refused to an auditor before its input is looked at, unless auditor_may_post
-    (signing out)."""
+    (signing out). uploads: the form may carry files (Page.files)."""
 
     async def endpoint(request: Request) -> Response:
-        form = await read_form(request)
+        files: dict[str, tuple[str, bytes]] = {}
+        if uploads:
+            form, files = await read_upload_form(request)
+        else:
+            form = await read_form(request)
         return await run_in_threadpool(_signed_in, request.app.state.web, request, form,
-                                       handler, auditor_may_post)
+                                       handler, auditor_may_post, files)
 
     return endpoint
 
 
 def _signed_in(web: Web, request: Request, form: dict[str, str], handler: Handler,
-               auditor_may_post: bool) -> Response:
+               auditor_may_post: bool, files: dict[str, tuple[str, bytes]] | None = None
+               ) -> Response:
     bare = Page(web, request, None, form)
     try:
         session = sessions.current(web.store, get_cookie(request, SESSION_COOKIE), web.limits)
         if session is None:
             return RedirectResponse("/login", status_code=303)
-        current = Page(web, request, session, form)
+        current = Page(web, request, session, form, files or {})
         if request.method == "POST" and not sessions.csrf_ok(session, form.get("csrf", "")):
             return current.message(
                 "Refused", "The form's CSRF token is missing or wrong: nothing was changed. "
@@ -172,7 +196,8 @@ def page_number(current: Page) -> int:
 def listing(current: Page, title: str, rows: list[dict[str, Any]],
              columns: Sequence[tuple[str, str, bool]], empty: str, *, status: int = 200,
              add_form: dict[str, Any] | None = None, notice: str = "",
-             problem: str = "") -> Response:
+             problem: str = "", forms: Sequence[dict[str, Any]] = (),
+             links: Sequence[dict[str, str]] = (), row_actions: bool = False) -> Response:
     q = current.query("q").strip().lower()
     keys = [key for key, _, _ in columns]
     if q:
@@ -191,7 +216,47 @@ def listing(current: Page, title: str, rows: list[dict[str, Any]],
         "listing.html", status, title=title, items=shown, total=len(rows), page=page_no,
         pages=pages, q=current.query("q"), sort=sort, empty=empty, add_form=add_form,
         columns=[{"key": k, "label": label, "sortable": can} for k, label, can in columns],
-        notice=notice, problem=problem)
+        notice=notice, problem=problem, forms=forms, links=links, row_actions=row_actions)
+
+
+# -- forms of the PKI tabs: fields with the error beside them, confirmation --------------------
+
+def form_field(current: Page, name: str, label: str, kind: str = "text",
+               choices: Sequence[str] = (), error: InvalidInput | None = None,
+               default: str = "", help: str = "") -> dict[str, Any]:
+    """One field of form.html, with what was typed (never a password) and its error."""
+    return {"name": name, "label": label, "type": kind, "choices": tuple(choices),
+            "value": current.form.get(name, default), "help": help,
+            "error": str(error) if error is not None and error.field == name else ""}
+
+
+def make_form(ident: str, title: str, action: str, button: str, fields: list[dict[str, Any]],
+              *, multipart: bool = False) -> dict[str, Any]:
+    return {"id": ident, "title": title, "action": action, "button": button,
+            "fields": fields, "multipart": multipart}
+
+
+def unplaced(error: InvalidInput | None, forms: Sequence[dict[str, Any]]) -> str:
+    """The error's text when no field of forms shows it beside itself, else ""."""
+    if error is None:
+        return ""
+    placed = {f["name"] for form in forms for f in form["fields"]}
+    return "" if error.field in placed else str(error)
+
+
+def confirmed(current: Page, question: str, button: str, back: str) -> Response | None:
+    """None when the POST carries confirm=yes; else the page that asks (remove and delete
+    actions are confirmed, and the confirmation is a POST with the CSRF token too)."""
+    if current.form.get("confirm") == "yes":
+        return None
+    carried = [(k, v) for k, v in current.form.items() if k not in ("csrf", "confirm")]
+    return current.render("confirm.html", title="Confirm", question=question, button=button,
+                          back=back, action=current.request.url.path, carried=carried)
+
+
+def download(data: bytes, filename: str, media_type: str) -> Response:
+    return Response(data, media_type=media_type,
+                    headers={"content-disposition": f'attachment; filename="{filename}"'})
 
 
 def add_fields(first: tuple[str, str], names: Sequence[str],
