@@ -194,3 +194,68 @@ def test_an_auditor_is_refused_a_change(browser: Browser, server: Server) -> Non
     assert json.loads(server.cli("domain", "show", "example.com", "--json"))["sign"][
         "from"] == "default"
     page.close()
+
+
+def _record(server: Server, lines: list[str], worker: int = 0) -> None:
+    """Lines as a milter worker records and flushes them (smimegate.milter.stats)."""
+    from smimegate.config import Config, MilterConfig
+    from smimegate.milter.stats import MessageStats, StatsFlusher
+    from smimegate.store import SqlStore
+
+    tmp = server.config.parent
+    store = SqlStore.open(f"sqlite:///{tmp}/store.db", tmp / "master.key")
+    try:
+        config = Config(milter=MilterConfig())
+        stats = MessageStats()
+        stats.enabled = True
+        for n, text in enumerate(lines):
+            stats.record(text, 0.01 + 0.2 * n)
+        StatsFlusher(stats, store, lambda: config, worker=worker, node="mx1").flush()
+    finally:
+        store.close()
+
+
+def _line(queue_id: str, direction: str, result: str, sender: str, to: str) -> str:
+    from smimegate import log
+
+    return log.message_line(queue_id, [
+        ("direction", direction), ("action", "sign+encrypt"), ("from", f"<{sender}>"),
+        ("to", f"<{to}>"), ("delay", 0.05), ("result", result)])
+
+
+def test_dashboard_chart_and_logs_live_tail(browser: Browser, server: Server) -> None:
+    _record(server, [_line("4Xk2q1GZ", "outbound", "ok", "bob@example.com", "c@partner.test"),
+                     _line("4Xk2q1HA", "outbound", "refused", "bob@example.com",
+                           "d@partner.test"),
+                     _line("4Xk2q1HB", "inbound", "ok", "c@partner.test", "bob@example.com")])
+    page = sign_in(browser, server, "otto")
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text)
+            if "Content Security Policy" in m.text else None)
+    page.goto(f"{server.url}/dashboard")
+    expect(page.locator("tr.good", has_text="Milter workers")).to_contain_text("1 of 1 up")
+    chart = page.get_by_role("img", name=re.compile("Messages per hour"))
+    expect(chart).to_be_visible()
+    expect(chart.locator("rect")).to_have_count(3)
+    shot(page, "12-dashboard")
+
+    page.get_by_role("link", name="Logs", exact=True).click()
+    rows = page.locator("#log-rows tr")
+    expect(rows).to_have_count(3)
+    page.get_by_label("Direction").select_option("outbound")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(2)
+    toggle = page.get_by_role("button", name="Live tail: off")
+    toggle.click()
+    expect(page.locator("#tail-status")).to_contain_text("updated")
+    expect(page.get_by_role("button", name="Live tail: on")).to_be_visible()
+    # A new outbound line reaches the page by itself; an inbound one does not (filtered).
+    _record(server, [_line("4Xk2q1ZZ", "inbound", "ok", "e@partner.test", "bob@example.com"),
+                     _line("4Xk2q1NEW", "outbound", "ok", "bob@example.com",
+                           '"<b>x</b>"@partner.test')])
+    expect(rows.first).to_contain_text("4Xk2q1NEW", timeout=20000)
+    expect(rows).to_have_count(3)
+    expect(rows.first).to_contain_text('<b>x</b>')  # shown as text, not markup
+    expect(page.locator("#log-rows b")).to_have_count(0)
+    shot(page, "13-logs")
+    assert violations == []

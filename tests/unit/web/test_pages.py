@@ -219,7 +219,7 @@ def test_pages_show_effective_values_and_levels(site: Site) -> None:
     assert "bob@example.com" in listing and "1 in all" in listing
     assert "0 in all" in client.get("/users?q=nobody").text
     assert client.get("/domains/nowhere.test").status_code == 404
-    assert "not built yet" in client.get("/logs").text
+    assert "No lines." in client.get("/logs").text
     sms = client.get("/sms").text
     assert "<dt>Transport</dt><dd>http</dd>" in sms and "https://sms.example/api/send" in sms
     audit_page = client.get("/audit?q=sign").text
