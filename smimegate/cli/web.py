@@ -22,7 +22,12 @@ from smimegate.store.configured import open_configured
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("web", help="run the admin web interface and REST API")
+    parser = sub.add_parser(
+        "web", help="run the admin web interface and REST API",
+        description="Serve the admin pages (/login), the REST API (/api/v1/) and Prometheus "
+                    "metrics (/metrics, with an API token of either role: "
+                    "`smimegate admin token NAME --role auditor`). It reads the master key "
+                    "when it may: key exports, the queue and TOTP codes need it.")
     parser.add_argument("--listen", metavar="HOST:PORT",
                         help="where to listen (default: [web] listen)")
     parser.set_defaults(func=_run)

@@ -259,3 +259,25 @@ def test_dashboard_chart_and_logs_live_tail(browser: Browser, server: Server) ->
     expect(page.locator("#log-rows b")).to_have_count(0)
     shot(page, "13-logs")
     assert violations == []
+
+
+def test_sign_in_with_a_totp_code(browser: Browser, server: Server) -> None:
+    import urllib.parse
+
+    from smimegate.service import totp
+
+    tmp = server.config.parent
+    server.cli("admin", "add", "tina", "--role", "admin", "--password-file", str(tmp / "pw"))
+    uri = server.cli("admin", "totp", "tina").splitlines()[0]
+    secret = urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0]
+    page = browser.new_page()
+    page.goto(f"{server.url}/login")
+    page.get_by_label("User").fill("tina")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("wrong user name, password or code")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Code").fill(totp.code_at(secret, time.time()))
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{server.url}/dashboard")
+    page.close()

@@ -105,3 +105,13 @@ def test_web_serves_https_with_host_prefixed_secure_cookies(tmp_path: Path) -> N
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def test_help_names_metrics_and_its_token(capsys: pytest.CaptureFixture[str]) -> None:
+    from smimegate.cli.main import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["web", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "/metrics" in text and "--role auditor" in text
