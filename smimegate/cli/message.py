@@ -170,6 +170,7 @@ def _signer(index: int, signer: SignerResult) -> dict[str, Any]:
         "capabilities": list(signer.capabilities),
         "trusted": signer.trusted,
         "trust_info": signer.trust_info,
+        "countersigns": signer.countersigns,
     }
 
 

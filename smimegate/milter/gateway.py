@@ -248,9 +248,10 @@ class Gateway:
         return ip is not None and any(ip in net for net in self.networks)
 
     def _sender(self, envelope: Envelope, policy: EffectivePolicy,
-                identity: SigningIdentity | None) -> Sender:
+                identity: SigningIdentity | None,
+                pq_identity: SigningIdentity | None = None) -> Sender:
         return Sender(_bare(envelope.sender), policy, self.authorised(envelope),
-                      identity is not None)
+                      identity is not None, pq_identity is not None)
 
     # -- RCPT -----------------------------------------------------------------------------
     def rcpt_check(self, envelope_so_far: Envelope, recipient: str) -> replies.Reply:
@@ -265,8 +266,9 @@ class Gateway:
                     or rpol.value("encrypt_mode") != "mandatory"):
                 return replies.CONTINUE
             choice = self.services.encryption_certificate(rcpt)
-            refusal = decide_at_rcpt(sender, Recipient(rcpt, rpol,
-                                                       choice.certificate is not None))
+            refusal = decide_at_rcpt(sender, Recipient(
+                rcpt, rpol, choice.certificate is not None,
+                has_pq_certificate=choice.kem_certificate is not None))
             return replies.reject_policy(refusal.text) if refusal else replies.CONTINUE
         except DirectoryUnavailable:
             return replies.TEMPFAIL_DIRECTORY
@@ -432,23 +434,32 @@ class Gateway:
             return Outcome(replies.CONTINUE, run.strip, log_line=self._line(
                 run, len(run.body), "ok", replies.CONTINUE))
 
-        identity = None
+        identity = pq_identity = None
         if sender_policy.flag("sign") and sender_policy.value("smime") == "allow" \
                 and sender_policy.flag("enabled") and not signed_already:
-            identity = self.services.signing_identity(_bare(run.envelope.sender))
-        sender = self._sender(run.envelope, sender_policy, identity)
+            # pqc (policy.decide): never asks for the classic key alone, only for the
+            # ML-DSA key alone, prefer for both.
+            pqc = sender_policy.value("pqc")
+            if pqc != "only":
+                identity = self.services.signing_identity(_bare(run.envelope.sender))
+            if pqc != "never":
+                pq_identity = self.services.signing_identity(_bare(run.envelope.sender),
+                                                             "ml-dsa")
+        sender = self._sender(run.envelope, sender_policy, identity, pq_identity)
         facts: list[Recipient] = []
         for address in recipients:
             pol = policies[address]
-            has_cert = False
+            has_cert = has_pq_cert = False
             capabilities: tuple[str, ...] = ()
             if (pol.value("locality") != "internal" and pol.value("encrypt_mode") != "none"
                     and pol.value("smime") == "allow"):
                 choice = self.services.encryption_certificate(address)
                 has_cert = choice.certificate is not None
+                has_pq_cert = choice.kem_certificate is not None
                 capabilities = choice.capabilities
                 _log_skipped(run.envelope.queue_id or "", address, choice)
-            facts.append(Recipient(address, pol, has_cert, capabilities=capabilities))
+            facts.append(Recipient(address, pol, has_cert, capabilities=capabilities,
+                                   has_pq_certificate=has_pq_cert))
         subject_value = hdr.find(run.kept, "Subject")
         subject = hdr.decode_subject(subject_value) if subject_value is not None else None
         decision = decide(sender, facts, subject)
@@ -459,19 +470,23 @@ class Gateway:
             return Outcome(reply, log_line=self._line(run, len(run.body), "refused", reply))
         if not decision.groups:
             raise _Failure("internal", "policy left no recipient")
-        copies = [self._seal(run, entity, decision, group, identity)
+        keys = {"classic": identity, "ml-dsa": pq_identity}
+        signers = [found for found in (keys[kind] for kind in decision.signers)
+                   if found is not None]
+        copies = [self._seal(run, entity, decision, group, signers)
                   for group in decision.groups]
         return self._finish(run, decision, copies, decision.groups)
 
     def _seal(self, run: _Run, entity: bytes, decision: Decision, group: Group,
-              identity: SigningIdentity | None) -> _Copy:
+              signers: Sequence[SigningIdentity]) -> _Copy:
         edits: list[HeaderEdit] = []
         facts: list[tuple[str, object]] = [("action", decision.action(group))]
         if decision.subject is not None:
             edits.append(HeaderEdit("change", "Subject", 1, hdr.encode_subject(decision.subject)))
         new_entity = entity
-        if self.config.milter.header_protection and (
-                group.treatment.encrypt or (decision.sign and identity is not None)):
+        signing = decision.sign and bool(signers)
+        detached = decision.sign_mode != "opaque"
+        if self.config.milter.header_protection and (group.treatment.encrypt or signing):
             try:
                 new_entity, hp_edits, hp_facts = _protect(run, entity, decision.subject,
                                                           group.treatment.encrypt)
@@ -483,29 +498,49 @@ class Gateway:
                 edits = [e for e in edits if e.name.lower() != "subject"]
             edits.extend(hp_edits)
             facts.extend(hp_facts)
-        if decision.sign and identity is not None:
+        if signing and len(signers) == 1:
+            identity = signers[0]
             new_entity = smime_sign.sign(new_entity, identity.key, identity.certificate,
-                                         identity.chain,
-                                         detached=decision.sign_mode != "opaque")
+                                         identity.chain, detached=detached)
+        elif signing:
+            # pqc = prefer with a classic and an ML-DSA key: classic first, so that the
+            # countersignature arrangement countersigns the classic SignerInfo.
+            arrangement: smime_sign.Arrangement = (
+                "parallel" if decision.sign_arrangement == "parallel" else "countersignature")
+            new_entity = smime_sign.sign_several(
+                new_entity, [smime_sign.Signer(i.key, i.certificate, i.chain) for i in signers],
+                arrangement=arrangement, detached=detached)
         # Issue 9 item 9: the revocation status of each certificate used, signer first.
-        revocation = [identity.revocation] if decision.sign and identity is not None else []
+        revocation = [i.revocation for i in signers] if signing else []
         if group.treatment.encrypt:
             wanted = {d.address: d for d in decision.recipients}
             targets = []
+            kem_targets = 0
             for address in group.addresses:
                 choice = self.services.encryption_certificate(address)
-                if choice.certificate is None:
-                    # The certificate vanished between decide and now (cache expiry): never
-                    # send in clear what policy meant to encrypt.
-                    raise _Failure("internal", f"no certificate for <{address}> any more")
-                transport = wanted[address].key_transport or "rsa-pkcs1"
-                targets.append(smime_encrypt.Recipient(choice.certificate, transport))
-                revocation.append(choice.revocation)
+                for kind in wanted[address].certificates:
+                    cert = choice.certificate if kind == "classic" else choice.kem_certificate
+                    if cert is None:
+                        # The certificate vanished between decide and now (cache expiry):
+                        # never send in clear what policy meant to encrypt.
+                        raise _Failure("internal", f"no certificate for <{address}> any more")
+                    if kind == "classic":
+                        transport = wanted[address].key_transport or "rsa-pkcs1"
+                        targets.append(smime_encrypt.Recipient(cert, transport))
+                        revocation.append(choice.revocation)
+                    else:
+                        targets.append(smime_encrypt.Recipient(cert))
+                        revocation.append(choice.kem_revocation)
+                        kem_targets += 1
             cipher = group.treatment.cipher or smime_encrypt.DEFAULT_CIPHER
             new_entity = smime_encrypt.encrypt(new_entity, targets, cipher=cipher)
             facts += [("rcpt_certs", len(targets)), ("cipher", cipher)]
-        if decision.sign and identity is not None:
+            if kem_targets:
+                facts.append(("kem_certs", kem_targets))
+        if signing:
             facts.append(("sign_mode", decision.sign_mode))
+            if "ml-dsa" in decision.signers:
+                facts.append(("pqc_sign", decision.sign_arrangement or "ml-dsa"))
         if revocation:
             facts.append(("revocation", ",".join(revocation)))
         if new_entity is entity:

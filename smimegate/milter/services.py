@@ -35,9 +35,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
 from smimegate.pki import trust
@@ -46,6 +47,7 @@ from smimegate.pki.anchors import CachedAnchors
 from smimegate.pki.crlstore import CrlKeeper
 from smimegate.pki.trustcache import TrustCache
 from smimegate.policy import EffectivePolicy, resolve
+from smimegate.smime import kem, mldsa
 from smimegate.smime.results import Layer, SignerResult
 from smimegate.store.base import Capabilities, InvalidData, PolicyRows, Store
 from smimegate.store.certinfo import cert_info
@@ -60,6 +62,7 @@ if TYPE_CHECKING:  # dnspython is imported only when [smimea] lookup is on
     from smimegate.pki.smimealookup import SmimeaLookup, SmimeaResolver
 
 _T = TypeVar("_T")
+SigningFamily = Literal["classic", "ml-dsa"]
 
 
 @dataclass(frozen=True)
@@ -79,12 +82,16 @@ class EncryptionChoice:
     with why each was skipped ((SHA-256 fingerprint hex, reason), newest first; empty when the
     recipient has no certificate at all), and the algorithms the recipient announced (policy
     names, most preferred first; empty: unknown). revocation: the chosen certificate's
-    revocation status (good | revoked | unknown), for the log line."""
+    revocation status (good | revoked | unknown), for the log line. certificate is chosen among
+    the classic ones (RSA, EC, X25519), kem_certificate (with kem_revocation) among the ML-KEM
+    ones, each the newest trusted of its kind: policy (pqc) decides which are used."""
 
     certificate: x509.Certificate | None
     skipped: tuple[tuple[str, str], ...]
     capabilities: tuple[str, ...] = ()
     revocation: str = "unknown"
+    kem_certificate: x509.Certificate | None = None
+    kem_revocation: str = "unknown"
 
 
 # SMIMECapabilities names (smimegate.smime.algorithms.CAPABILITY_OIDS) that are spelt
@@ -271,14 +278,18 @@ class Services:
         return self._trust.apply_trust(layer, anchors)
 
     # -- keys and certificates ------------------------------------------------------------
-    def signing_identity(self, address: str) -> SigningIdentity | None:
-        """The newest key of ``address`` whose certificate is trusted for signing, or None."""
-        return self._signing.get(address.lower(), lambda: self._find_signing(address))
+    def signing_identity(self, address: str,
+                         family: SigningFamily = "classic") -> SigningIdentity | None:
+        """The newest key of ``address`` whose certificate is trusted for signing, or None.
+        family: "classic" (RSA, EC, Ed25519) or "ml-dsa" (RFC 9881): policy (pqc) decides
+        which ones sign."""
+        return self._signing.get(f"{family}:{address.lower()}",
+                                 lambda: self._find_signing(address, family))
 
-    def _find_signing(self, address: str) -> SigningIdentity | None:
+    def _find_signing(self, address: str, family: SigningFamily) -> SigningIdentity | None:
         anchors = self.anchors()
         for record, key in self.store.keys_for_email(address):
-            if record.blocked:
+            if record.blocked or _is_ml_dsa(key) != (family == "ml-dsa"):
                 continue
             cert = record.certificate()
             result = trust.check(cert, anchors, purpose="sign")
@@ -310,6 +321,26 @@ class Services:
             answer = self._discover(address, blocked, candidates)
         if not candidates:
             return EncryptionChoice(None, ())
+        kem_fps = {fp for fp, cert in candidates.items() if _is_ml_kem(cert)}
+        classic = {fp: c for fp, c in candidates.items() if fp not in kem_fps}
+        chosen, reasons, revocation, answer = self._pick(address, classic, answer, from_dns)
+        capabilities = self._capabilities(chosen, candidates) if chosen is not None else ()
+        if not kem_fps:
+            return EncryptionChoice(chosen, reasons, capabilities, revocation)
+        kem = {fp: c for fp, c in candidates.items() if fp in kem_fps}
+        kem_chosen, kem_reasons, kem_revocation, _ = self._pick(address, kem, answer, from_dns)
+        return EncryptionChoice(chosen, reasons + kem_reasons, capabilities, revocation,
+                                kem_chosen, kem_revocation)
+
+    def _pick(self, address: str, candidates: dict[str, x509.Certificate],
+              answer: SmimeaLookup | None, from_dns: bool,
+              ) -> tuple[x509.Certificate | None, tuple[tuple[str, str], ...], str,
+                         SmimeaLookup | None]:
+        """The newest trusted of ``candidates`` (certificates of one kind), the others with
+        why they were skipped, the chosen one's revocation status, and the SMIMEA answer asked
+        on the way (None when not asked)."""
+        if not candidates:
+            return None, (), "unknown", answer
         choice = trust.choose_encryption(list(candidates.values()), self.anchors())
         reasons = tuple((_fingerprint(cert), reason) for cert, reason in choice.skipped)
         chosen = choice.certificate
@@ -323,12 +354,10 @@ class Services:
                             None)
                 if dane is not None:
                     fingerprint = _fingerprint(dane)
-                    return EncryptionChoice(
-                        dane, tuple(r for r in reasons if r[0] != fingerprint),
-                        self._capabilities(dane, candidates), "unknown")
-            return EncryptionChoice(None, reasons)
-        return EncryptionChoice(chosen, reasons, self._capabilities(chosen, candidates),
-                                choice.result.revocation)
+                    return (dane, tuple(r for r in reasons if r[0] != fingerprint), "unknown",
+                            answer)
+            return None, reasons, "unknown", answer
+        return chosen, reasons, choice.result.revocation, answer
 
     def _discover(self, address: str, blocked: set[str],
                   candidates: dict[str, x509.Certificate]) -> SmimeaLookup | None:
@@ -480,6 +509,18 @@ class Services:
         if changed:
             for email in info.emails:
                 self._encryption.discard(email)
+
+
+def _is_ml_kem(cert: x509.Certificate) -> bool:
+    """An ML-KEM certificate (RFC 9936); one whose key cryptography cannot load is not."""
+    try:
+        return isinstance(cert.public_key(), kem.PublicKey)
+    except (ValueError, UnsupportedAlgorithm):
+        return False
+
+
+def _is_ml_dsa(key: object) -> bool:
+    return mldsa.parameter_set(key) is not None
 
 
 def _fingerprint(cert: x509.Certificate) -> str:

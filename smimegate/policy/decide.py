@@ -15,7 +15,9 @@ Direction
 
 Signing (outbound only, one signature for the whole message)
   when the sender's sign is yes, smime is allow, enabled is yes and it has a signing key;
-  sign_mode (clear | opaque) from the sender.
+  sign_mode (clear | opaque) from the sender. The sender's pqc chooses the keys: never: the
+  classic key; prefer: the classic key and the ML-DSA key, whichever it has (both: the
+  ML-DSA signature goes beside the classic one as pqc_signature says); only: the ML-DSA key.
 
 Encryption (outbound only, per recipient, from the recipient's effective properties)
   Internal recipients are never encrypted: their mail does not leave the gateway's users.
@@ -38,6 +40,14 @@ Encryption (outbound only, per recipient, from the recipient's effective propert
   case-insensitively on the unfolded Subject (RFC 5322 2.2.3); zero-width matches do not count.
   The matched text is removed from the Subject whenever the trigger was honoured, also when no
   recipient is external, so the marker never reaches a reader.
+  Which certificates count as usable comes from the recipient's pqc: never: a classic one
+  (RSA, EC, X25519); prefer: a classic one, an ML-KEM one, or both, and the message gets a
+  RecipientInfo for each (classic clients read theirs, the ML-KEM one protects against a
+  later quantum attack on the classic one only when the recipient has no classic certificate
+  at all: "harvest now, decrypt later" needs every RecipientInfo to resist); only: an ML-KEM
+  one, so a recipient without one is treated exactly like one without any certificate
+  (allow: sent in clear, mandatory or trigger: refused). That is what an administrator who
+  says "only" asks for: no message to that recipient is protected by a classic key alone.
   Cipher and key transport come from the recipient's encryption_algorithm and key_transport.
   Left at their built-in default, the recipient's advertised SMIMECapabilities (RFC 8551
   2.5.2, 2.7.1) choose: the first of aes256-gcm, aes128-gcm, aes256-cbc, aes128-cbc it lists,
@@ -71,6 +81,8 @@ from smimegate.policy.properties import PROPERTIES, PolicyError
 from smimegate.policy.resolve import EffectivePolicy
 
 Direction = Literal["outbound", "inbound", "relay"]
+CertificateKind = Literal["classic", "ml-kem"]
+SignerKind = Literal["classic", "ml-dsa"]
 
 # Preference when the recipient's capabilities choose (RFC 8551 2.7.1: use the strongest the
 # recipient announced). AEAD first: AuthEnvelopedData resists the EFAIL-style malleability
@@ -92,20 +104,23 @@ class Sender:
     address: the envelope sender (MAIL FROM) the policy was resolved for.
     authorised: the client may send as an internal user (SMTP AUTH, trusted network or
     originating daemon), computed by the milter.
-    has_signing_key: the store holds a usable key and certificate to sign as this sender.
+    has_signing_key: the store holds a usable classic key and certificate to sign as this
+    sender; has_pq_signing_key: an ML-DSA one (RFC 9881, 9882).
     """
 
     address: str
     policy: EffectivePolicy
     authorised: bool
     has_signing_key: bool
+    has_pq_signing_key: bool = False
 
 
 @dataclass(frozen=True)
 class Recipient:
     """One envelope recipient.
 
-    has_certificate: a valid, trusted certificate usable for encryption to this address exists.
+    has_certificate: a valid, trusted classic certificate usable for encryption to this
+    address exists; has_pq_certificate: an ML-KEM one (RFC 9936).
     holds_key: inbound: one of this recipient's private keys opens the message.
     capabilities: algorithm names (as in properties.py) from the recipient's harvested
     SMIMECapabilities, most preferred first; empty when unknown.
@@ -116,6 +131,7 @@ class Recipient:
     has_certificate: bool
     holds_key: bool = False
     capabilities: tuple[str, ...] = ()
+    has_pq_certificate: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,7 +157,11 @@ class Treatment:
 
 @dataclass(frozen=True)
 class RecipientDecision:
-    """The outcome for one recipient, with short reasons for the log."""
+    """The outcome for one recipient, with short reasons for the log.
+
+    certificates: when encrypted, which of its certificates get a RecipientInfo ("classic",
+    "ml-kem"), from its pqc.
+    """
 
     address: str
     internal: bool
@@ -151,6 +171,7 @@ class RecipientDecision:
     decrypt: bool
     refusal: Refusal | None
     reasons: tuple[str, ...]
+    certificates: tuple[CertificateKind, ...] = ()
 
     @property
     def refused(self) -> bool:
@@ -177,6 +198,8 @@ class Decision:
 
     subject: the new Subject (trigger text removed, unfolded) or None to leave it unchanged.
     refusal: set when any recipient is refused; the message must then not be delivered.
+    signers: when signing, the sender's keys that sign ("classic", "ml-dsa"); with both,
+    sign_arrangement (the sender's pqc_signature) says how the second one is carried.
     """
 
     direction: Direction
@@ -188,6 +211,8 @@ class Decision:
     trigger_matched: bool
     subject: str | None
     reasons: tuple[str, ...]
+    signers: tuple[SignerKind, ...] = ()
+    sign_arrangement: str | None = None
 
     @property
     def refused(self) -> tuple[RecipientDecision, ...]:
@@ -290,19 +315,26 @@ def _outbound_recipient(sender: Sender, rcpt: Recipient, trigger: bool) -> Recip
         blockers.append("recipient-disabled")
     if sender.policy.value("smime") != "allow":
         blockers.append("sender-smime-deny")
-    if not rcpt.has_certificate:
-        blockers.append("no-certificate")
+    certificates = _usable_certificates(policy.value("pqc"), rcpt)
+    if not certificates:
+        blockers.append("no-ml-kem-certificate" if policy.value("pqc") == "only"
+                        else "no-certificate")
     required = [why for why, on in (("mandatory", mode == "mandatory"), ("trigger", trigger))
                 if on]
     if not blockers:
         cipher = _choose(policy, "encryption_algorithm", rcpt.capabilities, CIPHER_PREFERENCE)
         transport = _choose(policy, "key_transport", rcpt.capabilities, ("rsa-oaep",))
+        reasons = ("certificate", *(required or [mode]))
+        if "ml-kem" in certificates:
+            reasons += ("ml-kem",)
         return RecipientDecision(rcpt.address, False, True, cipher, transport, False, None,
-                                 ("certificate", *(required or [mode])))
+                                 reasons, certificates)
     if required:
         why = ("encryption is mandatory for this recipient" if mode == "mandatory"
                else "the sender asked for encryption in the Subject")
         what = ("no valid certificate is available" if blockers == ["no-certificate"]
+                else "no valid ML-KEM certificate is available (pqc only)"
+                if blockers == ["no-ml-kem-certificate"]
                 else "policy does not allow encrypting to it")
         refusal = Refusal(f"{_quote(rcpt.address)}: {why} but {what}; message not sent"[
             :_MAX_REPLY_TEXT])
@@ -310,6 +342,27 @@ def _outbound_recipient(sender: Sender, rcpt: Recipient, trigger: bool) -> Recip
                                  (*required, *blockers))
     return RecipientDecision(rcpt.address, False, False, None, None, False, None,
                              tuple(blockers))
+
+
+def _usable_certificates(pqc: str, rcpt: Recipient) -> tuple[CertificateKind, ...]:
+    """The recipient's certificates that pqc lets us encrypt to (see the module docstring)."""
+    out: list[CertificateKind] = []
+    if rcpt.has_certificate and pqc != "only":
+        out.append("classic")
+    if rcpt.has_pq_certificate and pqc != "never":
+        out.append("ml-kem")
+    return tuple(out)
+
+
+def _signing_keys(sender: Sender) -> tuple[SignerKind, ...]:
+    """The sender's keys that its pqc lets sign (see the module docstring)."""
+    pqc = sender.policy.value("pqc")
+    out: list[SignerKind] = []
+    if sender.has_signing_key and pqc != "only":
+        out.append("classic")
+    if sender.has_pq_signing_key and pqc != "never":
+        out.append("ml-dsa")
+    return tuple(out)
 
 
 def _inbound_recipient(rcpt: Recipient) -> RecipientDecision:
@@ -396,18 +449,25 @@ def decide(sender: Sender, recipients: Sequence[Recipient], subject: str | None)
 
     sign = False
     sign_mode: str | None = None
+    signers: tuple[SignerKind, ...] = ()
+    arrangement: str | None = None
     if direction == "outbound":
         wants = sender.policy.flag("sign")
+        keys = _signing_keys(sender)
         if not wants:
             reasons.append("sign-no")
         elif not _smime_allowed(sender.policy):
             reasons.append("sender-smime-deny" if sender.policy.value("smime") != "allow"
                            else "sender-disabled")
-        elif not sender.has_signing_key:
-            reasons.append("no-signing-key")
+        elif not keys:
+            reasons.append("no-ml-dsa-key" if sender.policy.value("pqc") == "only"
+                           and sender.has_signing_key else "no-signing-key")
         else:
             sign = True
             sign_mode = sender.policy.value("sign_mode")
+            signers = keys
+            if len(keys) > 1:
+                arrangement = sender.policy.value("pqc_signature")
 
     if direction == "outbound":
         decisions = tuple(_outbound_recipient(sender, r, trigger) for r in recipients)
@@ -428,4 +488,6 @@ def decide(sender: Sender, recipients: Sequence[Recipient], subject: str | None)
         trigger_matched=trigger,
         subject=new_subject,
         reasons=tuple(reasons),
+        signers=signers,
+        sign_arrangement=arrangement,
     )

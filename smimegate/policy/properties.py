@@ -200,6 +200,29 @@ _TABLE: tuple[Property, ...] = (
         choices=("rsa-pkcs1", "rsa-oaep"),
     ),
     Property(
+        "pqc", "never",
+        "Post-quantum algorithms where certificates and keys allow. never: classic only "
+        "(ML-KEM certificates are not encrypted to, ML-DSA keys do not sign). prefer: a "
+        "recipient with a trusted ML-KEM certificate gets an ML-KEM recipient info (RFC 9629, "
+        "RFC 9936) beside the classic one of its classic certificate, if it has one; a sender "
+        "with an ML-DSA key signs with it beside its classic key (see pqc_signature), or "
+        "alone without one. only: ML-KEM and ML-DSA alone; a recipient without a trusted "
+        "ML-KEM certificate counts as having no usable certificate (mandatory: refused, "
+        "allow: sent in clear), a sender without an ML-DSA key does not sign. The "
+        "recipient's value decides its encryption, the sender's its signature.",
+        choices=("never", "prefer", "only"),
+    ),
+    Property(
+        "pqc_signature", "countersignature",
+        "How a sender with pqc = prefer carries its ML-DSA signature beside the classic one. "
+        "countersignature: inside the classic SignerInfo, as a countersignature of it (RFC "
+        "5652 11.4); every classic client verifies the classic signature (OpenSSL 3.0 too). "
+        "parallel: a second SignerInfo in the same SignedData (RFC 5652 5.1, RFC 4853); "
+        "readers that know ML-DSA verify both, but OpenSSL before 3.5 refuses the whole "
+        "message.",
+        choices=("countersignature", "parallel"),
+    ),
+    Property(
         "phone", "",
         "Mobile number (E.164, +CC...) that receives PKCS #12 passwords by SMS.",
         normalise=_normalise_phone,

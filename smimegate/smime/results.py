@@ -48,6 +48,8 @@ class SignerResult:
     trusted / trust_info: filled by smimegate.pki.trust; the engine itself leaves trusted False
     with trust_info "trust not evaluated". revocation: the signer certificate's revocation
     status as smimegate.pki.trust found it (good | revoked | unknown), for the log line.
+    countersigns: for a countersignature (RFC 5652 11.4), the index (in its layer) of the
+    signer whose signature it signs; None for a signer of the content.
     """
 
     signer_id: CertId
@@ -61,6 +63,7 @@ class SignerResult:
     trusted: bool = False
     trust_info: str | None = "trust not evaluated"
     revocation: str = "unknown"
+    countersigns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,9 @@ def result_headers(layers: Sequence[Layer], prefix: str = "X-Smimegate-Info-") -
                 out.append((f"{prefix}Signer-ID-{suffix}", signer.signer_id.header_value()))
                 out.append((f"{prefix}Signer-Verified-{suffix}", str(signer.valid)))
                 out.append((f"{prefix}Signer-Trusted-{suffix}", str(signer.trusted)))
+                if signer.countersigns is not None:
+                    out.append((f"{prefix}Signer-Countersigns-{suffix}",
+                                str(signer.countersigns)))
                 if not signer.trusted:
                     info = signer.trust_info or "not trusted"
                     if not signer.valid and signer.reason:

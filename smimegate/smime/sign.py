@@ -20,6 +20,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from asn1crypto import algos, core
 from asn1crypto import cms as acms
@@ -118,11 +119,14 @@ def signed_attributes(
 def _signed_attributes_der(
     content_digest: bytes,
     *,
-    content_type: str = "data",
+    content_type: str | None = "data",
     capabilities: Sequence[str] | None = None,
     signing_time: datetime | None = None,
 ) -> bytes:
-    """signed_attributes as DER bytes (the SET OF, tag 0x31). Raises like signed_attributes."""
+    """signed_attributes as DER bytes (the SET OF, tag 0x31). Raises like signed_attributes.
+
+    content_type None leaves the contentType attribute out, as a countersignature's signed
+    attributes must (RFC 5652 11.4)."""
     when = signing_time if signing_time is not None else datetime.now(UTC)
     caps = alg.DEFAULT_CAPABILITIES if capabilities is None else tuple(capabilities)
     # signingTime and messageDigest change with every message; they are written here as DER
@@ -130,10 +134,11 @@ def _signed_attributes_der(
     # building them cost a tenth of a millisecond each (bench/cost_bench.py).
     # tests/unit/smime/test_sign_der.py pins the bytes to what asn1crypto builds.
     encoded = [
-        _content_type_attribute(content_type),
         _attribute(_SIGNING_TIME_OID, _signing_time_der(when)),
         _attribute(_MESSAGE_DIGEST_OID, tlv(0x04, content_digest)),
     ]
+    if content_type is not None:
+        encoded.append(_content_type_attribute(content_type))
     if caps:
         encoded.append(_capabilities_attribute(caps))
     # DER SET OF order (X.690 11.6), which RFC 5652 5.4 requires for the bytes that are signed:
@@ -160,6 +165,7 @@ def _signing_time_der(when: datetime) -> bytes:
 
 _SIGNING_TIME_OID = bytes(core.ObjectIdentifier("1.2.840.113549.1.9.5").dump())  # RFC 5652 11.3
 _MESSAGE_DIGEST_OID = bytes(core.ObjectIdentifier("1.2.840.113549.1.9.4").dump())  # 11.2
+_COUNTERSIGNATURE_OID = bytes(core.ObjectIdentifier("1.2.840.113549.1.9.6").dump())  # 11.4
 
 
 @functools.lru_cache(maxsize=16)
@@ -270,7 +276,7 @@ def _signer_info(
     signing_time: datetime | None = None,
     with_signed_attributes: bool = True,
     use_ski: bool = False,
-    content_type: str = "data",
+    content_type: str | None = "data",
 ) -> _SignerInfoDer:
     """build_signer_info's DER. Raises like build_signer_info."""
     name = effective_digest(key, digest)
@@ -461,3 +467,92 @@ def sign(
         micalg = mime.micalg_for_digest(effective_digest(key, digest))
         return mime.build_multipart_signed(canonical, der, micalg)
     return mime.build_pkcs7_mime(der, "signed-data")
+
+
+Arrangement = Literal["parallel", "countersignature"]
+ARRANGEMENTS: tuple[Arrangement, ...] = ("parallel", "countersignature")
+
+
+@dataclass(frozen=True)
+class Signer:
+    """One signing key with its certificate and the intermediates to carry."""
+
+    key: PrivateKey
+    cert: x509.Certificate
+    chain: tuple[x509.Certificate, ...] = ()
+
+
+def _countersigned(parent: _SignerInfoDer, signer: Signer,
+                   signing_time: datetime | None) -> _SignerInfoDer:
+    """``parent`` with a countersignature attribute (RFC 5652 11.4) by ``signer`` among its
+    unsignedAttrs: a SignerInfo over the parent's signature value, whose signed attributes
+    carry messageDigest and signingTime and no contentType (11.4 forbids it)."""
+    info = acms.SignerInfo.load(parent.der)
+    if not isinstance(info["unsigned_attrs"], core.Void):
+        raise ValueError("parent: already has unsigned attributes")
+    counter = _signer_info(bytes(info["signature"].native), signer.key, signer.cert,
+                           capabilities=(), signing_time=signing_time, content_type=None)
+    # unsignedAttrs [1] IMPLICIT SET OF Attribute, after the signature (RFC 5652 5.3).
+    unsigned = tlv(0xA1, _attribute(_COUNTERSIGNATURE_OID, counter.der))
+    return _SignerInfoDer(tlv(0x30, bytes(info.contents) + unsigned), parent.digest_algorithm,
+                          parent.v3)
+
+
+def sign_several_der(
+    content: bytes,
+    signers: Sequence[Signer],
+    *,
+    arrangement: Arrangement = "parallel",
+    detached: bool = True,
+    signing_time: datetime | None = None,
+) -> bytes:
+    """ContentInfo(SignedData) DER with several signers of ``content`` (exact bytes).
+
+    parallel: one SignerInfo per signer in the same SignedData (RFC 5652 5.1; RFC 4853: a
+    reader should accept the message when any signature of the signer verifies); the
+    post-quantum transition's "dual signature". countersignature: the first signer's
+    SignerInfo is the only one, and every other signer countersigns it (RFC 5652 11.4, an
+    unsigned attribute over its signature value): readers that do not know the other
+    algorithm verify the first signer alone, since unsigned attributes are not part of what
+    they check (OpenSSL 3.0 refuses a whole SignedData with a signer it cannot verify).
+    Raises ValueError (no signer, unknown arrangement, key not matching its certificate) and
+    Unsupported as sign_der does.
+    """
+    if not signers:
+        raise ValueError("signers: at least one is needed")
+    if arrangement not in ARRANGEMENTS:
+        raise ValueError(f"arrangement: {arrangement!r} is not one of {list(ARRANGEMENTS)}")
+    certs: list[x509.Certificate] = []
+    for signer in signers:
+        certs += [signer.cert, *signer.chain]
+    if arrangement == "parallel":
+        infos = [_signer_info(content, s.key, s.cert, signing_time=signing_time)
+                 for s in signers]
+    else:
+        first = _signer_info(content, signers[0].key, signers[0].cert, signing_time=signing_time)
+        for other in signers[1:]:
+            first = _countersigned(first, other, signing_time)
+        infos = [first]
+    return _assemble(content, infos, certs, detached=detached)
+
+
+def sign_several(
+    entity: bytes,
+    signers: Sequence[Signer],
+    *,
+    arrangement: Arrangement = "parallel",
+    detached: bool = True,
+    signing_time: datetime | None = None,
+) -> bytes:
+    """sign() with several signers (sign_several_der). micalg lists the digest of every
+    signer of the content (RFC 8551 3.5.3.2: comma-separated); a countersignature digests a
+    signature value, not the content, so it adds none. Raises what sign_several_der raises."""
+    canonical = mime.canonicalize(entity)
+    der = sign_several_der(canonical, signers, arrangement=arrangement, detached=detached,
+                           signing_time=signing_time)
+    if not detached:
+        return mime.build_pkcs7_mime(der, "signed-data")
+    content_signers = signers if arrangement == "parallel" else signers[:1]
+    digests = dict.fromkeys(effective_digest(s.key, "sha256") for s in content_signers)
+    micalg = ",".join(mime.micalg_for_digest(d) for d in digests)
+    return mime.build_multipart_signed(canonical, der, micalg)

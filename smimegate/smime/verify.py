@@ -15,6 +15,13 @@ Choices:
 - An eContentType other than id-data (RFC 8551 3.5.3 wants id-data) still gets its signature
   checked; a valid signature then carries a note in SignerResult.reason.
 - DSA signatures (RFC 3370 3.1, RFC 4134 era mail) are verified, read only.
+- Countersignatures (RFC 5652 11.4, an unsigned attribute of a SignerInfo) are verified over
+  the signature value they countersign and reported as signers of their own, right after the
+  signer they countersign (SignerResult.countersigns): that is how a post-quantum signature
+  travels beside a classic one for readers that refuse a SignedData with a signer they cannot
+  verify (smimegate.smime.sign.sign_several). Their digest need not be in digestAlgorithms
+  (that set is about the content), and their signed attributes must have messageDigest and no
+  contentType (11.4).
 - ML-DSA signers (RFC 9882) go through smimegate.smime.mldsa: signatureAlgorithm parameters
   must be absent, and with signed attributes the digest must suit the parameter set (3.3 Table 1;
   verifiers MAY reject, we do). Without signed attributes digestAlgorithm is ignored (3.3).
@@ -58,6 +65,7 @@ _CONTENT_TYPE = "1.2.840.113549.1.9.3"
 _MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
 _SIGNING_TIME = "1.2.840.113549.1.9.5"
 _SMIME_CAPABILITIES = "1.2.840.113549.1.9.15"
+_COUNTERSIGNATURE = "1.2.840.113549.1.9.6"
 
 
 # What asn1crypto raises on bad input when a lazily parsed field is read (as cms.guard).
@@ -288,8 +296,12 @@ def _check_signature(parsed: _Parsed, cert: x509.Certificate, data: bytes) -> No
         raise _Invalid(f"signature does not verify ({exc})") from None
 
 
-def _check(parsed: _Parsed, cert: x509.Certificate, content: bytes, content_type: str) -> None:
-    """Raise _Invalid unless this signer's signature over ``content`` checks out (RFC 5652 5.6)."""
+def _check(parsed: _Parsed, cert: x509.Certificate, content: bytes,
+           content_type: str | None) -> None:
+    """Raise _Invalid unless this signer's signature over ``content`` checks out (RFC 5652 5.6).
+
+    content_type None: a countersignature (RFC 5652 11.4), whose signed attributes must not
+    have contentType."""
     attrs = parsed.signed_attrs
     ml_dsa = alg.ML_DSA_OIDS.get(parsed.signature_oid)
     if ml_dsa is not None and attrs is None:
@@ -311,16 +323,21 @@ def _check(parsed: _Parsed, cert: x509.Certificate, content: bytes, content_type
         wanted = _single_value(by_oid, _CONTENT_TYPE, "contentType")
         digest_value = _single_value(by_oid, _MESSAGE_DIGEST, "messageDigest")
         _single_value(by_oid, _SIGNING_TIME, "signingTime")
-        # RFC 5652 5.3: both MUST be present when there are signed attributes.
-        if wanted is None:
-            raise _Invalid("signed attributes lack contentType")
         if digest_value is None:
             raise _Invalid("signed attributes lack messageDigest")
-        assert isinstance(wanted, acms.ContentType)
         assert isinstance(digest_value, core.OctetString)
-        # RFC 5652 11.1: contentType MUST match eContentType.
-        if oid_dotted(wanted) != content_type:
-            raise _Invalid("contentType attribute does not match eContentType")
+        if content_type is None:
+            # RFC 5652 11.4: a countersignature's signed attributes MUST NOT hold contentType.
+            if wanted is not None:
+                raise _Invalid("countersignature has a contentType attribute (RFC 5652 11.4)")
+        else:
+            # RFC 5652 5.3: both MUST be present when there are signed attributes.
+            if wanted is None:
+                raise _Invalid("signed attributes lack contentType")
+            assert isinstance(wanted, acms.ContentType)
+            # RFC 5652 11.1: contentType MUST match eContentType.
+            if oid_dotted(wanted) != content_type:
+                raise _Invalid("contentType attribute does not match eContentType")
         expected = bytes(digest_value.native)
         # RFC 5652 5.4: the signature is over the DER SET OF, i.e. the received contents under
         # a universal SET tag instead of the [0] IMPLICIT of SignerInfo.
@@ -357,7 +374,7 @@ def _verify_signer(
     info: acms.SignerInfo,
     certs: _Certs,
     contents: Sequence[bytes],
-    content_type: str,
+    content_type: str | None,
 ) -> SignerResult:
     parsed = _parse_signer(info)
     cert = _find_cert(parsed.signer_id, certs.loaded)
@@ -379,7 +396,7 @@ def _verify_signer(
             reason = None
             break
     valid = reason is None
-    if valid and content_type != _DATA:
+    if valid and content_type is not None and content_type != _DATA:
         reason = f"note: eContentType {content_type} is not id-data (RFC 8551 3.5.3)"
     return SignerResult(
         signer_id=parsed.signer_id,
@@ -391,6 +408,37 @@ def _verify_signer(
         signing_time=parsed.signing_time,
         capabilities=parsed.capabilities,
     )
+
+
+class _SignerInfoSet(core.SetOf):  # type: ignore[misc]
+    """The values of a countersignature attribute: each one a SignerInfo (RFC 5652 11.4;
+    asn1crypto's own spec reads each value as a SET OF SignerInfo)."""
+
+    _child_spec = acms.SignerInfo
+
+
+class _CounterAttribute(core.Sequence):  # type: ignore[misc]
+    _fields = [("type", core.ObjectIdentifier), ("values", _SignerInfoSet)]
+
+
+def _countersigners(info: acms.SignerInfo, certs: _Certs) -> list[SignerResult]:
+    """Each countersignature of ``info`` verified over its signature value (RFC 5652 11.4).
+    Raises Malformed for a countersignature attribute that cannot be read."""
+    with guard("SignerInfo unsignedAttrs"):
+        unsigned = info["unsigned_attrs"]
+        if isinstance(unsigned, core.Void):
+            return []
+        found = [attr for attr in unsigned if oid_dotted(attr["type"]) == _COUNTERSIGNATURE]
+        if not found:
+            return []
+        signature = bytes(info["signature"].native)
+    out: list[SignerResult] = []
+    for attr in found:
+        with guard("countersignature"):
+            values = list(_CounterAttribute.load(attr.dump())["values"])
+        for counter in values:
+            out.append(_verify_signer(counter, certs, [signature], None))
+    return out
 
 
 def _unlisted_digest(result: SignerResult, info: acms.SignerInfo, listed: set[str]) -> SignerResult:
@@ -502,8 +550,14 @@ def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes
     else:
         raise Malformed("SignedData: no eContent and no detached content given")
     certs = _certificates(signed)
-    signers = tuple(_verify_signer(si, certs, candidates, content_type) for si in signer_infos)
-    signers = tuple(_unlisted_digest(s, info, listed) for s, info in zip(signers, signer_infos, strict=True))
+    found: list[SignerResult] = []
+    for si in signer_infos:
+        result = _unlisted_digest(_verify_signer(si, certs, candidates, content_type), si,
+                                  listed)
+        parent = len(found)
+        found.append(result)
+        found += [replace(c, countersigns=parent) for c in _countersigners(si, certs)]
+    signers = tuple(found)
     if detached and embedded is not None and embedded not in candidates:
         # RFC 8551 3.5.3: eContent is absent in multipart/signed. One that differs from the
         # body part means the signature is not about what is displayed.

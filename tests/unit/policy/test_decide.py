@@ -456,3 +456,82 @@ def test_rcpt_time_refusals_agree_with_end_of_message(
         # Never sent in clear when required: refused recipients are in no group.
         assert not (result.refused and any(recipient.address in g.addresses
                                            for g in decision.groups))
+
+
+# ---------------------------------------------------------------------------------------------
+# pqc (issue 14 point 3): which certificates a recipient's copy is encrypted to, and which
+# keys sign. classic / pq: the recipient has a trusted classic / ML-KEM certificate.
+PQC_ENCRYPT_TABLE = [
+    # pqc,     mode,        classic, pq,    expected,  certificates
+    ("never",  "allow",     True,    True,  "encrypt", ("classic",)),
+    ("never",  "allow",     False,   True,  "plain",   ()),
+    ("never",  "mandatory", False,   True,  "refuse",  ()),
+    ("prefer", "allow",     True,    True,  "encrypt", ("classic", "ml-kem")),
+    ("prefer", "allow",     True,    False, "encrypt", ("classic",)),
+    ("prefer", "allow",     False,   True,  "encrypt", ("ml-kem",)),
+    ("prefer", "allow",     False,   False, "plain",   ()),
+    ("prefer", "mandatory", False,   False, "refuse",  ()),
+    ("only",   "allow",     True,    True,  "encrypt", ("ml-kem",)),
+    ("only",   "allow",     False,   True,  "encrypt", ("ml-kem",)),
+    ("only",   "allow",     True,    False, "plain",   ()),
+    ("only",   "mandatory", True,    False, "refuse",  ()),
+]
+
+
+@pytest.mark.parametrize(("pqc", "mode", "classic", "pq", "expected", "certificates"),
+                         PQC_ENCRYPT_TABLE)
+def test_pqc_chooses_the_certificates_of_a_recipient(
+        pqc: str, mode: str, classic: bool, pq: bool, expected: str,
+        certificates: tuple[str, ...]) -> None:
+    r = Recipient("bob@ext.test", pol(encrypt_mode=mode, pqc=pqc), classic,
+                  has_pq_certificate=pq)
+    decision = decide(internal_sender(), [r], "hello")
+    assert outcome(decision) == expected
+    assert decision.recipients[0].certificates == certificates
+    # decide_at_rcpt refuses exactly what decide refuses without a trigger.
+    assert (decide_at_rcpt(internal_sender(), r) is not None) == (expected == "refuse")
+
+
+def test_pqc_only_refusal_names_the_missing_ml_kem_certificate() -> None:
+    r = Recipient("bob@ext.test", pol(encrypt_mode="mandatory", pqc="only"), True)
+    decision = decide(internal_sender(), [r], "hello")
+    assert decision.refusal is not None
+    assert "<bob@ext.test>" in decision.refusal.text
+    assert "ML-KEM" in decision.refusal.text
+    assert decision.recipients[0].reasons == ("mandatory", "no-ml-kem-certificate")
+
+
+PQC_SIGN_TABLE = [
+    # pqc,     signature,          classic, ml_dsa, signers,                arrangement
+    ("never",  "countersignature", True,    True,   ("classic",),           None),
+    ("never",  "countersignature", False,   True,   (),                     None),
+    ("prefer", "countersignature", True,    True,   ("classic", "ml-dsa"),  "countersignature"),
+    ("prefer", "parallel",         True,    True,   ("classic", "ml-dsa"),  "parallel"),
+    ("prefer", "parallel",         True,    False,  ("classic",),           None),
+    ("prefer", "parallel",         False,   True,   ("ml-dsa",),            None),
+    ("only",   "parallel",         True,    True,   ("ml-dsa",),            None),
+    ("only",   "parallel",         True,    False,  (),                     None),
+]
+
+
+@pytest.mark.parametrize(("pqc", "signature", "classic", "ml_dsa", "signers", "arrangement"),
+                         PQC_SIGN_TABLE)
+def test_pqc_chooses_the_signing_keys(pqc: str, signature: str, classic: bool, ml_dsa: bool,
+                                      signers: tuple[str, ...], arrangement: str | None) -> None:
+    sender = Sender(SENDER, pol(locality="internal", pqc=pqc, pqc_signature=signature), True,
+                    classic, ml_dsa)
+    decision = decide(sender, [rcpt()], "hello")
+    assert decision.signers == signers
+    assert decision.sign == bool(signers)
+    assert decision.sign_arrangement == arrangement
+    if not signers:
+        assert ("no-ml-dsa-key" if pqc == "only" else "no-signing-key") in decision.reasons
+
+
+def test_pqc_is_inherited_global_domain_user() -> None:
+    policy = resolve({"pqc": "prefer"}, {"pqc": "only"}, None)
+    assert (policy.value("pqc"), policy.source("pqc")) == ("only", "domain")
+    policy = resolve({"pqc": "prefer"}, {"pqc": "only"}, {"pqc": "never"}, {"pqc": "PREFER"})
+    assert (policy.value("pqc"), policy.source("pqc")) == ("prefer", "ldap")
+    with pytest.raises(PolicyError, match="never, prefer, only"):
+        resolve({"pqc": "maybe"})

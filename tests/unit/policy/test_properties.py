@@ -11,7 +11,8 @@ from smimegate.policy.properties import PolicyError, check_level, defaults, vali
 def test_table_holds_exactly_the_properties_of_the_issue() -> None:
     assert properties.names() == (
         "locality", "encrypt_mode", "smime", "sign", "sign_mode", "subject_trigger",
-        "subject_trigger_enabled", "encryption_algorithm", "key_transport", "phone", "enabled",
+        "subject_trigger_enabled", "encryption_algorithm", "key_transport", "pqc",
+        "pqc_signature", "phone", "enabled",
     )
 
 
@@ -26,6 +27,8 @@ def test_defaults() -> None:
         "subject_trigger_enabled": "yes",
         "encryption_algorithm": "aes256-cbc",
         "key_transport": "rsa-pkcs1",
+        "pqc": "never",
+        "pqc_signature": "countersignature",
         "phone": "",
         "enabled": "yes",
     }

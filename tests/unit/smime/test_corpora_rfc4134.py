@@ -51,11 +51,23 @@ def test_signed_data_verifies(section, algorithm, sid):
     assert content == EX_CONTENT
     assert layer.kind == "signed"
     assert layer.detached is (section == "4.3")
-    (signer,) = layer.signers
+    signer, *counter = layer.signers
+    # 4.4's countersignature (RFC 5652 11.4) is reported as a signer of its own.
+    assert len(counter) == (1 if section == "4.4" else 0)
     assert signer.valid is True, signer.reason
     assert signer.digest_algorithm == "sha1"
     assert signer.signature_algorithm == algorithm
     assert signer.signer_id.header_value().startswith(sid)
+
+
+def test_countersignature_of_4_4_verifies():
+    # Carl's RSA key countersigns the DSS SignerInfo: a published example for the
+    # countersignature reading that pqc_signature = countersignature relies on.
+    _content, layer = verify_der((R4134 / "4.4.bin").read_bytes())
+    counter = layer.signers[1]
+    assert (counter.valid, counter.reason, counter.countersigns) == (True, None, 0)
+    assert counter.signature_algorithm == "rsa"
+    assert counter.signer_id.header_value().startswith("CN=CarlRSA/46346BC7800056BC11D36E2EC410B3B0/")
 
 
 def test_detached_signature_over_other_content_is_invalid():
