@@ -37,7 +37,8 @@ def register_issue(cert_sub: Any) -> None:
                    help=f"validity in days (default {DEFAULT_DAYS}; never beyond the CA's)")
     p.add_argument("--key-type", choices=ISSUE_KEY_TYPES, default="rsa2048",
                    help="key type of the new key (default rsa2048; ml-dsa-*: signing only, "
-                        "ml-kem-*: encryption only; neither in a PKCS#12)")
+                        "ml-kem-*: encryption only; both in a PKCS#12 with the modern "
+                        "profile only)")
     p.add_argument("--signature-algorithm", choices=SIGNATURE_ALGORITHMS,
                    help="how the CA signs (default: the usual one for the CA key)")
     p.add_argument("--cn", help="subject common name (default: EMAIL)")
@@ -105,11 +106,12 @@ def _issue(args: argparse.Namespace) -> int:
     from smimegate.service.actor import cli_actor
 
     wants_pfx = bool(args.pfx_out or args.send_pfx)
-    if wants_pfx and args.key_type in (*ML_DSA_TYPES, *ML_KEM_TYPES):
-        # Refused before a key is made: cryptography 50 cannot put ML-DSA / ML-KEM keys in a
-        # PKCS#12.
-        raise UsageError(f"--key-type {args.key_type}: no PKCS#12 for ML-DSA or ML-KEM keys yet "
-                         "(--pfx-out / --send-pfx); issue it without them")
+    if wants_pfx and args.key_type in (*ML_DSA_TYPES, *ML_KEM_TYPES) \
+            and args.pfx_profile != "modern":
+        # Refused before a key is made: ML-DSA / ML-KEM keys go into a PKCS#12 with the modern
+        # profile only (smimegate.pki.pfxwrite).
+        raise UsageError(f"--key-type {args.key_type}: a PKCS#12 of an ML-DSA or ML-KEM key "
+                         "needs --pfx-profile modern")
     password = _password(args, wants_pfx)
     opts = certificates.IssueOptions(
         email=args.email, ca=args.ca, days=args.days, key_type=args.key_type,

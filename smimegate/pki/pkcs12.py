@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from smimegate.pki import pfxwrite
 from smimegate.pki.signing import EndEntityKey, key_type_of
 
 
@@ -64,20 +65,28 @@ def make_pkcs12(
 ) -> bytes:
     """The DER of a PFX holding key, cert (named friendly_name) and chain (issuer first).
 
-    CA certificates are named by their common name. Raises ValueError for an empty password,
-    an unknown profile, an ML-DSA or ML-KEM key (not writable into PKCS#12 with cryptography 50), or a
-    key that does not belong to cert.
+    CA certificates are named by their common name. ML-DSA and ML-KEM keys are written by
+    smimegate.pki.pfxwrite (modern profile only). Raises ValueError for an empty password, an
+    unknown profile, the legacy profile with an ML-DSA or ML-KEM key, or a key that does not
+    belong to cert.
     """
     if not password:
         raise ValueError("PKCS#12 password: must not be empty")
     prof = profile(profile_name)
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        # cryptography 50's PKCS#12 writer takes RSA, DSA, EC and EdDSA keys only, no ML-DSA
-        # or ML-KEM.
-        raise ValueError(f"PKCS#12: cannot write an {key_type_of(key)} key (the cryptography "
-                         "library does not serialise ML-DSA or ML-KEM keys into PKCS#12 yet)")
     if cert.public_key() != key.public_key():
         raise ValueError("PKCS#12: the private key does not belong to the certificate")
+    name = (friendly_name or "").encode("utf-8") or None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        # cryptography 50's PKCS#12 writer takes RSA, DSA, EC and EdDSA keys only; ML-DSA and
+        # ML-KEM keys go into the container through their PKCS#8 form (pfxwrite.py).
+        if prof.name != "modern":
+            raise ValueError(f"PKCS#12: an {key_type_of(key)} key is written with the modern "
+                             "profile only (no reader of the legacy one knows the key type)")
+        pkcs8 = key.private_bytes(serialization.Encoding.DER,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+        return pfxwrite.write_pkcs12(pkcs8, cert, chain, password, friendly_name=name,
+                                     rounds=prof.kdf_rounds)
     encryption = (
         serialization.PrivateFormat.PKCS12.encryption_builder()
         .kdf_rounds(prof.kdf_rounds)
@@ -86,7 +95,6 @@ def make_pkcs12(
         .build(password.encode("utf-8"))
     )
     cas = [pkcs12.PKCS12Certificate(c, _cn(c)) for c in chain]
-    name = (friendly_name or "").encode("utf-8") or None
     return pkcs12.serialize_key_and_certificates(name, key, cert, cas, encryption)
 
 

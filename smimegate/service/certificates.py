@@ -276,7 +276,7 @@ def export(store: Store, actor: Actor, text: str, fmt: str = "pem",
     try:
         data = make_pkcs12(key, cert, issuer_chain(store, cert), password, profile_name=profile,
                            friendly_name=record.emails[0] if record.emails else None)
-    except ValueError as exc:  # e.g. an ML-DSA key, which PKCS#12 cannot hold here
+    except ValueError as exc:  # e.g. an ML-DSA key with the legacy profile
         raise OperationFailed(str(exc)) from None
     audit.record(store, actor, "cert.export-key", record.fingerprint, f"pfx {profile}")
     return record.fingerprint, data
@@ -341,11 +341,12 @@ def issue_request(opts: IssueOptions) -> Any:
         raise InvalidInput(f"bad signature algorithm {opts.signature_algorithm!r}: one of "
                            f"{', '.join(SIGNATURE_ALGORITHMS)}", "signature_algorithm")
     wants_pfx = opts.password is not None
-    if wants_pfx and opts.key_type in (*ML_DSA_TYPES, *ML_KEM_TYPES):
-        # Refused before a key is made: cryptography cannot put ML-DSA / ML-KEM keys in a
-        # PKCS#12.
-        raise InvalidInput(f"--key-type {opts.key_type}: no PKCS#12 for ML-DSA or ML-KEM keys "
-                           "yet (--pfx-out / --send-pfx); issue it without them", "key_type")
+    if wants_pfx and opts.key_type in (*ML_DSA_TYPES, *ML_KEM_TYPES) \
+            and opts.pfx_profile != "modern":
+        # Refused before a key is made: ML-DSA / ML-KEM keys go into a PKCS#12 with the modern
+        # profile only (smimegate.pki.pfxwrite).
+        raise InvalidInput(f"--key-type {opts.key_type}: a PKCS#12 of an ML-DSA or ML-KEM key "
+                           "needs --pfx-profile modern", "pfx_profile")
     if wants_pfx and not opts.password:
         raise InvalidInput("the PKCS#12 password must not be empty", "password")
     if (opts.send_pfx or opts.sms_password) and not wants_pfx:

@@ -18,6 +18,7 @@ from cryptography.x509.oid import NameOID
 from smimegate.cli import main as main_mod
 from smimegate.pki import authority
 from smimegate.pki.crl import Entry, build_crl, crl_number, load_crl
+from smimegate.pki.pfxread import load_pfx
 from smimegate.store import SqlStore
 from smimegate.store.keys import ensure_master_key
 from tests.unit.pki.ca_support import openssl
@@ -408,8 +409,8 @@ def test_crl_create_with_many_serials_from_a_file(
 
 def test_ml_dsa_ca_and_signing_certificates(cli: Cli, store: SqlStore, tmp_path: Path) -> None:
     """RFC 9881 certificates from an ML-DSA-65 CA: issued, stored, trusted, used to sign a
-    message that verifies (RFC 9882); a CRL signed by it; no PKCS#12 (cryptography cannot write
-    ML-DSA keys into one), refused before anything is issued."""
+    message that verifies (RFC 9882); a CRL signed by it; a PKCS#12 of the ML-DSA key (modern
+    profile only; the legacy one is refused before anything is issued)."""
     from asn1crypto import keys as akeys
 
     from smimegate.pki import trust
@@ -460,21 +461,40 @@ def test_ml_dsa_ca_and_signing_certificates(cli: Cli, store: SqlStore, tmp_path:
     assert x509.load_der_x509_crl(crl_record.der).is_signature_valid(
         chain[0].public_key())  # type: ignore[arg-type]
 
+    # PKCS#12 (smimegate.pki.pfxwrite): modern profile only, read back by our reader.
     before = len(store.list_certificates())
     rc, _, err = cli("cert", "issue", "p12@example.org", "--key-type", "ml-dsa-65",
-                     "--pfx-out", str(tmp_path / "x.p12"), "--generate-password")
-    assert rc == 2 and "no PKCS#12 for ML-DSA or ML-KEM keys" in err
+                     "--pfx-out", str(tmp_path / "x.p12"), "--generate-password",
+                     "--pfx-profile", "legacy")
+    assert rc == 2 and "needs --pfx-profile modern" in err
     assert len(store.list_certificates()) == before
+    rc, out, err = cli("cert", "issue", "p12@example.org", "--key-type", "ml-dsa-65",
+                       "--pfx-out", str(tmp_path / "x.p12"), "--generate-password")
+    assert rc == 0, err
+    password = re.search(r"^password: (\S+)$", out, re.M)
+    assert password is not None, out
+    pfx = load_pfx((tmp_path / "x.p12").read_bytes(), password.group(1))
+    assert [type(k).__name__ for k in pfx.keys] == ["MLDSA65PrivateKey"]
+    assert len(pfx.certificates) == 3  # the end entity, the intermediate, the root
     rc, _, err = cli("cert", "export", issued["pq"].fingerprint, "--out", str(tmp_path / "y.p12"),
                      "--format", "pfx", "--password", "pw")
-    assert rc == 1 and "cannot write an ml-dsa-87 key" in err
-    assert not (tmp_path / "y.p12").exists()
+    assert rc == 0, err
+    [pq_key] = load_pfx((tmp_path / "y.p12").read_bytes(), "pw").keys
+    assert pq_key.public_key() == pq.public_key()
+    # cert import reads it (all three certificates are in this store already).
+    rc, out, err = cli("cert", "import", str(tmp_path / "x.p12"), "--password",
+                       password.group(1))
+    assert rc == 0 and "0 new, 3 already stored" in out, out + err
+    rc, _, err = cli("cert", "export", issued["pq"].fingerprint, "--out", str(tmp_path / "z.p12"),
+                     "--format", "pfx", "--password", "pw", "--pfx-profile", "legacy")
+    assert rc == 1 and "modern profile only" in err
+    assert not (tmp_path / "z.p12").exists()
 
 
 def test_ml_kem_encryption_certificates(cli: Cli, store: SqlStore, tmp_path: Path) -> None:
     """cert issue --key-type ml-kem-768|1024: keyUsage keyEncipherment only (RFC 9936 4), the
-    key in escrow opens a KEMRecipientInfo message through `message inspect`; never a CA key,
-    never in a PKCS#12."""
+    key in escrow opens a KEMRecipientInfo message through `message inspect`; never a CA key;
+    in a PKCS#12 (modern profile)."""
     from asn1crypto import keys as akeys
 
     from smimegate.smime.encrypt import encrypt
@@ -505,7 +525,9 @@ def test_ml_kem_encryption_certificates(cli: Cli, store: SqlStore, tmp_path: Pat
 
     rc, _, err = cli("cert", "issue", "p12@example.org", "--key-type", "ml-kem-768",
                      "--pfx-out", str(tmp_path / "x.p12"), "--password", "pw")
-    assert rc == 2 and "no PKCS#12 for ML-DSA or ML-KEM keys" in err
+    assert rc == 0, err
+    [kem_key] = load_pfx((tmp_path / "x.p12").read_bytes(), "pw").keys
+    assert type(kem_key).__name__ == "MLKEM768PrivateKey"
     rc, _, err = cli("ca", "create", "--root-cn", "R", "--intermediate-cn", "K",
                      "--key-type", "ml-kem-768")
     assert rc == 2 and "invalid choice" in err
