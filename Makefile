@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck pytest bench demo clean system-deps-run system-deps-test venv
+.PHONY: run test lint typecheck pytest bench demo clean system-deps-run system-deps-test venv \
+	node-deps
 
 run: system-deps-run venv
 	@scripts/run.sh
 
-test: system-deps-test venv lint typecheck pytest
+test: system-deps-test venv node-deps lint typecheck pytest
 
 system-deps-run:
 	@scripts/install-system-deps.sh run
@@ -28,6 +29,15 @@ venv: $(VENV)/.installed
 # not a problem of the package, so only that note is filtered, by its text.
 $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
 	PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# The independent ML-KEM / ML-DSA reader the tests hold our output against (issue 14 point 4):
+# node comes with the machine, its packages from the npm registry, pinned by the lock file.
+PQCJS := tests/interop/pqc-js
+node-deps: $(PQCJS)/node_modules/.installed
+
+$(PQCJS)/node_modules/.installed: $(PQCJS)/package.json $(PQCJS)/package-lock.json
+	npm ci --prefix $(PQCJS) --no-audit --no-fund --loglevel=error
 	touch $@
 
 lint: venv

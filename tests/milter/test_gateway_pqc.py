@@ -290,3 +290,21 @@ def test_pqc_is_shown_with_its_level(world: World, tmp_path: Path) -> None:
             "value": "prefer", "from": "global"}
     finally:
         world.store.delete_setting("pqc")
+
+
+def test_an_independent_reader_opens_and_verifies_what_prefer_writes(
+        world: World, pqc, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """tests/interop/pqc-js (JavaScript, no code shared with smimegate, cryptography or
+    OpenSSL) decrypts the gateway's message with carol's ML-KEM key and verifies both of
+    alice's signatures in it."""
+    from tests.helpers import pqcjs
+
+    pqc(pqc="prefer")
+    _outcome, message = run(world, ALICE, CAROL)
+    der = mime.decode_smime_body(mime.parse_entity(message))
+    inner = pqcjs.decrypt(tmp_path, der, world.ids["carol-kem"].key)
+    content, signature, _micalg = mime.split_multipart_signed(mime.parse_entity(inner))
+    assert pqcjs.verify(tmp_path, signature, content) == [
+        {"algorithm": "1.2.840.113549.1.1.1", "valid": True, "reason": None,
+         "countersigns": None},
+        {"algorithm": "ml-dsa-65", "valid": True, "reason": None, "countersigns": 0}]
