@@ -7,6 +7,11 @@ For a 10 KB MIME entity, three set-ups, each as the gateway does it (smimegate.s
   - pq:     ML-DSA-65 signer (RFC 9882), ML-KEM-768 recipient (RFC 9629 / RFC 9936)
   - both:   ML-DSA-65 signer, encrypted to an RSA-2048 and an ML-KEM-768 recipient in one
             message (a recipient holding both certificates); opened with the ML-KEM key
+  - prefer: what pqc = prefer writes for a sender and a recipient holding both kinds: RSA-2048
+            and ML-DSA-65 signers (the ML-DSA one as a countersignature, the default
+            pqc_signature), RSA-2048 and ML-KEM-768 recipients; opened with the ML-KEM key,
+            both signatures verified
+  - parallel: the same with pqc_signature = parallel (two SignerInfos)
 Printed per set-up: ms per message for sign + encrypt and for unwrap (decrypt + verify), the
 message size, and the ratio of each figure to the rsa row. Nothing is asserted.
 """
@@ -23,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from smimegate.smime.encrypt import encrypt  # noqa: E402
-from smimegate.smime.sign import sign  # noqa: E402
+from smimegate.smime.sign import Arrangement, Signer, sign, sign_several  # noqa: E402
 from smimegate.smime.unwrap import unwrap  # noqa: E402
 from tests.helpers.testpki import Identity, TestCA  # noqa: E402
 
@@ -53,25 +58,38 @@ def main() -> None:
     ids = {kind: ca.issue(f"{kind}@example.test", kind)
            for kind in ("rsa2048", "ml-dsa-65", "ml-kem-768")}
     entity = entity_of(10 * 1024)
-    setups: dict[str, tuple[Identity, list[Identity], Identity]] = {
-        # name: (signer, recipients, the recipient whose key opens it)
-        "rsa": (ids["rsa2048"], [ids["rsa2048"]], ids["rsa2048"]),
-        "pq": (ids["ml-dsa-65"], [ids["ml-kem-768"]], ids["ml-kem-768"]),
-        "both": (ids["ml-dsa-65"], [ids["rsa2048"], ids["ml-kem-768"]], ids["ml-kem-768"]),
+    both_keys = [ids["rsa2048"], ids["ml-dsa-65"]]
+    setups: dict[str, tuple[list[Identity], list[Identity], Identity, Arrangement | None]] = {
+        # name: (signers, recipients, the recipient whose key opens it, arrangement)
+        "rsa": ([ids["rsa2048"]], [ids["rsa2048"]], ids["rsa2048"], None),
+        "pq": ([ids["ml-dsa-65"]], [ids["ml-kem-768"]], ids["ml-kem-768"], None),
+        "both": ([ids["ml-dsa-65"]], [ids["rsa2048"], ids["ml-kem-768"]], ids["ml-kem-768"],
+                 None),
+        "prefer": (both_keys, [ids["rsa2048"], ids["ml-kem-768"]], ids["ml-kem-768"],
+                   "countersignature"),
+        "parallel": (both_keys, [ids["rsa2048"], ids["ml-kem-768"]], ids["ml-kem-768"],
+                     "parallel"),
     }
     print(f"10 KB entity ({len(entity)} bytes), {budget} s per figure")
     print(f"{'set-up':8} {'sign+encrypt ms':>16} {'unwrap ms':>10} {'size':>8} "
           f"{'x rsa (out/in/size)':>22}")
     base: tuple[float, float, int] | None = None
-    for name, (signer, recipients, opener) in setups.items():
+    for name, (signers, recipients, opener, arrangement) in setups.items():
         certs = [r.cert for r in recipients]
 
-        def outbound(signer: Identity = signer, certs: list = certs) -> bytes:  # type: ignore[type-arg]
-            return encrypt(sign(entity, signer.key, signer.cert, [ca.cert]), certs)
+        def outbound(signers: list[Identity] = signers, certs: list = certs,  # type: ignore[type-arg]
+                     arrangement: Arrangement | None = arrangement) -> bytes:
+            if arrangement is None:
+                signed = sign(entity, signers[0].key, signers[0].cert, [ca.cert])
+            else:
+                signed = sign_several(entity, [Signer(i.key, i.cert, (ca.cert,)) for i in signers],
+                                      arrangement=arrangement)
+            return encrypt(signed, certs)
 
         message = b"Subject: bench\r\n" + outbound()
         check = unwrap(message, [(opener.cert, opener.key)])
-        assert check.error is None and check.layers[1].signers[0].valid
+        assert check.error is None and len(check.layers[1].signers) == len(signers)
+        assert all(s.valid for s in check.layers[1].signers)
         out_ms = ms_per_call(outbound, budget)
         in_ms = ms_per_call(lambda m=message, o=opener: unwrap(m, [(o.cert, o.key)]), budget)
         if base is None:
