@@ -61,10 +61,14 @@ Decryption (inbound only, per recipient)
   no one reads what was not encrypted to them.
 
 Groups and refusals
-  Recipients that are not refused are grouped by treatment (encrypt, cipher, decrypt), in the
-  order of their first member; the milter keeps groups[0] in this transaction and re-submits
+  Recipients that are not refused are grouped by treatment (encrypt, cipher, decrypt, kem), in
+  the order of their first member; the milter keeps groups[0] in this transaction and re-submits
   the others. Recipients in one encrypted group may differ in key transport: each RecipientInfo
-  carries its own (RFC 5652 6.2). ``refusal`` is the reply for the whole message when any
+  carries its own (RFC 5652 6.2). kem: the copy carries ML-KEM RecipientInfos. Recipients
+  encrypted to classically only never share a copy with one that has an ML-KEM RecipientInfo:
+  NSS 3.87 (Thunderbird's library, Debian 12's cmsutil) refuses a whole EnvelopedData that has
+  an ori RecipientInfo (SEC_ERROR_BAD_DER, tests/e2e/test_interop_pqc_classic.py), so a classic
+  recipient must not get one because someone else on the message has an ML-KEM certificate. ``refusal`` is the reply for the whole message when any
   recipient is refused (at end of message SMTP can only answer for the whole transaction);
   ``decide_at_rcpt`` answers one recipient at RCPT time with the facts known then, and refuses
   only what ``decide`` would refuse too, since the trigger can only add refusals.
@@ -148,11 +152,14 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Treatment:
-    """What happens to a recipient's copy; recipients with equal treatment share one copy."""
+    """What happens to a recipient's copy; recipients with equal treatment share one copy.
+
+    kem: the copy carries ML-KEM RecipientInfos (see "Groups and refusals")."""
 
     encrypt: bool
     cipher: str | None
     decrypt: bool
+    kem: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,7 +188,7 @@ class RecipientDecision:
     @property
     def treatment(self) -> Treatment:
         """The part of the outcome that decides which copy of the message it gets."""
-        return Treatment(self.encrypt, self.cipher, self.decrypt)
+        return Treatment(self.encrypt, self.cipher, self.decrypt, "ml-kem" in self.certificates)
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,8 @@ _TABLE: tuple[Property, ...] = (
         "Post-quantum algorithms where certificates and keys allow. never: classic only "
         "(ML-KEM certificates are not encrypted to, ML-DSA keys do not sign). prefer: a "
         "recipient with a trusted ML-KEM certificate gets an ML-KEM recipient info (RFC 9629, "
-        "RFC 9936) beside the classic one of its classic certificate, if it has one; a sender "
+        "RFC 9936) beside the classic one of its classic certificate, if it has one, in a "
+        "copy of its own (NSS refuses a message with an ML-KEM recipient info); a sender "
         "with an ML-DSA key signs with it beside its classic key (see pqc_signature), or "
         "alone without one. only: ML-KEM and ML-DSA alone; a recipient without a trusted "
         "ML-KEM certificate counts as having no usable certificate (mandatory: refused, "
@@ -218,8 +219,8 @@ _TABLE: tuple[Property, ...] = (
         "countersignature: inside the classic SignerInfo, as a countersignature of it (RFC "
         "5652 11.4); every classic client verifies the classic signature (OpenSSL 3.0 too). "
         "parallel: a second SignerInfo in the same SignedData (RFC 5652 5.1, RFC 4853); "
-        "readers that know ML-DSA verify both, but OpenSSL before 3.5 refuses the whole "
-        "message.",
+        "readers that know ML-DSA verify both, but OpenSSL before 3.5 and gpgsm 2.2 refuse "
+        "the whole message.",
         choices=("countersignature", "parallel"),
     ),
     Property(

@@ -308,3 +308,15 @@ def test_an_independent_reader_opens_and_verifies_what_prefer_writes(
         {"algorithm": "1.2.840.113549.1.1.1", "valid": True, "reason": None,
          "countersigns": None},
         {"algorithm": "ml-dsa-65", "valid": True, "reason": None, "countersigns": 0}]
+
+
+def test_classic_recipients_get_a_copy_without_ml_kem(world: World, pqc) -> None:  # type: ignore[no-untyped-def]
+    """carol has an ML-KEM certificate, mand a classic one only: two copies, and mand's has no
+    ori RecipientInfo (NSS refuses a whole EnvelopedData with one)."""
+    pqc(pqc="prefer")
+    outcome, message = run(world, ALICE, CAROL, MAND)
+    assert outcome.reply.kind == "continue" and "split=2" in outcome.log_line
+    [copy] = outcome.reinjections
+    kept, other = recipient_infos(message), recipient_infos(copy.message)
+    assert sorted([kept, other]) == sorted([
+        [("ktri", RSA)], sorted([("ktri", RSA), ("ori", "1.2.840.113549.1.9.16.13.3")])])

@@ -535,3 +535,19 @@ def test_pqc_is_inherited_global_domain_user() -> None:
     assert (policy.value("pqc"), policy.source("pqc")) == ("prefer", "ldap")
     with pytest.raises(PolicyError, match="never, prefer, only"):
         resolve({"pqc": "maybe"})
+
+
+def test_ml_kem_recipients_get_a_copy_of_their_own() -> None:
+    """A classic-only recipient never shares a copy with an ML-KEM RecipientInfo (NSS refuses
+    the whole EnvelopedData then); under never nothing splits that did not before."""
+    both = Recipient("both@ext.test", pol(pqc="prefer"), True, has_pq_certificate=True)
+    classic = Recipient("classic@ext.test", pol(pqc="prefer"), True)
+    other = Recipient("other@ext.test", pol(pqc="prefer"), True, has_pq_certificate=True)
+    decision = decide(internal_sender(), [classic, both, other], "hello")
+    assert [(g.treatment, g.addresses) for g in decision.groups] == [
+        (Treatment(True, "aes256-cbc", False, False), ("classic@ext.test",)),
+        (Treatment(True, "aes256-cbc", False, True), ("both@ext.test", "other@ext.test")),
+    ]
+    never = [Recipient(r.address, pol(), True, has_pq_certificate=r.has_pq_certificate)
+             for r in (classic, both, other)]
+    assert len(decide(internal_sender(), never, "hello").groups) == 1
