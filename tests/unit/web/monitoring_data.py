@@ -17,7 +17,6 @@ from smimegate.service.monitoring import record_crl_report
 from smimegate.store import SqlStore
 from tests.helpers.testpki import TestCA
 
-NOW = dt.datetime.now(dt.UTC)
 FAILING_URL = "http://crl.partner.test/ca.crl"
 
 
@@ -45,8 +44,10 @@ def fill(store: SqlStore) -> TestCA:
     store.add_certificate(ca.issue("soon@partner.test", days=5).cert)
     store.add_certificate(ca.issue("later@partner.test", days=20).cert)
     store.add_certificate(ca.issue("fine@partner.test", days=200).cert)
+    # Now, not at import: the test that reads the CRL age may run minutes after collection.
+    now = dt.datetime.now(dt.UTC)
     crl = (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
-           .last_update(NOW - dt.timedelta(days=10)).next_update(NOW - dt.timedelta(days=3))
+           .last_update(now - dt.timedelta(days=10)).next_update(now - dt.timedelta(days=3))
            .add_extension(x509.CRLNumber(7), critical=False)
            .sign(ca.key, hashes.SHA256()))
     store.add_crl(crl, source="test", verified=True)
