@@ -17,9 +17,10 @@ a new CRL that keeps the earlier entries.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from smimegate.cli.common import UsageError
+from smimegate.cli.common import OperationFailed, UsageError
 from smimegate.cli.context import open_store, read_password_file, write_output
 from smimegate.cli.crl import days_arg, print_summary, reason_arg, serial_arg
 from smimegate.pki.ca import DEFAULT_DAYS
@@ -101,7 +102,6 @@ def _password(args: argparse.Namespace, wants_pfx: bool) -> str | None:
 
 def _issue(args: argparse.Namespace) -> int:
     # Imported here: `cert list` builds this parser too and needs none of them (issue 9).
-    from smimegate.cli import ldap as ldap_cli
     from smimegate.service import certificates
     from smimegate.service.actor import cli_actor
 
@@ -129,12 +129,15 @@ def _issue(args: argparse.Namespace) -> int:
         print(f"  PKCS#12 ({args.pfx_profile}) written to {args.pfx_out}")
     for line in result.report.lines() if result.report else ():
         print(f"  {line}")
-    published = ldap_cli.publish_issued(ctx.config, result.request.subject.email,
-                                        result.issued.cert, result.issued.ca.chain())
-    if published:
-        print(f"  {published}")
     if args.generate_password and not args.sms_password:
         print(f"password: {password}")
+    published = result.published
+    if published is not None and published.error is None:
+        print(f"  {published.line()}")
+    elif published is not None:
+        print(f"smimegate: the certificate was issued and stored, but not published: "
+              f"{published.error}", file=sys.stderr)
+        raise OperationFailed(f"publishing to the directory failed: {published.error}")
     return 0
 
 

@@ -5,6 +5,7 @@
 Without --url every distribution point of the stored certificates is fetched
 (smimegate.pki.fetch). One line per URL (fetched / unchanged / failed with the reason), then a
 summary. Exit 0 when at least one URL worked or there was none; 1 when every URL failed.
+Like every change, it is recorded in the audit log (``crl.fetch``, with the summary).
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ def register_fetch(commands: Any) -> None:
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Handler of ``crl fetch``. Raises OperationFailed (exit 1) when every URL failed or the
     store cannot be used; ConfigError (exit 2) for a bad configuration."""
-    from smimegate.pki.fetch import fetch_all
-    from smimegate.service.monitoring import record_crl_report
+    from smimegate.service import crls
+    from smimegate.service.actor import cli_actor
 
     with open_store(args) as ctx:
-        report = fetch_all(ctx.store, timeout=ctx.config.crl.fetch_timeout, urls=args.url)
-        record_crl_report(ctx.store, report)  # the web admin shows URLs that fail
+        # The service writes the audit row and keeps each URL's outcome for the Dashboard,
+        # as the CRLs tab's "Download now" does.
+        report = crls.fetch(ctx.store, cli_actor(), ctx.config.crl.fetch_timeout, args.url)
     if args.json:
         print_json([dataclasses.asdict(o) for o in report.outcomes])
     else:

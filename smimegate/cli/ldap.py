@@ -6,15 +6,15 @@
     smimegate ldap lookup EMAIL [--json]
         show what the directory says about an address, as the milter sees it
 
-``publish_issued`` is what ``cert issue`` calls to publish a new certificate when
-``[ldap] publish_certificates`` names attributes.
+Publishing an issued certificate (``[ldap] publish_certificates``) is part of ``cert issue``
+in every front end: smimegate.service.publishing.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from smimegate.cli.common import OperationFailed, UsageError, print_json
@@ -23,13 +23,11 @@ from smimegate.cli.context import open_store
 from smimegate.store.certinfo import cert_info
 
 if TYPE_CHECKING:
-    from cryptography import x509
-
     from smimegate.config import Config
     from smimegate.store.ldap import DirectoryUsers
 
-# smimegate.store.ldap (ldap3) is imported where a directory is used: `user show` and
-# `cert issue` call in here and, without an [ldap] section, start without it (issue 9).
+# smimegate.store.ldap (ldap3) is imported where a directory is used: `user show` calls in
+# here and, without an [ldap] section, starts without it (issue 9).
 
 
 def register(sub: Any) -> None:
@@ -146,29 +144,3 @@ def directory_values(config: Config, email: str) -> Mapping[str, str] | None:
               "values only", file=sys.stderr)
         return None
     return user.properties if user is not None else None
-
-
-def publish_issued(
-    config: Config, email: str, cert: x509.Certificate, chain: Sequence[x509.Certificate] = ()
-) -> str | None:
-    """Publish a certificate the built-in CA issued when ``[ldap] publish_certificates`` is
-    set; returns a line for the command's output, or None when publishing is off.
-
-    Raises OperationFailed when the directory cannot be written (the certificate is issued and
-    stored by then; the message says so).
-    """
-    if not (config.ldap.enabled and config.ldap.publish_certificates):
-        return None
-    from smimegate.store.ldap import DirectoryError, DirectoryUsers
-
-    try:
-        directory = DirectoryUsers(config.ldap)
-        try:
-            dn = directory.publish_certificate(email, cert, chain)
-        finally:
-            directory.close()
-    except DirectoryError as exc:
-        print(f"smimegate: the certificate was issued and stored, but not published: {exc}",
-              file=sys.stderr)
-        raise OperationFailed(f"publishing to the directory failed: {exc}") from None
-    return f"published to {dn} ({', '.join(config.ldap.publish_certificates)})"

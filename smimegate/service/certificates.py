@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from smimegate.pki.pkcs12 import DEFAULT_PROFILE, PROFILES, make_pkcs12
 from smimegate.service import audit
 from smimegate.service.actor import Actor
-from smimegate.service.errors import Forbidden, InvalidInput, OperationFailed
+from smimegate.service.errors import Forbidden, InvalidInput, Missing, OperationFailed
 from smimegate.store import CertificateRecord, NotFound, Store
 from smimegate.store.certinfo import cert_info
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from smimegate.pki.authority import Issued
     from smimegate.pki.certfile import Unreadable
     from smimegate.pki.trust import TrustAnchors
+    from smimegate.service.publishing import Published
     from smimegate.store import CrlRecord
 
 MAX_CHAIN = 8  # no real S/MIME chain is longer; stops a loop of cross-certificates
@@ -58,12 +59,12 @@ def normal_fingerprint(text: str) -> str:
 def pick(records: Sequence[CertificateRecord], text: str, what: str = "certificate") -> str:
     """The full fingerprint among records that text names (whole or unique prefix).
 
-    Raises InvalidInput (malformed, ambiguous), OperationFailed (no such certificate).
+    Raises InvalidInput (malformed, ambiguous), Missing (no such certificate).
     """
     wanted = normal_fingerprint(text)
     found = [r.fingerprint for r in records if r.fingerprint.startswith(wanted)]
     if not found:
-        raise OperationFailed(f"no {what} with fingerprint {wanted}")
+        raise Missing(f"no {what} with fingerprint {wanted}")
     if len(found) > 1:
         raise InvalidInput(f"fingerprint prefix {wanted} matches {len(found)} {what}s; give "
                            "more", "fingerprint")
@@ -310,6 +311,7 @@ class IssueResult:
     request: Any  # pki.issue.IssueRequest
     pfx: bytes | None
     report: DeliveryReport | None
+    published: Published | None = None  # None: publishing to the directory is off
 
     def lines(self) -> list[str]:
         info = cert_info(self.issued.cert)
@@ -374,12 +376,15 @@ _ISSUE_FIELDS = ("email", "cn", "org", "given_name", "surname", "days", "crl_dp"
 
 def issue(store: Store, config: Config, actor: Actor, opts: IssueOptions) -> IssueResult:
     """Issue a certificate from a built-in CA (key in escrow, user created when missing), make
-    its PKCS#12 when a password is given, deliver it as asked. Raises InvalidInput, Forbidden,
-    OperationFailed (PkiError, DeliveryError), StoreError."""
+    its PKCS#12 when a password is given, deliver it as asked, publish it to the directory
+    when ``[ldap] publish_certificates`` says so (a failure there is in result.published: the
+    certificate is issued by then). Raises InvalidInput, Forbidden, OperationFailed
+    (PkiError, DeliveryError), StoreError."""
     from smimegate.delivery import DeliveryError
     from smimegate.delivery import pfx as delivery
     from smimegate.pki import authority
     from smimegate.pki.errors import PkiError
+    from smimegate.service.publishing import publish_issued
 
     actor.require_change()
     request = issue_request(opts)
@@ -410,7 +415,8 @@ def issue(store: Store, config: Config, actor: Actor, opts: IssueOptions) -> Iss
                 password=opts.password, send_pfx=opts.send_pfx, sms_password=opts.sms_password)
         except DeliveryError as exc:
             raise OperationFailed(str(exc)) from None
-    return IssueResult(issued, request, pfx, report)
+    published = publish_issued(config, request.subject.email, issued.cert, issued.ca.chain())
+    return IssueResult(issued, request, pfx, report, published)
 
 
 def parse_serial_text(text: str) -> int:

@@ -135,9 +135,11 @@ def import_data(store: Store, actor: Actor, data: bytes, name: str) -> list[Impo
 
 def fetch(store: Store, actor: Actor, timeout: float, urls: Sequence[str] | None = None) -> Any:
     """Download the CRLs of the stored certificates' distribution points (or urls) now; one
-    audit row naming how it went. Returns smimegate.pki.fetch's report. Raises Forbidden,
-    InvalidInput (a URL that is not http, https or ldap)."""
+    audit row naming how it went, and each URL's outcome kept for the Dashboard and /metrics.
+    Returns smimegate.pki.fetch's report. Raises Forbidden, InvalidInput (a URL that is not
+    http, https or ldap)."""
     from smimegate.pki.fetch import SCHEMES, fetch_all
+    from smimegate.service.monitoring import record_crl_report
 
     actor.require_change()
     for url in urls or ():
@@ -145,6 +147,7 @@ def fetch(store: Store, actor: Actor, timeout: float, urls: Sequence[str] | None
         if scheme not in SCHEMES:
             raise InvalidInput(f"{url!r}: expected an {', '.join(SCHEMES)} URL", "url")
     report = fetch_all(store, timeout=timeout, urls=list(urls) if urls else None)
+    record_crl_report(store, report)
     audit.record(store, actor, "crl.fetch", ",".join(urls or ()) or "distribution points",
                  report.summary() if report.outcomes else "no URLs")
     return report

@@ -1,7 +1,8 @@
 """The errors service functions raise besides the store's; each front end maps them once.
 
 CLI (smimegate.cli.main): InvalidInput is a usage error (exit 2), OperationFailed exit 1.
-Web: InvalidInput is shown beside its field. API: 400, 403, 409 (see smimegate.web.api).
+Web: InvalidInput is shown beside its field. API: 400, 403, 404 (Missing), 409 (see
+smimegate.web.api).
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ class InvalidInput(ServiceError, ValueError):
 
 class OperationFailed(ServiceError):
     """The operation could not be done (a bad row in the store, a failed delivery ...)."""
+
+
+class Missing(OperationFailed, LookupError):
+    """The row the caller named is not there (no certificate with that fingerprint, no CA of
+    that name): exit 1 in the CLI like any failed operation, 404 in the API."""
 
 
 class Forbidden(OperationFailed):

@@ -158,6 +158,8 @@ def _issue(current: Page) -> str | Response:
         raise InvalidInput(str(exc), "ca" if "CA" in str(exc) else "email") from None
     lines = [line.strip() for line in result.lines()]
     lines += [line for line in (result.report.lines() if result.report else ())]
+    if result.published is not None:
+        lines.append(result.published.line())
     if form.get("generate_password") == "yes" and not opts.sms_password:
         lines.append(f"PKCS#12 password (shown once): {password}")
     if password and not opts.send_pfx:

@@ -12,6 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from smimegate.cli.main import main
+from smimegate.config import load
+from smimegate.service import certificates
+from smimegate.service.actor import Actor
 from smimegate.store import SqlStore
 from smimegate.store.ldap import DirectoryUsers
 from tests.helpers.testpki import TestCA
@@ -183,3 +186,32 @@ def test_cert_issue_publishes(tree: Tree, capsys: pytest.CaptureFixture[str]) ->
     code, out, err = _run(capsys, "-c", str(cfg), "cert", "issue", "ghost@example.com",
                           "--key-type", "ec-p256")
     assert code == 1 and "no directory entry" in err and "issued" in out
+
+
+def test_issue_publishes_in_the_service(tree: Tree, capsys: pytest.CaptureFixture[str]) -> None:
+    """The web and the API issue through the service as the CLI does, so they publish too; a
+    directory that refuses leaves the certificate issued and says why in the result."""
+    dn = tree.add_user("fritz", "fritz@example.com")
+    path = tree.write_config('publish_certificates = ["userCertificate;binary"]')
+    assert _run(capsys, "-c", str(path), "db", "init")[0] == 0
+    assert _run(capsys, "-c", str(path), "ca", "create", "--root-cn", "Root",
+                "--intermediate-cn", "Issuing", "--key-type", "ec-p256")[0] == 0
+    config = load(path)
+    store = SqlStore.open(config.store.url, config.store.master_key_file)
+    actor = Actor("alice", "admin", "api", "127.0.0.1")
+    try:
+        done = certificates.issue(store, config, actor,
+                                  certificates.IssueOptions("fritz@example.com",
+                                                            key_type="ec-p256"))
+        assert done.published is not None and done.published.error is None
+        assert str(done.published.dn).lower() == dn.lower()
+        (value,) = tree.read(dn, ["userCertificate;binary"])["userCertificate;binary"]
+        assert x509.load_der_x509_certificate(value) == done.issued.cert
+        ghost = certificates.issue(store, config, actor,
+                                   certificates.IssueOptions("ghost@example.com",
+                                                             key_type="ec-p256"))
+        assert ghost.published is not None and "no directory entry" in str(ghost.published.error)
+        assert store.get_certificate(ghost.issued.record.fingerprint).emails == (
+            "ghost@example.com",)
+    finally:
+        store.close()

@@ -23,8 +23,10 @@ from smimegate.pki import fetch
 from smimegate.pki.anchors import load_anchors
 from smimegate.pki.crl import crl_number
 from smimegate.pki.trust import check
+from smimegate.service import audit
 from smimegate.store import SqlStore
 from smimegate.store.keys import ensure_master_key
+from smimegate.store.operations import operations_of
 from tests.unit.pki import fetch_support as fs
 from tests.unit.pki.ca_support import ca_pair
 
@@ -92,6 +94,12 @@ def test_crl_fetch_over_http_makes_trust_say_revoked(pub, config_file, capsys):
         assert out.splitlines()[0].startswith(f"fetched    {pub.url('/issuing.crl')}  CRL #7 of ")
         assert "1 revoked" in out and out.splitlines()[-1] == "1 fetched, 0 unchanged, 0 failed"
         assert pub.hits["/issuing.crl"] == 1  # both leaves name it: fetched once
+        # Recorded as the CRLs tab's "Download now" is: the audit row, the URL's outcome.
+        (row,) = audit.entries(store, search="crl.fetch")
+        assert (row.via, row.target, row.detail) == (
+            "cli", "distribution points", "1 fetched, 0 unchanged, 0 failed")
+        assert [d.url for d in operations_of(store).crl_downloads()] == [
+            pub.url("/issuing.crl")]
 
         after = _trust(store, leaf.cert)
         assert not after.trusted and after.revocation == "revoked"
