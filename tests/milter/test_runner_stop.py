@@ -63,7 +63,7 @@ def test_stop_signal_lets_the_message_in_flight_finish(
 
     def send() -> None:
         with session(spec) as c:
-            results.append(c.message("a@inside.test", ["slow20@outside.test"], HEADERS,
+            results.append(c.message("a@inside.test", ["slow40@outside.test"], HEADERS,
                                      b"x\r\n", queue_id="QSLOW"))
 
     sender = threading.Thread(target=send)
@@ -72,7 +72,8 @@ def test_stop_signal_lets_the_message_in_flight_finish(
         _wait_for(daemon, "QSLOW: smimegate: fake slow start")
         daemon.proc.send_signal(sig)
         # No new connections from the moment the stop begins, while the message is in flight.
-        deadline = time.monotonic() + 1.5
+        # (The message in flight takes 4 s; the deadline leaves room for a loaded machine.)
+        deadline = time.monotonic() + 3
         while not refuses_connections(spec):
             assert time.monotonic() < deadline, "still accepting connections after the signal"
             time.sleep(0.05)
@@ -154,7 +155,9 @@ def test_stop_timeout_cuts_a_transaction_that_does_not_end(tmp_path: Path) -> No
                 c.eom()
     finally:
         daemon.stop()
-    assert 1.0 <= took < 6.0, took
+    # It waited for the transaction as long as stop_timeout says (behaviour, not speed: the
+    # upper end is proved by wait(15) returning).
+    assert took >= 1.0, took
     out = daemon.output()
     assert "transactions cut at stop; the MTA tempfails them; in_progress=1" in out
     assert "smimegate: drained; finished=no cut=1" in out
@@ -171,10 +174,9 @@ def test_second_signal_ends_the_wait(tmp_path: Path) -> None:
             _wait_for(daemon, "smimegate: stopping; signal=SIGTERM in_progress=1")
             with pytest.raises(subprocess.TimeoutExpired):
                 daemon.proc.wait(0.3)  # still waiting for QWAIT, not gone
-            started = time.monotonic()
             daemon.proc.send_signal(signal.SIGINT)
+            # stop_timeout is 120 s: ending within wait(15) shows the second signal ended it.
             assert daemon.proc.wait(15) == 0
-            assert time.monotonic() - started < 5.0
     finally:
         daemon.stop()
     assert "smimegate: drained; finished=no cut=1" in daemon.output()
