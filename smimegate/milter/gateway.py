@@ -545,7 +545,8 @@ class Gateway:
             facts.append(("revocation", ",".join(revocation)))
         if new_entity is entity:
             return _Copy(tuple(edits), None, facts=tuple(facts))
-        entity_edits, new_body = replace_entity(run.kept, new_entity)
+        # new_entity is what smime sign / encrypt returned: CRLF throughout (RFC 8551 3.1.1).
+        entity_edits, new_body = replace_entity(run.kept, new_entity, canonical=True)
         return _Copy((*edits, *entity_edits), new_body, facts=tuple(facts))
 
     # -- inbound --------------------------------------------------------------------------

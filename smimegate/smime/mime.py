@@ -772,10 +772,13 @@ def _new_boundary(content: bytes) -> str:
     raise RuntimeError("could not find a boundary that is absent from the content")
 
 
-def build_multipart_signed(content: bytes, signature_der: bytes, micalg: str) -> bytes:
+def build_multipart_signed(content: bytes, signature_der: bytes, micalg: str, *,
+                           canonical: bool = False) -> bytes:
     """A multipart/signed entity (RFC 8551 3.5.3): canonical content, then the signature.
 
     The first part is ``canonicalize(content)``, which is what the signature must cover.
+    ``canonical``: the caller passes the very bytes it canonicalised and signed (sign.sign),
+    so they are not scanned a second time (15 us for 10 KB, bench/cost_bench.py).
     ``micalg`` may be "sha-256" or a digest name like "sha256"; several, comma-separated, for
     several signers. Raises Unsupported for an unknown micalg, ValueError for an empty
     signature.
@@ -785,7 +788,7 @@ def build_multipart_signed(content: bytes, signature_der: bytes, micalg: str) ->
     names = [micalg_for_digest(digest_for_micalg(m)) for m in micalg.split(",") if m.strip()]
     if not names:
         raise Unsupported("micalg: empty")
-    first = canonicalize(content)
+    first = content if canonical else canonicalize(content)
     boundary = _new_boundary(first)
     micalg_value = ",".join(names)
     if len(names) > 1:

@@ -465,7 +465,7 @@ def sign(
     )
     if detached:
         micalg = mime.micalg_for_digest(effective_digest(key, digest))
-        return mime.build_multipart_signed(canonical, der, micalg)
+        return mime.build_multipart_signed(canonical, der, micalg, canonical=True)
     return mime.build_pkcs7_mime(der, "signed-data")
 
 
@@ -555,4 +555,4 @@ def sign_several(
     content_signers = signers if arrangement == "parallel" else signers[:1]
     digests = dict.fromkeys(effective_digest(s.key, "sha256") for s in content_signers)
     micalg = ",".join(mime.micalg_for_digest(d) for d in digests)
-    return mime.build_multipart_signed(canonical, der, micalg)
+    return mime.build_multipart_signed(canonical, der, micalg, canonical=True)
