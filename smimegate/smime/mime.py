@@ -610,6 +610,19 @@ _BASE64_SLICE = 1 << 20
 
 def _decode_base64(body: bytes) -> bytes:
     """Strict base64 (RFC 2045 6.8) with blanks and line ends ignored. Raises Malformed."""
+    if len(body) <= _BASE64_SLICE:
+        # One slice: the blank-free copy is small, and counting the blanks first would scan
+        # the body four more times (a fifth of the decoding time, bench/cost_bench.py).
+        data = body.translate(None, _BASE64_BLANKS)
+        if not data:
+            raise Malformed("base64: empty body")
+        if len(data) % 4:
+            raise Malformed(f"base64: length {len(data)} is not a multiple of 4 (truncated or "
+                            "garbage)")
+        try:
+            return binascii.a2b_base64(data, strict_mode=True)
+        except binascii.Error as exc:
+            raise Malformed(f"base64: {exc}") from exc
     total = len(body) - sum(body.count(blank) for blank in (b" ", b"\t", b"\r", b"\n"))
     if not total:
         raise Malformed("base64: empty body")
