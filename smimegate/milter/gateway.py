@@ -16,6 +16,8 @@ Steps, after CONTRACT.md "What the milter does to a message" and issue 5 items 2
    message come from the store (services.py); with ``[ldap]`` configured, the directory adds
    its policy attributes and certificates (``on_unavailable``: tempfail 451 4.7.1, or decide
    without it), and a recipient's harvested SMIMECapabilities choose AES-GCM / RSA-OAEP.
+   Outbound, outbound.plan_outbound gathers them and decides: ``smimegate policy explain``
+   (smimegate.service.explain) runs the very same function.
 5. Outbound: sign (clear or opaque), then encrypt per group (outbound.py shares nothing with
    inbound.py). A message that is already encrypted passes as it is.
    Inbound: every layer verified and trusted against the store's roots and CRLs, encrypted
@@ -37,7 +39,6 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from smimegate import log
 from smimegate.config import Config
@@ -54,7 +55,8 @@ from smimegate.milter.inbound import (
     open_entity,
     recipients_of,
 )
-from smimegate.milter.services import EncryptionChoice, Services, SigningIdentity
+from smimegate.milter.outbound import OutboundPlan, encryption_targets, plan_outbound
+from smimegate.milter.services import EncryptionChoice, configured_services, smimea_resolver
 from smimegate.milter.transaction import Envelope, HeaderEdit, Outcome, Reinjection
 from smimegate.pki import trust
 from smimegate.policy import (
@@ -75,9 +77,6 @@ from smimegate.smime.results import Layer, result_headers
 from smimegate.store.base import Store, StoreUnavailable
 from smimegate.store.configured import open_configured
 from smimegate.store.ldap import DirectoryUnavailable, DirectoryUsers
-
-if TYPE_CHECKING:  # dnspython is imported only when [smimea] lookup is on
-    from smimegate.pki.smimealookup import SmimeaResolver
 
 _LOG = logging.getLogger("smimegate.milter")
 
@@ -136,23 +135,6 @@ def _client_ip(addr: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
         return None
 
 
-def _smimea_resolver(config: Config) -> SmimeaResolver | None:
-    """The SMIMEA resolver ([smimea], RFC 8162) when lookups are on; dnspython is imported
-    only then."""
-    if not config.smimea.lookup:
-        return None
-    from smimegate.pki.smimealookup import SmimeaResolver
-
-    return SmimeaResolver(config.smimea.resolver)
-
-
-def _ocsp_lookup(config: Config) -> trust.OcspLookup | None:
-    """The OCSP client trust decisions ask ([crl] ocsp), or None."""
-    from smimegate.pki.ocsp import configured_lookup
-
-    return configured_lookup(config.crl)
-
-
 class Gateway:
     """Built once per process (``Gateway.create``); holds per-process caches."""
 
@@ -160,10 +142,7 @@ class Gateway:
                  directory: DirectoryUsers | None = None) -> None:
         self.store = store
         self.directory = directory
-        self.services = Services(store, directory,
-                                 revocation_mode=config.crl.revocation_mode,
-                                 ocsp=_ocsp_lookup(config), smimea=_smimea_resolver(config),
-                                 trust_dane_ee=config.smimea.trust_dane_ee)
+        self.services = configured_services(config, store, directory)
         self._configure(config)
 
     def _configure(self, config: Config) -> None:
@@ -215,7 +194,7 @@ class Gateway:
             if old is not None:
                 old.close()
         if config is not None and config.smimea != self.config.smimea:
-            self.services.configure_smimea(_smimea_resolver(config),
+            self.services.configure_smimea(smimea_resolver(config),
                                            config.smimea.trust_dane_ee)
         self.services.reload()
         if config is not None:
@@ -247,11 +226,9 @@ class Gateway:
         ip = _client_ip(envelope.client_addr)
         return ip is not None and any(ip in net for net in self.networks)
 
-    def _sender(self, envelope: Envelope, policy: EffectivePolicy,
-                identity: SigningIdentity | None,
-                pq_identity: SigningIdentity | None = None) -> Sender:
-        return Sender(_bare(envelope.sender), policy, self.authorised(envelope),
-                      identity is not None, pq_identity is not None)
+    def _sender(self, envelope: Envelope, policy: EffectivePolicy) -> Sender:
+        """The sender as policy sees it before any key is looked up (RCPT time, inbound)."""
+        return Sender(_bare(envelope.sender), policy, self.authorised(envelope), False)
 
     # -- RCPT -----------------------------------------------------------------------------
     def rcpt_check(self, envelope_so_far: Envelope, recipient: str) -> replies.Reply:
@@ -260,7 +237,7 @@ class Gateway:
         sender_addr, rcpt = _bare(envelope_so_far.sender), _bare(recipient)
         try:
             pol = self.services.policies([sender_addr, rcpt])
-            sender = self._sender(envelope_so_far, pol[sender_addr], None)
+            sender = self._sender(envelope_so_far, pol[sender_addr])
             rpol = pol[rcpt]
             if (not is_outbound(sender) or rpol.value("locality") == "internal"
                     or rpol.value("encrypt_mode") != "mandatory"):
@@ -355,7 +332,7 @@ class Gateway:
         sender_addr = _bare(env.sender)
         policies = self.services.policies([sender_addr, *recipients])
         sender_policy = policies[sender_addr]
-        probe = self._sender(env, sender_policy, None)
+        probe = self._sender(env, sender_policy)
         outbound = is_outbound(probe)
 
         limit = self.config.milter.max_message_size
@@ -434,35 +411,14 @@ class Gateway:
             return Outcome(replies.CONTINUE, run.strip, log_line=self._line(
                 run, len(run.body), "ok", replies.CONTINUE))
 
-        identity = pq_identity = None
-        if sender_policy.flag("sign") and sender_policy.value("smime") == "allow" \
-                and sender_policy.flag("enabled") and not signed_already:
-            # pqc (policy.decide): never asks for the classic key alone, only for the
-            # ML-DSA key alone, prefer for both.
-            pqc = sender_policy.value("pqc")
-            if pqc != "only":
-                identity = self.services.signing_identity(_bare(run.envelope.sender))
-            if pqc != "never":
-                pq_identity = self.services.signing_identity(_bare(run.envelope.sender),
-                                                             "ml-dsa")
-        sender = self._sender(run.envelope, sender_policy, identity, pq_identity)
-        facts: list[Recipient] = []
-        for address in recipients:
-            pol = policies[address]
-            has_cert = has_pq_cert = False
-            capabilities: tuple[str, ...] = ()
-            if (pol.value("locality") != "internal" and pol.value("encrypt_mode") != "none"
-                    and pol.value("smime") == "allow"):
-                choice = self.services.encryption_certificate(address)
-                has_cert = choice.certificate is not None
-                has_pq_cert = choice.kem_certificate is not None
-                capabilities = choice.capabilities
-                _log_skipped(run.envelope.queue_id or "", address, choice)
-            facts.append(Recipient(address, pol, has_cert, capabilities=capabilities,
-                                   has_pq_certificate=has_pq_cert))
         subject_value = hdr.find(run.kept, "Subject")
         subject = hdr.decode_subject(subject_value) if subject_value is not None else None
-        decision = decide(sender, facts, subject)
+        plan = plan_outbound(self.services, _bare(run.envelope.sender),
+                             self.authorised(run.envelope), policies, recipients, subject,
+                             signed_already=signed_already)
+        for address, choice in plan.choices.items():
+            _log_skipped(run.envelope.queue_id or "", address, choice)
+        decision = plan.decision
         if decision.refusal is not None:
             reply = replies.reject_policy(decision.refusal.text)
             run.fields.update(action="refuse",
@@ -470,15 +426,11 @@ class Gateway:
             return Outcome(reply, log_line=self._line(run, len(run.body), "refused", reply))
         if not decision.groups:
             raise _Failure("internal", "policy left no recipient")
-        keys = {"classic": identity, "ml-dsa": pq_identity}
-        signers = [found for found in (keys[kind] for kind in decision.signers)
-                   if found is not None]
-        copies = [self._seal(run, entity, decision, group, signers)
-                  for group in decision.groups]
+        copies = [self._seal(run, entity, plan, group) for group in decision.groups]
         return self._finish(run, decision, copies, decision.groups)
 
-    def _seal(self, run: _Run, entity: bytes, decision: Decision, group: Group,
-              signers: Sequence[SigningIdentity]) -> _Copy:
+    def _seal(self, run: _Run, entity: bytes, plan: OutboundPlan, group: Group) -> _Copy:
+        decision, signers = plan.decision, plan.signers
         edits: list[HeaderEdit] = []
         facts: list[tuple[str, object]] = [("action", decision.action(group))]
         if decision.subject is not None:
@@ -517,21 +469,18 @@ class Gateway:
             targets = []
             kem_targets = 0
             for address in group.addresses:
-                choice = self.services.encryption_certificate(address)
-                for kind in wanted[address].certificates:
-                    cert = choice.certificate if kind == "classic" else choice.kem_certificate
-                    if cert is None:
-                        # The certificate vanished between decide and now (cache expiry):
-                        # never send in clear what policy meant to encrypt.
-                        raise _Failure("internal", f"no certificate for <{address}> any more")
-                    if kind == "classic":
-                        transport = wanted[address].key_transport or "rsa-pkcs1"
-                        targets.append(smime_encrypt.Recipient(cert, transport))
-                        revocation.append(choice.revocation)
-                    else:
-                        targets.append(smime_encrypt.Recipient(cert))
-                        revocation.append(choice.kem_revocation)
-                        kem_targets += 1
+                try:
+                    chosen = encryption_targets(plan.choices[address], wanted[address])
+                except LookupError as exc:
+                    # Never send in clear what policy meant to encrypt.
+                    raise _Failure("internal", str(exc)) from exc
+                for target in chosen:
+                    targets.append(smime_encrypt.Recipient(target.certificate)
+                                   if target.key_transport is None else
+                                   smime_encrypt.Recipient(target.certificate,
+                                                           target.key_transport))
+                    kem_targets += target.kind == "ml-kem"
+                    revocation.append(target.revocation)
             cipher = group.treatment.cipher or smime_encrypt.DEFAULT_CIPHER
             new_entity = smime_encrypt.encrypt(new_entity, targets, cipher=cipher)
             facts += [("rcpt_certs", len(targets)), ("cipher", cipher)]
@@ -568,7 +517,7 @@ class Gateway:
                 holds = any(addressed_to(c, rids)
                             for c in self.services.key_certificates(address))
             facts.append(Recipient(address, pol, False, holds_key=holds))
-        sender = self._sender(run.envelope, sender_policy, None)
+        sender = self._sender(run.envelope, sender_policy)
         decision = decide(sender, facts, None)
         run.fields["direction"] = decision.direction
         if decision.direction == "relay":

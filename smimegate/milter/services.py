@@ -41,6 +41,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
+from smimegate.config import Config
 from smimegate.pki import trust
 from smimegate.pki.addresses import address_match
 from smimegate.pki.anchors import CachedAnchors
@@ -99,6 +100,27 @@ class EncryptionChoice:
 _POLICY_NAMES = {"rsaes-oaep": "rsa-oaep"}
 
 
+def smimea_resolver(config: Config) -> SmimeaResolver | None:
+    """The SMIMEA resolver ([smimea], RFC 8162) when lookups are on; dnspython is imported
+    only then."""
+    if not config.smimea.lookup:
+        return None
+    from smimegate.pki.smimealookup import SmimeaResolver
+
+    return SmimeaResolver(config.smimea.resolver)
+
+
+def configured_services(config: Config, store: Store, directory: DirectoryUsers | None = None,
+                        *, read_only: bool = False) -> Services:
+    """Services as ``config`` asks ([crl] revocation_mode and ocsp, [smimea]): the gateway's,
+    and smimegate.service.explain's (read_only), so both decide with the same trust rules."""
+    from smimegate.pki.ocsp import configured_lookup
+
+    return Services(store, directory, revocation_mode=config.crl.revocation_mode,
+                    ocsp=configured_lookup(config.crl), smimea=smimea_resolver(config),
+                    trust_dane_ee=config.smimea.trust_dane_ee, read_only=read_only)
+
+
 class _TtlCache:
     """A small thread-safe cache with expiry; values computed outside the lock."""
 
@@ -135,11 +157,15 @@ class Services:
     def __init__(self, store: Store, directory: DirectoryUsers | None = None, *,
                  revocation_mode: trust.RevocationMode = "soft-fail",
                  ocsp: trust.OcspLookup | None = None,
-                 smimea: SmimeaResolver | None = None, trust_dane_ee: bool = True) -> None:
+                 smimea: SmimeaResolver | None = None, trust_dane_ee: bool = True,
+                 read_only: bool = False) -> None:
         """``revocation_mode`` and ``ocsp`` ([crl] in the configuration) go into the trust
         anchors (smimegate.pki.trust); ``smimea`` and ``trust_dane_ee`` ([smimea]) turn on
-        certificate discovery in the DNS (encryption_certificate)."""
+        certificate discovery in the DNS (encryption_certificate). read_only: certificates
+        found in the DNS are used but not stored (smimegate.service.explain, which must
+        change nothing)."""
         self.store = store
+        self.read_only = read_only
         self.directory = directory
         self.smimea = smimea
         self._trust_dane_ee = trust_dane_ee
@@ -375,10 +401,11 @@ class Services:
             # for another address cannot be found again under this one either.
             if fingerprint in blocked or not address_match(cert, address):
                 continue
-            try:
-                self.store.add_certificate(cert, source="smimea")
-            except InvalidData:
-                continue
+            if not self.read_only:
+                try:
+                    self.store.add_certificate(cert, source="smimea")
+                except InvalidData:
+                    continue
             candidates.setdefault(fingerprint, cert)
         return answer
 

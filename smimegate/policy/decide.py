@@ -100,6 +100,16 @@ _MAX_REPLY_TEXT = 400
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
+# The properties decide reads: of the sender, and of each recipient. The explain page
+# (smimegate.service.explain) shows these with the level each value came from; keep them in
+# step with the rules below.
+SENDER_PROPERTIES: tuple[str, ...] = (
+    "locality", "enabled", "smime", "sign", "sign_mode", "pqc", "pqc_signature",
+    "subject_trigger_enabled", "subject_trigger")
+RECIPIENT_PROPERTIES: tuple[str, ...] = (
+    "locality", "enabled", "smime", "encrypt_mode", "pqc", "encryption_algorithm",
+    "key_transport")
+
 
 @dataclass(frozen=True)
 class Sender:

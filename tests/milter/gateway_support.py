@@ -4,6 +4,7 @@ helpers to feed messages to the gateway as an MTA would (tests of the gateway he
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,23 @@ def make_world(root: Path, **milter: object) -> World:
     store.add_user("mand@external.test", {"encrypt_mode": "mandatory"})
     config = make_config(root, **milter)
     return World(root, ca, store, config, Gateway.create(config, store), ids)
+
+
+def global_settings(world: World) -> Iterator[Callable[..., None]]:
+    """The body of a fixture: a function that sets global properties for one test (the
+    gateway reloaded); they are removed afterwards."""
+    names: list[str] = []
+
+    def set_(**values: str) -> None:
+        for name, value in values.items():
+            world.store.set_setting(name, value)
+            names.append(name)
+        world.gateway.reload()
+
+    yield set_
+    for name in dict.fromkeys(names):
+        world.store.delete_setting(name)
+    world.gateway.reload()
 
 
 def envelope(sender: str, *recipients: str, client: str = "127.0.0.1",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,15 @@ from smimegate.milter.transaction import Outcome
 from smimegate.smime import mime
 from smimegate.smime.results import serial_hex
 from smimegate.smime.unwrap import unwrap
-from tests.milter.gateway_support import World, envelope, make_world, openssl, parse, plain
+from tests.milter.gateway_support import (
+    World,
+    envelope,
+    global_settings,
+    make_world,
+    openssl,
+    parse,
+    plain,
+)
 
 ALICE, BOB = "alice@internal.test", "bob@internal.test"
 CAROL, DAVE, MAND = "carol@external.test", "dave@external.test", "mand@external.test"
@@ -52,20 +61,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 @pytest.fixture()
-def pqc(world: World):  # type: ignore[no-untyped-def]
+def pqc(world: World) -> Iterator[Callable[..., None]]:
     """Set global properties for one test; the settings are removed afterwards."""
-    names: list[str] = []
-
-    def set_(**values: str) -> None:
-        for name, value in values.items():
-            world.store.set_setting(name, value)
-            names.append(name)
-        world.gateway.reload()
-
-    yield set_
-    for name in dict.fromkeys(names):
-        world.store.delete_setting(name)
-    world.gateway.reload()
+    yield from global_settings(world)
 
 
 def run(world: World, sender: str, *rcpts: str, subject: str = "hello") -> tuple[Outcome, bytes]:
