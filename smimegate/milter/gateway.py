@@ -185,8 +185,8 @@ class Gateway:
 
     def reload(self, config: Config | None = None) -> None:
         """Clear the caches (the directory's too); take ``config`` (milter options, a changed
-        ``[ldap]`` section: a new directory connection, a changed ``[smimea]`` section) when
-        given. Raises like create."""
+        ``[ldap]`` section: a new directory connection, a changed ``[smimea]`` section, a
+        changed ``[crl]`` revocation_mode or OCSP setting) when given. Raises like create."""
         if config is not None and config.ldap != self.config.ldap:
             directory = DirectoryUsers(config.ldap) if config.ldap.enabled else None
             old, self.directory = self.directory, directory
@@ -196,6 +196,9 @@ class Gateway:
         if config is not None and config.smimea != self.config.smimea:
             self.services.configure_smimea(smimea_resolver(config),
                                            config.smimea.trust_dane_ee)
+        if config is not None and config.crl != self.config.crl:
+            self.services.configure_revocation(config.crl.revocation_mode,
+                                               _ocsp_lookup(config))
         self.services.reload()
         if config is not None:
             self._configure(config)

@@ -197,6 +197,12 @@ class Services:
         self._trust_dane_ee = trust_dane_ee
         self._encryption.clear()
 
+    def configure_revocation(self, revocation_mode: trust.RevocationMode,
+                             ocsp: trust.OcspLookup | None) -> None:
+        """Take a changed [crl] revocation_mode / OCSP client (reload): the anchors loaded by
+        the reload() that follows decide with them."""
+        self._anchors.configure(revocation_mode=revocation_mode, ocsp=ocsp)
+
     def reload(self) -> None:
         """Forget every cached value, the directory's too. The trust anchors are read again
         on next use, incrementally (only new CRLs are parsed)."""

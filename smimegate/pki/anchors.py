@@ -36,7 +36,7 @@ from smimegate.log import get_logger, warning_line
 from smimegate.pki.crlindex import IndexedCrl, SignatureMemo, parse_crl
 from smimegate.pki.paths import Node
 from smimegate.pki.revocation import signed_by_named
-from smimegate.pki.trust import OcspLookup, RevocationMode, TrustAnchors
+from smimegate.pki.trust import REVOCATION_MODES, OcspLookup, RevocationMode, TrustAnchors
 from smimegate.store.base import CertificateRecord, Store, StoreError
 
 __all__ = ["CachedAnchors", "crl_verified", "load_anchors"]
@@ -187,6 +187,17 @@ class CachedAnchors:
         self._previous: TrustAnchors | None = None
         self._loaded_at = 0.0
         self._loader: threading.Thread | None = None
+
+    def configure(self, *, revocation_mode: RevocationMode, ocsp: OcspLookup | None) -> None:
+        """Take a changed ``[crl] revocation_mode`` / OCSP client (a reload): every load from
+        now on uses them; invalidate() makes the next one happen. Raises ValueError for an
+        unknown mode."""
+        if revocation_mode not in REVOCATION_MODES:
+            raise ValueError(f"revocation_mode must be one of {', '.join(REVOCATION_MODES)}, "
+                             f"not {revocation_mode!r}")
+        with self._lock:
+            self._mode = revocation_mode
+            self._ocsp = ocsp
 
     def get(self) -> TrustAnchors:
         """The cached anchors, loading them when absent or older than max_age.

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import re
 from pathlib import Path
@@ -130,3 +131,17 @@ def test_crl_carried_by_a_message_from_an_unknown_issuer_is_not_kept(world: Worl
            .sign(stranger.key, hashes.SHA256()))
     inbound(world, signed_by_frank(world, crl))
     assert world.store.list_crls() == []
+
+
+def test_reload_takes_a_changed_revocation_mode(world: World) -> None:
+    # soft-fail (the default): no CRL for carol's CA, carol's certificate is used all the same.
+    assert "action=sign+encrypt" in outbound(world).log_line
+    strict = dataclasses.replace(world.config, crl=dataclasses.replace(
+        world.config.crl, revocation_mode="require"))
+    world.gateway.reload(strict)
+    # require: a link without a CRL or OCSP answer is not trusted, so neither alice's signing
+    # certificate nor carol's is used (the mode reached the trust decision without a restart).
+    outcome = outbound(world)
+    assert "action=none " in outcome.log_line, outcome.log_line
+    world.gateway.reload(world.config)
+    assert "action=sign+encrypt" in outbound(world).log_line
