@@ -197,8 +197,10 @@ class Gateway:
             self.services.configure_smimea(smimea_resolver(config),
                                            config.smimea.trust_dane_ee)
         if config is not None and config.crl != self.config.crl:
+            from smimegate.pki.ocsp import configured_lookup
+
             self.services.configure_revocation(config.crl.revocation_mode,
-                                               _ocsp_lookup(config))
+                                               configured_lookup(config.crl))
         self.services.reload()
         if config is not None:
             self._configure(config)
