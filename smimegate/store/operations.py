@@ -12,12 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from smimegate.store.base import Store, StoreError
 from smimegate.store.dialect import Backend
 from smimegate.store.sql import SqlStore
 
 HOUR = 3600
+COUNTS_KEEP_HOURS = 90 * 24
+"""Hourly counter rows kept (the dashboard shows the last day); older hours are folded into
+one row per direction and result at hour 0, so that the /metrics counters never go down."""
 
 
 def hour_of(at: float) -> int:
@@ -135,7 +139,8 @@ class OperationsStore:
 
     def prune_log(self, before: int, keep_rows: int) -> int:
         """Delete log lines older than ``before`` and all but the newest ``keep_rows``;
-        workers that stopped more than a day ago. Returns the lines deleted."""
+        workers that stopped more than a day ago; fold counter hours older than
+        COUNTS_KEEP_HOURS into hour 0. Returns the lines deleted."""
         with self._db.transaction() as cur:
             gone = cur.run("DELETE FROM message_log WHERE at < ?", (before,))
             row = cur.one("SELECT MAX(id) FROM message_log")
@@ -143,7 +148,28 @@ class OperationsStore:
                 gone += cur.run("DELETE FROM message_log WHERE id <= ?",
                                 (int(row[0]) - keep_rows,))
             cur.run("DELETE FROM milter_workers WHERE seen < ?", (before - 86400,))
+            self._fold_old_hours(cur, hour_of(time.time()) - COUNTS_KEEP_HOURS * HOUR)
         return gone
+
+    @staticmethod
+    def _fold_old_hours(cur: Any, cutoff: int) -> None:
+        # The sums over all hours are what /metrics exports as counters (Prometheus counters
+        # only grow), so old hours are added to the hour-0 row before they go.
+        cur.run(
+            "INSERT INTO message_counts (hour, direction, result, messages, duration_us)"
+            " SELECT 0, direction, result, SUM(messages), SUM(duration_us) FROM message_counts"
+            " WHERE hour > 0 AND hour < ? GROUP BY direction, result"
+            " ON CONFLICT (hour, direction, result) DO UPDATE SET"
+            " messages = message_counts.messages + excluded.messages,"
+            " duration_us = message_counts.duration_us + excluded.duration_us", (cutoff,))
+        cur.run("DELETE FROM message_counts WHERE hour > 0 AND hour < ?", (cutoff,))
+        cur.run(
+            "INSERT INTO message_latency (hour, direction, le, messages)"
+            " SELECT 0, direction, le, SUM(messages) FROM message_latency"
+            " WHERE hour > 0 AND hour < ? GROUP BY direction, le"
+            " ON CONFLICT (hour, direction, le) DO UPDATE SET"
+            " messages = message_latency.messages + excluded.messages", (cutoff,))
+        cur.run("DELETE FROM message_latency WHERE hour > 0 AND hour < ?", (cutoff,))
 
     # -- read by the web admin and /metrics -----------------------------------------------
     def counts(self, since_hour: int = 0) -> list[tuple[int, str, str, int, int]]:

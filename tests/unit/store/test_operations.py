@@ -13,7 +13,7 @@ from smimegate import log
 from smimegate.config import Config, MilterConfig
 from smimegate.milter.stats import LABELS, MessageStats, StatsFlusher, bucket_of, parse_line
 from smimegate.store import SqlStore, StoreError
-from smimegate.store.operations import hour_of, operations_of
+from smimegate.store.operations import COUNTS_KEEP_HOURS, HOUR, Batch, hour_of, operations_of
 
 
 def _config(interval: int = 30, rows: int = 1000) -> Callable[[], Config]:
@@ -131,6 +131,25 @@ def test_prune_by_age_and_count(store: SqlStore) -> None:
     assert [ln.queue_id for ln in ops.log_lines()] == ["Q9", "Q8", "Q7", "Q6"]
     assert ops.prune_log(int(time.time()) + 10, 100) == 4
     assert ops.log_lines() == []
+
+
+def test_prune_folds_old_hours_and_the_totals_stay(store: SqlStore) -> None:
+    ops = operations_of(store)
+    now = hour_of(time.time())
+    old, older = now - (COUNTS_KEEP_HOURS + 2) * HOUR, now - (COUNTS_KEEP_HOURS + 30) * HOUR
+    ops.flush(Batch(
+        counts={(older, "outbound", "ok"): (3, 300), (old, "outbound", "ok"): (2, 200),
+                (old, "inbound", "ok"): (1, 50), (now, "outbound", "ok"): (5, 500)},
+        latency={(older, "outbound", "0.05"): 3, (old, "outbound", "0.05"): 2,
+                 (now, "outbound", "0.05"): 5},
+        lines=[]))
+    before = (ops.totals(), ops.latency_totals())
+    ops.prune_log(0, 100)
+    ops.prune_log(0, 100)  # a second pruning folds nothing twice
+    assert (ops.totals(), ops.latency_totals()) == before
+    assert before[0] == [("inbound", "ok", 1, 50), ("outbound", "ok", 10, 1000)]
+    # Only hour 0 (the folded past) and the kept hours remain.
+    assert sorted({h for h, *_ in ops.counts()}) == [0, now]
 
 
 def test_flush_thread_writes_without_being_asked(store: SqlStore) -> None:
