@@ -16,7 +16,14 @@ from asn1crypto import cms as acms
 from cryptography import x509
 
 from smimegate.smime import bulk, envelope, kem, keyagree, keytrans, mime
-from smimegate.smime.cms import guard, identifier_to_cert_id, matches, oid_dotted
+from smimegate.smime.cms import (
+    guard,
+    identifier_to_cert_id,
+    matches,
+    oid_dotted,
+    parsed_der,
+    remember,
+)
 from smimegate.smime.errors import Malformed, NoDecryptionKey
 from smimegate.smime.results import CertId, Layer, RecipientResult
 
@@ -121,10 +128,19 @@ def _candidates(infos: acms.RecipientInfos) -> list[_Candidate]:
 def _kea_oid(candidate: _Candidate) -> str:
     if candidate.kemri is not None:  # the KEM names the recipient's algorithm (RFC 9629 3)
         return str(candidate.kemri["kem"]["algorithm"].dotted)
-    info = candidate.info
     with guard("RecipientInfo keyEncryptionAlgorithm"):
-        oid = oid_dotted(info.chosen["key_encryption_algorithm"]["algorithm"])
-    return oid
+        algorithm = candidate.info.chosen["key_encryption_algorithm"]
+        der = parsed_der(algorithm)
+    # By DER, as keytrans.padding_for: the same few algorithms come with every message.
+    return remember(_KEA_OIDS, der, lambda: _algorithm_oid(algorithm))
+
+
+_KEA_OIDS: dict[bytes, str] = {}
+
+
+def _algorithm_oid(algorithm: acms.KeyEncryptionAlgorithm) -> str:
+    with guard("RecipientInfo keyEncryptionAlgorithm"):
+        return oid_dotted(algorithm["algorithm"])
 
 
 def _choose(

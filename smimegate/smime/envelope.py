@@ -7,6 +7,7 @@ ciphertext is never copied by the ASN.1 layer (see ber.py for why). The small pa
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -298,5 +299,13 @@ def _content_info(
 
 def _oid(buf: memoryview, tlv: ber.Tlv, what: str) -> str:
     with guard(f"{what} OID"):
-        dotted: str = core.ObjectIdentifier.load(bytes(buf[tlv.start : tlv.after])).dotted
+        return _dotted_oid(bytes(buf[tlv.start : tlv.after]))
+
+
+@functools.lru_cache(maxsize=256)
+def _dotted_oid(der: bytes) -> str:
+    """The dotted form of an OBJECT IDENTIFIER's DER: by its bytes, because the same two or
+    three come with every message and asn1crypto works each out anew (20 us per message,
+    bench/cost_bench.py). What raises is not cached."""
+    dotted: str = core.ObjectIdentifier.load(der).dotted
     return dotted

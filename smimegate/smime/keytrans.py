@@ -22,7 +22,7 @@ from smimegate.smime.algorithms import (
     RSA_PKCS1_OID,
 )
 from smimegate.smime.ber import der_header
-from smimegate.smime.cms import guard
+from smimegate.smime.cms import guard, parsed_der, remember
 from smimegate.smime.envelope import AlgorithmIdentifier, OaepParams
 from smimegate.smime.errors import Malformed, Unsupported
 
@@ -108,6 +108,17 @@ def build(
 
 def padding_for(algorithm: acms.KeyEncryptionAlgorithm) -> padding.AsymmetricPadding:
     """The padding a ktri's keyEncryptionAlgorithm names. Raises Unsupported / Malformed."""
+    with guard("keyEncryptionAlgorithm"):
+        der = parsed_der(algorithm)
+    # By DER: every message to a recipient names the same algorithm, and reading it with
+    # asn1crypto cost 10 us each time (bench/cost_bench.py). Refusals are not remembered.
+    return remember(_PADDINGS, der, lambda: _padding_for(algorithm))
+
+
+_PADDINGS: dict[bytes, padding.AsymmetricPadding] = {}
+
+
+def _padding_for(algorithm: acms.KeyEncryptionAlgorithm) -> padding.AsymmetricPadding:
     with guard("keyEncryptionAlgorithm"):
         oid = algorithm["algorithm"].dotted
         raw = algorithm["parameters"]
