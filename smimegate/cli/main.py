@@ -30,6 +30,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("settings", "show or set global policy properties"),
     ("domain", "manage domain rules and their properties"),
     ("user", "manage users and their properties"),
+    ("policy", "explain what the milter would do with a message"),
     ("root", "manage trusted root certificates"),
     ("cert", "import, list, show, export, issue, revoke certificates"),
     ("config", "sample, check or show the configuration"),

@@ -158,8 +158,11 @@ def _explain(services: Services, asked: Question) -> dict[str, Any]:
         "sender_policy": _values(sender_policy, SENDER_PROPERTIES),
         "refusal": str(decision.refusal) if decision.refusal is not None else None,
         "recipients": recipients,
-        "copies": [{"recipients": list(g.addresses), "action": decision.action(g)}
-                   for g in decision.groups],
+        # A refused message is not delivered to anyone (SMTP answers for the whole
+        # transaction at end of message): no copies then.
+        "copies": [] if decision.refusal is not None else [
+            {"recipients": list(g.addresses), "action": decision.action(g)}
+            for g in decision.groups],
     }
 
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from smimegate.service import accounts, domains, settings, users
+from smimegate.service import accounts, domains, explain, settings, users
 from smimegate.service.actor import Actor
 from smimegate.service.errors import Forbidden, InvalidInput, OperationFailed
 from smimegate.store import (
@@ -68,17 +68,21 @@ def error(status: int, message: str, **extra: Any) -> JSONResponse:
                         if status == 401 else None)
 
 
-def endpoint(handler: Handler, status: int = 200) -> Callable[[Request], Awaitable[Response]]:
+def endpoint(handler: Handler, status: int = 200, *,
+             reads: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """reads: a POST that changes nothing (a question too large for a query string, as
+    POST /api/v1/explain): an auditor's token may call it."""
+
     async def run(request: Request) -> Response:
         raw = await request.body() if request.method in _CHANGES else b""
         return await run_in_threadpool(_authorized, request.app.state.web, request, raw,
-                                       handler, status)
+                                       handler, status, reads)
 
     return run
 
 
 def _authorized(web: Web, request: Request, raw: bytes, handler: Handler,
-                status: int) -> Response:
+                status: int, reads: bool = False) -> Response:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return error(401, "an Authorization: Bearer TOKEN header is required "
@@ -93,7 +97,7 @@ def _authorized(web: Web, request: Request, raw: bytes, handler: Handler,
         response = error(401, "unknown or revoked token")
         response.headers["www-authenticate"] = 'Bearer realm="smimegate", error="invalid_token"'
         return response
-    if request.method in _CHANGES and not actor.may_change():
+    if request.method in _CHANGES and not reads and not actor.may_change():
         return error(403, f"{actor.name}'s token is an auditor's: it may read, not change")
     try:
         body = json.loads(raw) if raw.strip() else None
@@ -218,6 +222,25 @@ def list_crls(call: Call) -> Any:
 
 def list_queue(call: Call) -> Any:
     return views.queue(call.web.store, call.request.query_params.get("status") or None)
+
+
+def explain_message(call: Call) -> Any:
+    """POST /api/v1/explain: ``{"sender", "recipients": [...], "subject", "authorised"}`` in,
+    smimegate.service.explain's answer out. Changes nothing."""
+    body = call.body if isinstance(call.body, dict) else {}
+    sender, rcpts = body.get("sender"), body.get("recipients")
+    subject, authorised = body.get("subject"), body.get("authorised", True)
+    if not isinstance(sender, str):
+        raise InvalidInput('the body must be {"sender": ADDRESS, "recipients": [ADDRESS, ...], '
+                           '"subject": TEXT, "authorised": true|false}', "sender")
+    if not isinstance(rcpts, list) or not all(isinstance(r, str) for r in rcpts):
+        raise InvalidInput("recipients must be a list of addresses", "recipients")
+    if subject is not None and not isinstance(subject, str):
+        raise InvalidInput("subject must be a string or null", "subject")
+    if not isinstance(authorised, bool):
+        raise InvalidInput("authorised must be true or false", "authorised")
+    asked = explain.question(sender, rcpts, subject, authorised)
+    return explain.explain(call.web.store, call.web.config, asked)
 
 
 async def openapi(request: Request) -> Response:

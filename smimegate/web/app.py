@@ -72,6 +72,8 @@ def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> 
         Route("/api/v1/certificates", api.endpoint(api.list_certificates)),
         Route("/api/v1/crls", api.endpoint(api.list_crls)),
         Route("/api/v1/queue", api.endpoint(api.list_queue)),
+        Route("/api/v1/explain", api.endpoint(api.explain_message, reads=True),
+              methods=["POST"]),
         Route("/metrics", metrics.metrics),
         Mount("/static", StaticFiles(packages=[("smimegate.web", "static")]), name="static"),
     ]

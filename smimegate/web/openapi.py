@@ -95,6 +95,17 @@ def document() -> dict[str, Any]:
         "parameters": [{"name": "status", "in": "query", "required": False, "schema": {
             "type": "string", "enum": ["pending", "running", "failed"]}}],
         "responses": _answer({"type": "array", "items": {"type": "object"}}, "items")}}
+    paths["/api/v1/explain"] = {"post": {
+        "summary": "what the milter would do with a message (changes nothing; auditors too)",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["sender", "recipients"], "properties": {
+                "sender": {"type": "string", "maxLength": 320},
+                "recipients": {"type": "array", "items": {"type": "string", "maxLength": 320},
+                               "minItems": 1, "maxItems": 100},
+                "subject": {"type": ["string", "null"], "maxLength": 998},
+                "authorised": {"type": "boolean", "default": True}}}}}},
+        "responses": _answer({"$ref": "#/components/schemas/Explanation"},
+                             "the decision, as `policy explain --json`")}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "smimegate admin API", "version": __version__},
@@ -113,6 +124,9 @@ def document() -> dict[str, Any]:
                     "properties": {"value": {"type": "string"}, "from": {
                         "type": "string",
                         "enum": ["default", "global", "domain", "user", "ldap"]}}}},
+                "Explanation": {"type": "object", "required": [
+                    "sender", "authorised", "direction", "reasons", "subject", "sign",
+                    "sender_policy", "refusal", "recipients", "copies"]},
                 "Certificate": {"type": "object", "required": [
                     "fingerprint", "emails", "subject", "issuer", "serial", "not_before",
                     "not_after", "has_key", "trusted"]},

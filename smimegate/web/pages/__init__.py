@@ -7,7 +7,7 @@ POST and the one mapping of the service's errors to status pages.
 base.py       Web, Page, page(), lists with search / sort / pages, the tab bar
 login.py      sign-in and sign-out
 dashboard.py certificates.py roots.py crls.py ca.py sms.py policy.py (Settings, Domains,
-Users) queues.py logs.py audit.py admins.py account.py   one tab each
+Users) explain.py queues.py logs.py audit.py admins.py account.py   one tab each
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from smimegate.web.pages import (
     certificates,
     crls,
     dashboard,
+    explain,
     login,
     logs,
     policy,
@@ -33,8 +34,8 @@ from smimegate.web.pages.base import Web, templates
 
 ROUTES: list[BaseRoute] = [
     *login.ROUTES, *dashboard.ROUTES, *certificates.ROUTES, *roots.ROUTES, *crls.ROUTES,
-    *ca.ROUTES, *sms.ROUTES, *policy.ROUTES, *queues.ROUTES, *logs.ROUTES, *audit.ROUTES,
-    *admins.ROUTES, *account.ROUTES,
+    *ca.ROUTES, *sms.ROUTES, *policy.ROUTES, *explain.ROUTES, *queues.ROUTES, *logs.ROUTES,
+    *audit.ROUTES, *admins.ROUTES, *account.ROUTES,
 ]
 
 __all__ = ["ROUTES", "Web", "templates"]

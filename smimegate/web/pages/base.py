@@ -38,8 +38,8 @@ PER_PAGE = 50
 TABS: tuple[tuple[str, str], ...] = (
     ("Dashboard", "/dashboard"), ("Certificates", "/certificates"), ("Roots", "/roots"),
     ("CRLs", "/crls"), ("CA", "/ca"), ("SMS", "/sms"), ("Settings", "/settings"),
-    ("Domains", "/domains"), ("Users", "/users"), ("Queues", "/queues"), ("Logs", "/logs"),
-    ("Audit", "/audit"), ("Admins", "/admins"),
+    ("Domains", "/domains"), ("Users", "/users"), ("Explain", "/explain"), ("Queues", "/queues"),
+    ("Logs", "/logs"), ("Audit", "/audit"), ("Admins", "/admins"),
 )
 
 
