@@ -23,10 +23,9 @@ from collections.abc import Iterable
 
 from asn1crypto import crl as acrl
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from smimegate.pki.signing import PrivateKey, SignatureParams
+from smimegate.pki.signing import PrivateKey, SignatureParams, sign_bytes
 
 # RFC 5280 5.3.1 CRLReason ENUMERATED values (7 is unused).
 REASON_CODES: dict[x509.ReasonFlags, int] = {
@@ -101,19 +100,6 @@ def entry_der(serial: int, revoked_at: dt.datetime, reason: x509.ReasonFlags | N
     return _tlv(0x30, body)
 
 
-def _sign(key: PrivateKey, data: bytes, sig: SignatureParams) -> bytes:
-    if isinstance(key, rsa.RSAPrivateKey):
-        # signature_params gives RSA keys a padding and a hash
-        assert sig.rsa_padding is not None and sig.hash is not None
-        return key.sign(data, sig.rsa_padding, sig.hash)
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        assert sig.hash is not None
-        return key.sign(data, ec.ECDSA(sig.hash))
-    if sig.hash is None:  # ML-DSA: pure mode over the TBSCertList (RFC 9881 3)
-        return key.sign(data)
-    raise ValueError(f"unsupported CA key {type(key).__name__}")
-
-
 def assemble(
     template: x509.CertificateRevocationList,
     entries: Iterable[bytes],
@@ -134,5 +120,5 @@ def assemble(
         parts.insert(-1, _tlv(0x30, content))
     tbs_der = _tlv(0x30, b"".join(parts))
     outer = acrl.CertificateList.load(template.public_bytes(Encoding.DER))
-    signature = _tlv(0x03, b"\x00" + _sign(key, tbs_der, sig))  # BIT STRING, no unused bits
+    signature = _tlv(0x03, b"\x00" + sign_bytes(key, tbs_der, sig))  # BIT STRING, no unused bits
     return _tlv(0x30, tbs_der + outer["signature_algorithm"].dump() + signature)

@@ -11,7 +11,8 @@ What every certificate gets (S/MIME BR 7.1.2.3, RFC 8550 4.4):
   entity may assert digitalSignature and nonRepudiation, never an encipherment bit; BR 7.1.2.3 e
   signing-only profile); keyEncipherment alone for ML-KEM, an encryption-only certificate
   (RFC 9936 4: "MUST only contain keyEncipherment"; BR 7.1.2.3 e encryption-only profile);
-- basicConstraints cA FALSE (critical), SKI, AKI (the issuer's key identifier);
+- basicConstraints cA FALSE (critical), SKI (RFC 5280 4.2.1.2 method 1), AKI (the issuer's key
+  identifier);
 - a random serial (64 bits or more of CSPRNG output: BR 7.1, here 158);
 - certificatePolicies with the BR reserved OID of the profile (BR 7.1.6.1);
 - cRLDistributionPoints with the given URLs (BR 7.1.2.3 b).
@@ -27,14 +28,17 @@ profile its subject breaks. (The BR validation duties behind those profiles are 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from smimegate.pki import foreignkey
 from smimegate.pki.ca import BACKDATE, DEFAULT_DAYS, aki_for, random_serial
 from smimegate.pki.signing import (
     EndEntityPublicKey,
@@ -44,6 +48,7 @@ from smimegate.pki.signing import (
     ml_kem_type,
     signature_params,
 )
+from smimegate.smime.mlkem512 import MLKEM512PublicKey
 
 
 class Profile(Enum):
@@ -167,7 +172,6 @@ def issue_certificate(
         x509.CertificateBuilder()
         .subject_name(subject.name())
         .issuer_name(issuer.subject)
-        .public_key(public_key)
         .serial_number(random_serial())
         .not_valid_before(start)
         .not_valid_after(end)
@@ -179,7 +183,7 @@ def issue_certificate(
         .add_extension(
             x509.SubjectAlternativeName([x509.RFC822Name(subject.email)]), critical=False
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(_ski(public_key), critical=False)
         .add_extension(aki_for(issuer), critical=False)
         .add_extension(
             x509.CertificatePolicies(
@@ -202,6 +206,19 @@ def issue_certificate(
             ),
             critical=False,
         )
-    return builder.sign(issuer_key, sig.hash, rsa_padding=sig.rsa_padding)
+    if isinstance(public_key, MLKEM512PublicKey):
+        # cryptography has no ML-KEM-512 key to put into the builder (foreignkey.py).
+        spki = public_key.public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+        return foreignkey.sign_for_spki(builder, spki, issuer_key, sig)
+    return builder.public_key(public_key).sign(issuer_key, sig.hash, rsa_padding=sig.rsa_padding)
+
+
+def _ski(public_key: EndEntityPublicKey) -> x509.SubjectKeyIdentifier:
+    """RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING's bytes, as
+    cryptography's from_public_key computes it for the keys it knows."""
+    if isinstance(public_key, MLKEM512PublicKey):
+        return x509.SubjectKeyIdentifier(hashlib.sha1(public_key.public_bytes_raw()).digest())
+    return x509.SubjectKeyIdentifier.from_public_key(public_key)
 
 

@@ -15,6 +15,8 @@ from typing import TypeAlias
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa, mlkem, padding, rsa
 
+from smimegate.smime.mlkem512 import MLKEM512PrivateKey, MLKEM512PublicKey
+
 MlDsaPrivateKey: TypeAlias = (
     mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey
 )
@@ -22,9 +24,11 @@ MlDsaPublicKey: TypeAlias = mldsa.MLDSA44PublicKey | mldsa.MLDSA65PublicKey | ml
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | MlDsaPrivateKey
 PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | MlDsaPublicKey
 # ML-KEM (FIPS 203) keys only decapsulate: end-entity encryption certificates, never a CA key.
-# cryptography 50 has ML-KEM-768 and -1024, not -512.
-MlKemPrivateKey: TypeAlias = mlkem.MLKEM768PrivateKey | mlkem.MLKEM1024PrivateKey
-MlKemPublicKey: TypeAlias = mlkem.MLKEM768PublicKey | mlkem.MLKEM1024PublicKey
+# cryptography 50 has ML-KEM-768 and -1024; ML-KEM-512 is smimegate.smime.mlkem512 (kyber-py).
+MlKemPrivateKey: TypeAlias = (
+    MLKEM512PrivateKey | mlkem.MLKEM768PrivateKey | mlkem.MLKEM1024PrivateKey
+)
+MlKemPublicKey: TypeAlias = MLKEM512PublicKey | mlkem.MLKEM768PublicKey | mlkem.MLKEM1024PublicKey
 EndEntityKey: TypeAlias = PrivateKey | MlKemPrivateKey
 EndEntityPublicKey: TypeAlias = PublicKey | MlKemPublicKey
 ML_KEM_TYPES: tuple[str, ...] = ("ml-kem-768", "ml-kem-1024")
@@ -38,6 +42,7 @@ _ML_DSA_KEYS: dict[str, type[MlDsaPrivateKey]] = {
     "ml-dsa-87": mldsa.MLDSA87PrivateKey,
 }
 _ML_KEM_CLASSES: dict[str, tuple[type[MlKemPrivateKey], type[MlKemPublicKey]]] = {
+    "ml-kem-512": (MLKEM512PrivateKey, MLKEM512PublicKey),
     "ml-kem-768": (mlkem.MLKEM768PrivateKey, mlkem.MLKEM768PublicKey),
     "ml-kem-1024": (mlkem.MLKEM1024PrivateKey, mlkem.MLKEM1024PublicKey),
 }
@@ -209,3 +214,18 @@ def check_pair(key_type: str, signature_algorithm: str | None) -> str:
             f"signature algorithm {signature_algorithm} does not fit key type {key_type}"
         )
     return signature_algorithm
+
+
+def sign_bytes(key: PrivateKey, data: bytes, sig: SignatureParams) -> bytes:
+    """key's signature over data (a TBSCertificate or TBSCertList we assembled ourselves) as
+    sig says: what cryptography's builders do inside ``sign``."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        # signature_params gives RSA keys a padding and a hash
+        assert sig.rsa_padding is not None and sig.hash is not None
+        return key.sign(data, sig.rsa_padding, sig.hash)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        assert sig.hash is not None
+        return key.sign(data, ec.ECDSA(sig.hash))
+    if sig.hash is None:  # ML-DSA: pure mode over the TBS (RFC 9881 3)
+        return key.sign(data)
+    raise ValueError(f"unsupported CA key {type(key).__name__}")

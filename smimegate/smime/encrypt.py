@@ -3,7 +3,7 @@ AuthEnvelopedData (RFC 5083) with AES-GCM, as RFC 8551 3.3 wraps it.
 
 Each recipient gets a RecipientInfo identified by issuerAndSerialNumber (the most compatible
 form): RSA keys by key transport (PKCS#1 v1.5 by default, or RSA-OAEP SHA-256), EC and X25519
-keys by ephemeral-static key agreement (RFC 5753, RFC 8418), ML-KEM-768/1024 keys by
+keys by ephemeral-static key agreement (RFC 5753, RFC 8418), ML-KEM-512/768/1024 keys by
 KEMRecipientInfo in ``ori`` (RFC 9629, RFC 9936; smimegate.smime.kem).
 """
 
@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, x25519
 
 from smimegate import dn
-from smimegate.smime import bulk, envelope, kem, keyagree, keytrans, mime
+from smimegate.smime import bulk, envelope, kem, keyagree, keytrans, mime, mlkem512
 from smimegate.smime.algorithms import (
     CONTENT_CIPHER_BY_NAME,
     KEY_TRANSPORTS,
@@ -115,7 +115,7 @@ def _as_recipient(value: x509.Certificate | Recipient) -> Recipient:
 def _recipient_info(recipient: Recipient, cek: bytes) -> tuple[bytes, bool]:
     """One RecipientInfo DER, and whether it is a version 0 ktri (RFC 5652 6.1's version)."""
     cert = recipient.certificate
-    public_key = cert.public_key()
+    public_key = mlkem512.certificate_public_key(cert)  # ML-KEM-512 too, which cryptography lacks
     if isinstance(public_key, rsa.RSAPublicKey):
         return keytrans.build_der(issuer_and_serial_der(cert), public_key, cek,
                                   recipient.key_transport), True

@@ -6,16 +6,31 @@ Made with cryptography's builders, so tests of our own CMS code do not depend on
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric import (
+    ec,
+    ed25519,
+    mldsa,
+    mlkem,
+    padding,
+    rsa,
+    x25519,
+)
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 NOW = dt.datetime.now(dt.UTC)
+
+
+class _Spki(core.Sequence):  # type: ignore[misc]
+    # RFC 5280 4.1; asn1crypto's own refuses key OIDs it does not know (ML-KEM among them).
+    _fields = [("algorithm", core.Any), ("public_key", core.OctetBitString)]
 
 
 @dataclass(frozen=True)
@@ -45,7 +60,7 @@ class Identity:
 
 def new_key(kind: str) -> Any:
     """rsa2048 | rsa3072 | ec-p256 | ec-p384 | ed25519 | x25519 | ml-dsa-44 | ml-dsa-65 |
-    ml-dsa-87 | ml-kem-768 | ml-kem-1024."""
+    ml-dsa-87 | ml-kem-512 | ml-kem-768 | ml-kem-1024."""
     if kind.startswith("rsa"):
         return rsa.generate_private_key(public_exponent=65537, key_size=int(kind[3:]))
     if kind == "ec-p256":
@@ -60,6 +75,10 @@ def new_key(kind: str) -> Any:
               "ml-dsa-87": mldsa.MLDSA87PrivateKey}.get(kind)
     if ml_dsa is not None:
         return ml_dsa.generate()
+    if kind == "ml-kem-512":  # cryptography has none: smimegate's kyber-py backed class
+        from smimegate.smime.mlkem512 import MLKEM512PrivateKey
+
+        return MLKEM512PrivateKey.generate()
     if kind == "ml-kem-768":
         return mlkem.MLKEM768PrivateKey.generate()
     if kind == "ml-kem-1024":
@@ -114,8 +133,11 @@ class TestCA:
         eku: bool = True,
         key_usage: x509.KeyUsage | None = None,
         with_ski: bool = True,
+        key: Any = None,
     ) -> Identity:
-        key = new_key(key_kind)
+        """A certificate for a fresh key of key_kind, or for key (of that kind) when given."""
+        if key is None:
+            key = new_key(key_kind)
         public = key.public_key()
         if key_usage is None:
             agreement = key_kind.startswith("ec") or key_kind == "x25519"
@@ -137,7 +159,6 @@ class TestCA:
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, email),
                                      x509.NameAttribute(NameOID.EMAIL_ADDRESS, email)]))
             .issuer_name(self.cert.subject)
-            .public_key(public)
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(start + dt.timedelta(days=days))
@@ -149,13 +170,26 @@ class TestCA:
                 critical=False,
             )
         )
-        if with_ski:
+        spki = public.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+        if with_ski:  # RFC 5280 4.2.1.2 method 1, written out for ML-KEM-512's sake
+            raw = _Spki.load(spki)["public_key"].native
             builder = builder.add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(public), critical=False
-            )
+                x509.SubjectKeyIdentifier(hashlib.sha1(raw).digest()), critical=False)
         if eku:
             builder = builder.add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
             )
-        cert = builder.sign(self.key, _sign_hash(self.key))
+        if key_kind == "ml-kem-512":
+            # cryptography's builder takes no ML-KEM-512 key: the one place the test PKI uses
+            # smimegate's own code (the TBS with the real SubjectPublicKeyInfo put in).
+            from smimegate.pki.foreignkey import sign_for_spki
+            from smimegate.pki.signing import SignatureParams
+
+            hash_ = _sign_hash(self.key)
+            params = SignatureParams("test", hash_, padding.PKCS1v15()
+                                     if isinstance(self.key, rsa.RSAPrivateKey) else None)
+            cert = sign_for_spki(builder, spki, self.key, params)
+        else:
+            cert = builder.public_key(public).sign(self.key, _sign_hash(self.key))
         return Identity(email=email, key=key, cert=cert)

@@ -2,8 +2,8 @@
 one message, both ways, and a second code path (asn1crypto + cryptography primitives only) that
 opens what we write.
 
-Neither the system openssl (3.0) nor anything installable here reads KEMRecipientInfo; the RFC
-9936 example uses ML-KEM-512, which cryptography 50 does not have.
+Neither the system openssl (3.0) nor anything installable here reads KEMRecipientInfo.
+ML-KEM-512 (kyber-py, as cryptography 50 has none) and the RFC 9936 example: test_mlkem512.py.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ implementations of FIPS 203/204, SHA-2, HKDF and AES; it shares no code with smi
 with cryptography or OpenSSL (RSA signers aside, which it checks with node:crypto).
 
 The checker is first held against the published examples: the ML-KEM-512 AuthEnvelopedData of
-RFC 9936 Appendix C (a parameter set cryptography does not have, so smimegate cannot open it
-itself) and the ML-DSA-44 SignedData of RFC 9882 Appendix B. Then it reads our output.
+RFC 9936 Appendix C (smimegate opens it too: tests/unit/smime/test_mlkem512.py) and the
+ML-DSA-44 SignedData of RFC 9882 Appendix B. Then it reads our output, ML-KEM-512 (kyber-py,
+smimegate.smime.mlkem512) as well as ML-KEM-768/1024 (cryptography).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def ca() -> TestCA:
 
 @pytest.fixture(scope="module")
 def people(ca: TestCA) -> dict[str, Identity]:
-    kinds = ("rsa2048", "ml-kem-768", "ml-kem-1024", "ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
+    kinds = ("rsa2048", "ml-kem-512", "ml-kem-768", "ml-kem-1024", "ml-dsa-44", "ml-dsa-65",
+             "ml-dsa-87")
     return {kind: ca.issue("pq@example.test", kind) for kind in kinds}
 
 
@@ -55,8 +57,8 @@ def test_checker_opens_the_rfc9936_example(tmp_path: Path) -> None:
     assert done.returncode == 1 and b"no KEMRecipientInfo opens" in done.stderr
 
 
-def test_smimegate_refuses_ml_kem_512_cleanly(people: dict[str, Identity]) -> None:
-    """cryptography has no ML-KEM-512: the example is one clear refusal, never a crash."""
+def test_smimegate_refuses_the_example_to_another_key(people: dict[str, Identity]) -> None:
+    """Held by none of our keys (an ML-KEM-768 one here): one clear refusal, never a crash."""
     der = unarmor(VECTORS / "rfc9936" / "ML-KEM-512-example.cms.pem")
     kem = people["ml-kem-768"]
     with pytest.raises((Unsupported, NoDecryptionKey)):
@@ -90,9 +92,10 @@ def test_checker_verifies_the_rfc9882_examples(tmp_path: Path, name: str) -> Non
 @pytest.mark.parametrize("cipher", ["aes256-cbc", "aes128-cbc", "aes256-gcm", "aes128-gcm"])
 def test_our_kem_recipient_infos_open_elsewhere(tmp_path: Path, people: dict[str, Identity],
                                                 cipher: str) -> None:
-    der = encrypt.encrypt_der(CONTENT, [people["rsa2048"].cert, people["ml-kem-768"].cert,
-                                        people["ml-kem-1024"].cert], cipher=cipher)
-    for kind in ("ml-kem-768", "ml-kem-1024"):
+    kinds = ("ml-kem-512", "ml-kem-768", "ml-kem-1024")
+    der = encrypt.encrypt_der(CONTENT, [people["rsa2048"].cert,
+                                        *(people[kind].cert for kind in kinds)], cipher=cipher)
+    for kind in kinds:
         assert pqcjs.decrypt(tmp_path, der, people[kind].key) == CONTENT
 
 
