@@ -16,6 +16,10 @@ configuration, so the session asks at every stage and keeps the first non-empty 
 
 The queue id is kept per message (reset at MAIL FROM); the others per connection where the MTA
 sends them per connection ({daemon_name}) and per message where it sends them per message.
+
+At negotiation the session asks for exactly these per stage (``SYMLISTS``, smfi_setsymlist)
+when the MTA offers it (Postfix 2.6+, Sendmail 8.14+); the lists in contrib/ still serve MTAs
+that do not.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+import Milter
 
 QUEUE_ID = "i"
 AUTH_AUTHEN = "{auth_authen}"
@@ -33,6 +39,18 @@ CONNECT_MACROS = (DAEMON_NAME,)
 ENVFROM_MACROS = (QUEUE_ID, AUTH_AUTHEN, DAEMON_NAME)
 ENVRCPT_MACROS = (QUEUE_ID,)
 EOM_MACROS = (QUEUE_ID, AUTH_AUTHEN, DAEMON_NAME)
+
+# What negotiation asks the MTA to send at each stage (smfi_setsymlist; libmilter's SMFIM_*
+# stage numbers as pymilter names them): exactly what the session reads there, so the MTA
+# sends no macro nobody reads (Postfix's defaults are about twenty per message). Stages not
+# listed keep the MTA's own list: HELO and end of headers are not sent at all (session.py),
+# and DATA reads no macro (an empty list cannot be asked for).
+SYMLISTS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (Milter.M_CONNECT, CONNECT_MACROS),
+    (Milter.M_ENVFROM, ENVFROM_MACROS),
+    (Milter.M_ENVRCPT, ENVRCPT_MACROS),
+    (Milter.M_EOM, EOM_MACROS),
+)
 
 GetSymVal = Callable[[str], "str | bytes | None"]
 

@@ -4,11 +4,13 @@ libmilter runs one thread per MTA connection and pymilter makes one ``Session`` 
 (``Milter.factory``). The instance is reused for every message of that connection, so all
 per-message state is reset at MAIL FROM (DESIGN.md "One message").
 
-- connect/helo/envfrom/header/body only collect; they are ``@noreply`` so that the MTA does
-  not wait for them (Postfix then sends a whole header block in one write). End of headers
-  and unknown commands are negotiated away (SMFIP_NOEOH, SMFIP_NOUNKNOWN: pymilter's
-  ``@nocallback`` on Milter.Base, which we do not override), so the MTA does not send them:
-  nothing is decided there, and the queue id arrives with RCPT and end of message anyway. The body is spooled
+- connect/envfrom/header/body only collect; they are ``@noreply`` so that the MTA does
+  not wait for them (Postfix then sends a whole header block in one write). HELO, end of
+  headers and unknown commands are negotiated away (SMFIP_NOHELO, SMFIP_NOEOH,
+  SMFIP_NOUNKNOWN: pymilter's ``@nocallback`` on Milter.Base, which we do not override), so
+  the MTA does not send them: nothing reads the HELO name, nothing is decided there, and the
+  queue id arrives with RCPT and end of message anyway (issue 11 item 2: a callback less per
+  SMTP session). ``negotiate`` asks for only the macros each stage reads (macros.py). The body is spooled
   to a SpooledTemporaryFile that moves to disk past SPOOL_IN_MEMORY, so a 100 MB message is
   not held in memory while it arrives; the gateway decides what the size means.
 - envrcpt asks Gateway.rcpt_check, so that a mandatory-encryption refusal known at RCPT time is
@@ -50,6 +52,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any, Protocol, TypeVar
 
 import Milter
+import milter
 
 from smimegate import log
 from smimegate.config import Config
@@ -275,7 +278,6 @@ class Session(Milter.Base):  # type: ignore[misc]
         self.runtime = runtime
         self._client_addr: str | None = None
         self._client_name: str | None = None
-        self._helo: str | None = None
         self._macros = mac.Macros()
         self._in_transaction = False  # counted in runtime.active
         self._refused_stopping = False  # begun while stopping: refused at RCPT
@@ -328,10 +330,26 @@ class Session(Milter.Base):  # type: ignore[misc]
             recipients=tuple(_bare(r) for r in self._recipients),
             client_addr=self._client_addr,
             client_name=self._client_name,
-            helo=self._helo,
             auth_authen=self._macros.auth_authen,
             daemon_name=self._macros.daemon_name,
         )
+
+    # -- negotiation --------------------------------------------------------------------------
+    def negotiate(self, opts: list[int]) -> int:
+        """Ask the MTA for just the macros each stage reads (macros.SYMLISTS), when it offers
+        SMFIF_SETSYMLIST (Postfix 2.6+, Sendmail 8.14+: smfi_setsymlist, only allowed here);
+        then pymilter's negotiation of the protocol steps (SMFIP_NO*, SMFIP_NR*)."""
+        if opts and opts[0] & Milter.SETSYMLIST:
+            try:
+                for stage, names in mac.SYMLISTS:
+                    # The C call itself: pymilter 1.0.5's Base.setsymlist hands it bytes, which
+                    # it refuses on Python 3 (TypeError, and the connection is dropped).
+                    self._ctx.setsymlist(stage, " ".join(names))
+            except milter.error:
+                # The MTA then sends its own lists; every stage still reads what it needs.
+                _LOG.debug("macro lists not set", exc_info=True)
+        result: int = super().negotiate(opts)
+        return result
 
     # -- collecting callbacks ----------------------------------------------------------------
     @noreply
@@ -343,12 +361,6 @@ class Session(Milter.Base):  # type: ignore[misc]
         if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
             self._client_addr = str(hostaddr[0])
         self._read_macros(mac.CONNECT_MACROS)
-        return CONTINUE
-
-    @noreply
-    @_boundary("helo", replies_allowed=False)
-    def hello(self, heloname: str) -> int:
-        self._helo = heloname or None
         return CONTINUE
 
     @noreply

@@ -9,7 +9,8 @@ Wire format (libmilter ``mfdef.h``, Postfix ``milter8.c``): every packet is a 4-
 length (counting the command byte), one command byte, then the data. Strings are NUL-terminated.
 Replies the MTA waits for depend on what the filter negotiated: an event the filter asked not
 to get (SMFIP_NO*) is not sent (its macros still are, as Postfix does), and an event whose reply
-it waived (SMFIP_NR_*) is sent without waiting.
+it waived (SMFIP_NR_*) is sent without waiting. A stage for which the filter asked for a list
+of macros (SMFIF_SETSYMLIST) gets only those.
 
 ``MilterClient(spec)`` connects to ``inet:PORT@HOST``, ``inet6:PORT@HOST`` or ``unix:/PATH``.
 Like Postfix, the client buffers packets that need no reply and sends them together with the
@@ -125,6 +126,13 @@ _EVENT_FLAGS: dict[bytes, tuple[int, int]] = {
     SMFIC_EOH: (SMFIP_NOEOH, SMFIP_NR_EOH),
     SMFIC_BODY: (SMFIP_NOBODY, SMFIP_NR_BODY),
     SMFIC_UNKNOWN: (SMFIP_NOUNKNOWN, SMFIP_NR_UNKN),
+}
+
+
+# Event -> the macro stage a filter names in its OPTNEG macro lists (libmilter SMFIM_*).
+_EVENT_STAGES: dict[bytes, int] = {
+    SMFIC_CONNECT: 0, SMFIC_HELO: 1, SMFIC_MAIL: 2, SMFIC_RCPT: 3, SMFIC_DATA: 4,
+    SMFIC_BODYEOB: 5, SMFIC_EOH: 6,
 }
 
 
@@ -391,6 +399,12 @@ class MilterClient:
         return self.negotiated.protocol if self.negotiated else 0
 
     def macros(self, event: bytes, macros: Mapping[str, str] | None) -> None:
+        """Send the macros of an event; only those the filter asked for at that stage when it
+        sent a list for it (SMFIF_SETSYMLIST), as Postfix does."""
+        wanted = self.negotiated.symlists.get(_EVENT_STAGES.get(event, -1)) \
+            if self.negotiated else None
+        if macros and wanted is not None:
+            macros = {k: v for k, v in macros.items() if k in wanted}
         if not macros:
             return
         data = event + b"".join(_cstr(k) + _cstr(v) for k, v in macros.items())

@@ -69,12 +69,16 @@ def test_negotiation_offers_noreply_for_collecting_stages(fake_inet: FakeInet) -
     with MilterClient(spec).open() as c:
         neg = c.negotiate()
     assert neg.version == 6
-    for flag in (mc.SMFIP_NR_CONN, mc.SMFIP_NR_HELO, mc.SMFIP_NR_MAIL, mc.SMFIP_NR_HDR,
+    for flag in (mc.SMFIP_NR_CONN, mc.SMFIP_NR_MAIL, mc.SMFIP_NR_HDR,
                  mc.SMFIP_NR_BODY):
         assert neg.protocol & flag, hex(flag)
-    # Steps the milter does not use are not sent at all (issue 11 item 2).
-    for flag in (mc.SMFIP_NOEOH, mc.SMFIP_NOUNKNOWN):
+    # Steps the milter does not use are not sent at all (issue 11 item 2); nothing reads the
+    # HELO name.
+    for flag in (mc.SMFIP_NOHELO, mc.SMFIP_NOEOH, mc.SMFIP_NOUNKNOWN):
         assert neg.protocol & flag, hex(flag)
+    # Only the macros each stage reads (smimegate/milter/macros.py), by SMFIM_* stage.
+    assert neg.symlists == {0: ("{daemon_name}",), 2: ("i", "{auth_authen}", "{daemon_name}"),
+                            3: ("i",), 5: ("i", "{auth_authen}", "{daemon_name}")}
     # RCPT must be answered: mandatory refusals happen there.
     assert not neg.protocol & mc.SMFIP_NR_RCPT
     assert not neg.protocol & mc.SMFIP_NORCPT
@@ -100,7 +104,7 @@ def test_message_with_big_body_headers_and_macros(fake_inet: FakeInet) -> None:
     assert seen.name == "X-Smimegate-Info-Seen"
     for part in ("queue=4XkQ1", "from=alice@inside.test",
                  "rcpts=bob@outside.test,rewrite@outside.test", "auth=alice",
-                 "daemon=ORIGINATING", "client=192.0.2.7", "helo=mx.outside.test",
+                 "daemon=ORIGINATING", "client=192.0.2.7", "helo=None",
                  f"size={len(BIG_BODY)}"):
         assert part in seen.value
     (top,) = eom.of("insheader")
