@@ -39,7 +39,8 @@ def register_issue(cert_sub: Any) -> None:
     p.add_argument("--key-type", choices=ISSUE_KEY_TYPES, default="rsa2048",
                    help="key type of the new key (default rsa2048; ml-dsa-*: signing only, "
                         "ml-kem-*: encryption only; both in a PKCS#12 with the modern "
-                        "profile only)")
+                        "profile only; ml-kem-512 is computed in pure Python, slower than "
+                        "768/1024)")
     p.add_argument("--signature-algorithm", choices=SIGNATURE_ALGORITHMS,
                    help="how the CA signs (default: the usual one for the CA key)")
     p.add_argument("--cn", help="subject common name (default: EMAIL)")

@@ -48,7 +48,7 @@ from smimegate.pki.anchors import CachedAnchors
 from smimegate.pki.crlstore import CrlKeeper
 from smimegate.pki.trustcache import TrustCache
 from smimegate.policy import EffectivePolicy, resolve
-from smimegate.smime import kem, mldsa
+from smimegate.smime import kem, mldsa, mlkem512
 from smimegate.smime.results import Layer, SignerResult
 from smimegate.store.base import Capabilities, InvalidData, PolicyRows, Store
 from smimegate.store.certinfo import cert_info
@@ -547,7 +547,7 @@ class Services:
 def _is_ml_kem(cert: x509.Certificate) -> bool:
     """An ML-KEM certificate (RFC 9936); one whose key cryptography cannot load is not."""
     try:
-        return isinstance(cert.public_key(), kem.PublicKey)
+        return isinstance(mlkem512.certificate_public_key(cert), kem.PublicKey)
     except (ValueError, UnsupportedAlgorithm):
         return False
 

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 
 from smimegate import dn
 from smimegate.pki import pfxread
+from smimegate.smime import mlkem512
 
 
 class CertFileError(Exception):
@@ -108,9 +109,9 @@ def _public_der(key: Any) -> bytes:
 
 
 def _cert_public_der(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(
+    return bytes(mlkem512.certificate_public_key(cert).public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    ))
 
 
 def pair_keys(
@@ -245,7 +246,7 @@ def _read_pem(data: bytes, path: str) -> CertFile:
                 bundle = True
                 items.add_pkcs7(der, path)
             elif label in _KEY_LABELS:
-                keys.append(serialization.load_der_private_key(_pkcs8(label, der), None))
+                keys.append(mlkem512.load_der_private_key(_pkcs8(label, der), None))
             elif label == b"ENCRYPTED PRIVATE KEY":
                 raise CertFileError(
                     f"{path}: encrypted PEM private keys are not read; import a PKCS#12 file "

@@ -28,9 +28,11 @@ from asn1crypto import algos
 from asn1crypto import pkcs12 as apkcs12
 from cryptography import x509
 from cryptography.hazmat.decrepit.ciphers.algorithms import RC2, TripleDES
-from cryptography.hazmat.primitives import padding, serialization
+from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from cryptography.hazmat.primitives.ciphers.algorithms import AES
+
+from smimegate.smime import mlkem512
 
 
 class Pkcs12Error(ValueError):
@@ -228,9 +230,9 @@ def _read_bag(
     if kind == "pkcs8_shrouded_key_bag":
         pkcs8 = _decrypt(value["encryption_algorithm"], password,
                          value["encrypted_data"].native)
-        keys.append(serialization.load_der_private_key(pkcs8, None))
+        keys.append(mlkem512.load_der_private_key(pkcs8, None))
     elif kind == "key_bag":
-        keys.append(serialization.load_der_private_key(value.dump(), None))
+        keys.append(mlkem512.load_der_private_key(value.dump(), None))
     elif kind == "cert_bag":
         if value["cert_id"].native == "x509":
             certs.append(x509.load_der_x509_certificate(value["cert_value"].parsed.dump()))

@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from smimegate.pki import pfxwrite
 from smimegate.pki.signing import EndEntityKey, key_type_of
+from smimegate.smime import mlkem512
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def make_pkcs12(
     if not password:
         raise ValueError("PKCS#12 password: must not be empty")
     prof = profile(profile_name)
-    if cert.public_key() != key.public_key():
+    if mlkem512.certificate_public_key(cert) != key.public_key():
         raise ValueError("PKCS#12: the private key does not belong to the certificate")
     name = (friendly_name or "").encode("utf-8") or None
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):

@@ -31,7 +31,7 @@ MlKemPrivateKey: TypeAlias = (
 MlKemPublicKey: TypeAlias = MLKEM512PublicKey | mlkem.MLKEM768PublicKey | mlkem.MLKEM1024PublicKey
 EndEntityKey: TypeAlias = PrivateKey | MlKemPrivateKey
 EndEntityPublicKey: TypeAlias = PublicKey | MlKemPublicKey
-ML_KEM_TYPES: tuple[str, ...] = ("ml-kem-768", "ml-kem-1024")
+ML_KEM_TYPES: tuple[str, ...] = ("ml-kem-512", "ml-kem-768", "ml-kem-1024")
 
 # ML-DSA parameter sets of FIPS 204 by the names RFC 9881 uses; each names a key type and the
 # signature algorithm of such a key.

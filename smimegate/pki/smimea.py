@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from smimegate.smime import mlkem512
+
 __all__ = [
     "MATCHING_TYPES", "SELECTORS", "USAGES", "SmimeaError", "SmimeaRecord",
     "association_data", "owner_name", "record_matches", "zone_line",
@@ -82,8 +84,8 @@ def association_data(cert: x509.Certificate, selector: int, matching: int) -> by
     if selector == 0:
         selected = cert.public_bytes(Encoding.DER)
     else:
-        selected = cert.public_key().public_bytes(Encoding.DER,
-                                                  PublicFormat.SubjectPublicKeyInfo)
+        selected = mlkem512.certificate_public_key(cert).public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     if matching == 1:
         return hashlib.sha256(selected).digest()
     if matching == 2:

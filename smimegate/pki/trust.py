@@ -77,6 +77,7 @@ from smimegate.pki.revocation import (
     link_status,
     revoked_text,
 )
+from smimegate.smime import mlkem512
 from smimegate.smime.cms import parsed_der
 from smimegate.smime.results import Layer, SignerResult
 
@@ -302,7 +303,7 @@ def _extension_problem(cert: x509.Certificate) -> str | None:
 def _usage_problem(cert: x509.Certificate, purpose: Purpose) -> str | None:
     """Why cert's key, key usage or EKU do not fit purpose, or None (RFC 8550 4.4)."""
     try:
-        key = cert.public_key()
+        key = mlkem512.certificate_public_key(cert)
     except (UnsupportedAlgorithm, ValueError):
         return "unsupported public key algorithm"
     by_oid = {ext.oid: ext.value for ext in cert.extensions}
@@ -316,7 +317,8 @@ def _usage_problem(cert: x509.Certificate, purpose: Purpose) -> str | None:
         elif isinstance(key, ec.EllipticCurvePublicKey | x25519.X25519PublicKey
                         | x448.X448PublicKey):
             allowed = key_usage is None or key_usage.key_agreement
-        elif isinstance(key, mlkem.MLKEM768PublicKey | mlkem.MLKEM1024PublicKey):
+        elif isinstance(key, mlkem512.MLKEM512PublicKey | mlkem.MLKEM768PublicKey
+                        | mlkem.MLKEM1024PublicKey):
             # RFC 9936 4: ML-KEM certificates assert keyEncipherment only (KEMRecipientInfo).
             allowed = key_usage is None or key_usage.key_encipherment
         else:

@@ -296,6 +296,22 @@ def load_der_private_key(der: bytes, password: bytes | None = None, **kwargs: An
         raise ValueError(f"ML-KEM-512 private key: malformed ({exc})") from None
 
 
+def load_pem_private_key(data: bytes, password: bytes | None = None, **kwargs: Any) -> Any:
+    """serialization.load_pem_private_key with ML-KEM-512 too (its first PRIVATE KEY block).
+    Raises UnsupportedAlgorithm, ValueError or TypeError as cryptography does."""
+    try:
+        return serialization.load_pem_private_key(data, password, **kwargs)
+    except UnsupportedAlgorithm:
+        if password is not None:
+            raise
+        from asn1crypto import pem  # noqa: PLC0415 - rarely used
+
+        for label, _, der in pem.unarmor(data, multiple=True):
+            if label == "PRIVATE KEY":
+                return load_der_private_key(bytes(der))
+        raise
+
+
 def is_key(key: object) -> bool:
     """An ML-KEM-512 public or private key of this module."""
     return isinstance(key, MLKEM512PublicKey | MLKEM512PrivateKey)

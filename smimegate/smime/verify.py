@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
 
 from smimegate.smime import algorithms as alg
-from smimegate.smime import mime, mldsa
+from smimegate.smime import mime, mldsa, mlkem512
 from smimegate.smime.cms import (
     guard,
     identifier_to_cert_id,
@@ -504,7 +504,7 @@ def _load_certificate(der: bytes) -> x509.Certificate:
     cert = to_crypto(ax509.Certificate.load(der))  # parsed_der of it is der itself
     # cryptography loads lazily; a key it cannot use (e.g. DSA parameters inherited from the
     # issuer, RFC 3279 2.3.2) only fails here.
-    cert.public_key()
+    mlkem512.certificate_public_key(cert)  # an ML-KEM-512 encryption certificate is harvested too
     return cert
 
 

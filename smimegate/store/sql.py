@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from smimegate.smime import mlkem512
 from smimegate.store import migrations
 from smimegate.store.base import (
     Capabilities,
@@ -462,7 +463,7 @@ class SqlStore:
                 (email, info.fingerprint),
             )
         if key is not None:
-            pub = x509.load_der_x509_certificate(info.der).public_key()
+            pub = mlkem512.certificate_public_key(x509.load_der_x509_certificate(info.der))
             if _public_der(key.public_key()) != _public_der(pub):
                 raise InvalidData(
                     f"the private key does not belong to certificate {info.fingerprint}"
@@ -560,8 +561,8 @@ class SqlStore:
         # inbound message cost (bench/gateway_bench.py). It is safe to skip here: the key was a
         # loaded or generated key object when add_certificate serialized it, and AES-GCM under
         # the master key (with the fingerprint as AAD) proves these are exactly those bytes.
-        return serialization.load_der_private_key(pkcs8, password=None,
-                                                  unsafe_skip_rsa_key_validation=True)
+        return mlkem512.load_der_private_key(pkcs8, password=None,
+                                             unsafe_skip_rsa_key_validation=True)
 
     def get_private_key(self, fingerprint: str) -> Any:
         fp = fingerprint.lower()

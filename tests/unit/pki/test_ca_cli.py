@@ -492,15 +492,17 @@ def test_ml_dsa_ca_and_signing_certificates(cli: Cli, store: SqlStore, tmp_path:
 
 
 def test_ml_kem_encryption_certificates(cli: Cli, store: SqlStore, tmp_path: Path) -> None:
-    """cert issue --key-type ml-kem-768|1024: keyUsage keyEncipherment only (RFC 9936 4), the
-    key in escrow opens a KEMRecipientInfo message through `message inspect`; never a CA key;
-    in a PKCS#12 (modern profile)."""
-    from asn1crypto import keys as akeys
-
+    """cert issue --key-type ml-kem-512|768|1024: keyUsage keyEncipherment only (RFC 9936 4),
+    signed by the CA, the key in escrow opens a KEMRecipientInfo message through `message
+    inspect`; never a CA key; in a PKCS#12 (modern profile). ML-KEM-512, which cryptography's
+    builder cannot take (smimegate.pki.foreignkey), is read by cryptography and openssl too."""
     from smimegate.smime.encrypt import encrypt
+    from smimegate.smime.mlkem512 import certificate_public_key
 
     create_ca(cli)
-    oids = {"ml-kem-768": "2.16.840.1.101.3.4.4.2", "ml-kem-1024": "2.16.840.1.101.3.4.4.3"}
+    ca = authority.load_ca(store, None)
+    oids = {"ml-kem-512": "2.16.840.1.101.3.4.4.1", "ml-kem-768": "2.16.840.1.101.3.4.4.2",
+            "ml-kem-1024": "2.16.840.1.101.3.4.4.3"}
     for key_type, oid in oids.items():
         rc, out, err = cli("cert", "issue", f"{key_type}@example.org", "--key-type", key_type)
         assert rc == 0, err
@@ -511,9 +513,20 @@ def test_ml_kem_encryption_certificates(cli: Cli, store: SqlStore, tmp_path: Pat
         assert usage.key_encipherment
         assert not (usage.digital_signature or usage.content_commitment or usage.key_agreement
                     or usage.data_encipherment)
-        spki = akeys.PublicKeyInfo.load(cert.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
-        assert spki["algorithm"]["algorithm"].dotted == oid
+        assert cert.public_key_algorithm_oid.dotted_string == oid
+        cert.verify_directly_issued_by(ca.intermediate)
+        # Escrowed wrapped like every key: the stored bytes are not the PKCS#8.
+        key = store.get_private_key(match.group(1))
+        pkcs8 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+        with store._db.connection() as cur:
+            wrapped = bytes(cur.one("SELECT wrapped FROM private_keys WHERE fingerprint = ?",
+                                    (match.group(1),))[0])
+        assert pkcs8[-64:] not in wrapped and len(wrapped) > len(pkcs8)
+        pem_path = tmp_path / f"{key_type}.crt"
+        pem_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        text = openssl("x509", "-in", pem_path, "-noout", "-text").stdout
+        assert "Public Key Algorithm: " + oid in text and "Key Encipherment" in text
         message = tmp_path / f"{key_type}.eml"
         message.write_bytes(b"Subject: pq\r\n" + encrypt(
             b"Content-Type: text/plain\r\n\r\nsecret\r\n", [cert], cipher="aes256-gcm"))
@@ -523,11 +536,15 @@ def test_ml_kem_encryption_certificates(cli: Cli, store: SqlStore, tmp_path: Pat
         assert report["error"] is None and report["layers"][0]["decrypted"] is True
         assert report["layers"][0]["recipients"][0]["key_encryption_oid"] == oid
 
-    rc, _, err = cli("cert", "issue", "p12@example.org", "--key-type", "ml-kem-768",
-                     "--pfx-out", str(tmp_path / "x.p12"), "--password", "pw")
-    assert rc == 0, err
-    [kem_key] = load_pfx((tmp_path / "x.p12").read_bytes(), "pw").keys
-    assert type(kem_key).__name__ == "MLKEM768PrivateKey"
+    for key_type, kind in (("ml-kem-768", "MLKEM768"), ("ml-kem-512", "MLKEM512")):
+        out_path = tmp_path / f"{key_type}.p12"
+        rc, _, err = cli("cert", "issue", f"p12-{key_type}@example.org", "--key-type", key_type,
+                         "--pfx-out", str(out_path), "--password", "pw")
+        assert rc == 0, err
+        pfx = load_pfx(out_path.read_bytes(), "pw")
+        [kem_key] = pfx.keys
+        assert type(kem_key).__name__ == f"{kind}PrivateKey"
+        assert certificate_public_key(pfx.certificates[0]) == kem_key.public_key()
     rc, _, err = cli("ca", "create", "--root-cn", "R", "--intermediate-cn", "K",
                      "--key-type", "ml-kem-768")
     assert rc == 2 and "invalid choice" in err

@@ -4,6 +4,7 @@ S/MIME purposes accept them."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,33 @@ def test_rsa_certificate_extensions() -> None:
     assert cert.issuer == ca_pair().intermediate.subject
     cert.verify_directly_issued_by(ca_pair().intermediate)
     assert 2**63 <= cert.serial_number < 2**159
+
+
+@pytest.mark.parametrize(("ca_type", "algorithm"), [("rsa2048", "sha256-rsa-pss"),
+                                                    ("ec-p384", None), ("ml-dsa-65", None)])
+def test_ml_kem_512_certificate_from_any_ca(ca_type: str, algorithm: str | None) -> None:
+    """cryptography's builder takes no ML-KEM-512 key (smimegate.pki.foreignkey): the same
+    extensions as any end entity, the real SPKI, a signature the CA's key made over exactly
+    that TBS (checked by cryptography for each kind of CA key)."""
+    from smimegate.smime.mlkem512 import OID, MLKEM512PrivateKey, certificate_public_key
+
+    key = MLKEM512PrivateKey.generate()
+    pair = ca_pair(ca_type)
+    request = IssueRequest(Subject(EMAIL), signature_algorithm=algorithm,
+                           crl_urls=("http://crl.example.com/ca.crl",))
+    cert = issue_certificate(request, key.public_key(), pair.intermediate, pair.intermediate_key)
+    cert = x509.load_der_x509_certificate(cert.public_bytes(serialization.Encoding.DER))
+    cert.verify_directly_issued_by(pair.intermediate)
+    assert cert.public_key_algorithm_oid.dotted_string == OID
+    assert certificate_public_key(cert) == key.public_key()
+    ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert ku.key_encipherment and not (ku.digital_signature or ku.key_agreement)
+    ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    assert ski == hashlib.sha1(key.public_key().public_bytes_raw()).digest()
+    reference = issue("rsa2048", ca_type, signature_algorithm=algorithm,
+                      crl_urls=("http://crl.example.com/ca.crl",))
+    assert [e.oid for e in cert.extensions] == [e.oid for e in reference.extensions]
+    assert cert.signature_algorithm_oid == reference.signature_algorithm_oid
 
 
 def test_ec_certificate_uses_key_agreement() -> None:

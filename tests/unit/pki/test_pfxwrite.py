@@ -33,8 +33,8 @@ def ca() -> TestCA:
     return TestCA()
 
 
-@pytest.mark.parametrize("kind", ["ml-dsa-44", "ml-dsa-65", "ml-dsa-87", "ml-kem-768",
-                                  "ml-kem-1024"])
+@pytest.mark.parametrize("kind", ["ml-dsa-44", "ml-dsa-65", "ml-dsa-87", "ml-kem-512",
+                                  "ml-kem-768", "ml-kem-1024"])
 def test_round_trip_through_our_reader(ca: TestCA, kind: str) -> None:
     person = ca.issue("pq@example.test", kind)
     der = write_pkcs12(pkcs8(person.key), person.cert, [ca.cert], "pässword",

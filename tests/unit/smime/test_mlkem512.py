@@ -136,3 +136,12 @@ def test_we_write_ml_kem_512_beside_rsa(ca: TestCA, cipher: str) -> None:
                                  [(ident.cert, ident.key)])
         assert content == CONTENT
         assert {r.key_encryption_oid for r in layer.recipients} == {OID, "1.2.840.113549.1.1.1"}
+
+
+def test_trust_takes_ml_kem_512_certificates_for_encryption_only(ca: TestCA) -> None:
+    from smimegate.pki import trust
+
+    anchors = trust.TrustAnchors(roots=(ca.cert,))
+    cert = ca.issue("k@example.com", "ml-kem-512").cert
+    assert trust.check(cert, anchors, purpose="encrypt").trusted
+    assert trust.check(cert, anchors, purpose="sign").reason == "key type cannot sign"
