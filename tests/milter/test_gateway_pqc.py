@@ -7,6 +7,8 @@ parallel on request); with only, ML-KEM and ML-DSA alone, and a recipient withou
 certificate has no usable certificate. The system openssl (3.0, no ML-KEM/ML-DSA) is the
 classic client: it must still decrypt and verify what prefer writes in the default arrangement.
 Inbound: our milter reads both signers (and the countersignature) and reports each one.
+ML-KEM-512 (kyber-py, as cryptography has none) goes through the same paths: pat has such a
+certificate outside, ivy such a key inside.
 """
 
 from __future__ import annotations
@@ -37,9 +39,13 @@ from tests.milter.gateway_support import (
 ALICE, BOB = "alice@internal.test", "bob@internal.test"
 CAROL, DAVE, MAND = "carol@external.test", "dave@external.test", "mand@external.test"
 QUINN = "quinn@external.test"  # an ML-KEM certificate and nothing else
+PAT = "pat@external.test"  # an ML-KEM-512 certificate and nothing else
+IVY = "ivy@internal.test"  # internal, an ML-KEM-512 key and nothing else
 P = "X-Smimegate-Info-"
 OUTSIDE = "198.51.100.7"
+ML_KEM_512 = "2.16.840.1.101.3.4.4.1"
 ML_KEM_768 = "2.16.840.1.101.3.4.4.2"
+ORI_KEM = "1.2.840.113549.1.9.16.13.3"
 RSA = "1.2.840.113549.1.1.1"
 
 
@@ -56,6 +62,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     # bob (internal) also holds an ML-KEM key, for the inbound direction.
     w.ids["bob-kem"] = w.ca.issue(BOB, "ml-kem-768")
     w.store.add_certificate(w.ids["bob-kem"].cert, key=w.ids["bob-kem"].key)
+    w.ids["pat-kem"] = w.ca.issue(PAT, "ml-kem-512")
+    w.store.add_certificate(w.ids["pat-kem"].cert)
+    w.ids["ivy-kem"] = w.ca.issue(IVY, "ml-kem-512")
+    w.store.add_user(IVY)
+    w.store.add_certificate(w.ids["ivy-kem"].cert, key=w.ids["ivy-kem"].key)
     (w.root / "ca.pem").write_bytes(w.ca.cert_pem())
     return w
 
@@ -318,3 +329,50 @@ def test_classic_recipients_get_a_copy_without_ml_kem(world: World, pqc) -> None
     kept, other = recipient_infos(message), recipient_infos(copy.message)
     assert sorted([kept, other]) == sorted([
         [("ktri", RSA)], sorted([("ktri", RSA), ("ori", "1.2.840.113549.1.9.16.13.3")])])
+
+
+def kem_oids(message: bytes) -> list[str]:
+    """The KEM algorithm OID of each KEMRecipientInfo (RFC 9629 3) of an encrypted message."""
+    from smimegate.smime import kem
+
+    der = mime.decode_smime_body(mime.parse_entity(message))
+    infos = acms.ContentInfo.load(der)["content"]["recipient_infos"]
+    return [kemri["kem"]["algorithm"].dotted for ri in infos
+            if (kemri := kem.parse(ri)) is not None]
+
+
+@pytest.mark.parametrize("setting", ["prefer", "only"])
+def test_ml_kem_512_recipient_outbound(world: World, pqc, setting: str,  # type: ignore[no-untyped-def]
+                                       tmp_path: Path) -> None:
+    """pat holds an ML-KEM-512 certificate alone: prefer and only both encrypt to it with a
+    KEMRecipientInfo, which pat's key and the independent reader (tests/interop/pqc-js) open."""
+    from tests.helpers import pqcjs
+
+    pqc(pqc=setting)
+    outcome, message = run(world, ALICE, PAT)
+    assert outcome.reply.kind == "continue" and "kem_certs=1" in outcome.log_line
+    assert recipient_infos(message) == [("ori", ORI_KEM)]
+    assert kem_oids(message) == [ML_KEM_512]
+    pat = world.ids["pat-kem"]
+    opened = unwrap(message, [(pat.cert, pat.key)])
+    assert opened.error is None and b"Hello there." in opened.content
+    der = mime.decode_smime_body(mime.parse_entity(message))
+    assert b"Hello there." in pqcjs.decrypt(tmp_path, der, pat.key)
+    # never: the ML-KEM-512 certificate is not used, so pat has no usable certificate.
+    pqc(pqc="never")
+    outcome, message = run(world, ALICE, PAT)
+    assert "action=sign " in outcome.log_line and b"pkcs7-mime" not in message
+
+
+def test_inbound_decrypts_with_our_ml_kem_512_key(world: World) -> None:
+    from smimegate.smime import encrypt as smime_encrypt
+
+    entity = b"Content-Type: text/plain\r\n\r\nSmall quantum hello.\r\n"
+    encrypted = smime_encrypt.encrypt(entity, [world.ids["ivy-kem"].cert], cipher="aes128-gcm")
+    raw = (b"From: frank@external.test\r\nTo: ivy@internal.test\r\nSubject: pq\r\n"
+           b"MIME-Version: 1.0\r\n" + encrypted)
+    outcome, headers = deliver(world, raw, IVY)
+    got = ours(headers)
+    assert got["Encryption-Recipient-0-0"].rsplit("/", 1)[1] == ML_KEM_512
+    assert "action=decrypt" in outcome.log_line
+    assert outcome.new_body is not None and b"Small quantum hello." in outcome.new_body
