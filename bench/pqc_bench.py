@@ -5,6 +5,8 @@
 For a 10 KB MIME entity, three set-ups, each as the gateway does it (smimegate.smime recipes):
   - rsa:    RSA-2048 signer, RSA-2048 recipient (PKCS#1 v1.5), AES-256-CBC (today's default)
   - pq:     ML-DSA-65 signer (RFC 9882), ML-KEM-768 recipient (RFC 9629 / RFC 9936)
+  - pq-512: the same with an ML-KEM-512 recipient, which is pure Python (kyber-py, as
+            cryptography has no ML-KEM-512): the difference to pq is that backend's cost
   - both:   ML-DSA-65 signer, encrypted to an RSA-2048 and an ML-KEM-768 recipient in one
             message (a recipient holding both certificates); opened with the ML-KEM key
   - prefer: what pqc = prefer writes for a sender and a recipient holding both kinds: RSA-2048
@@ -56,13 +58,14 @@ def main() -> None:
     budget = 0.3 if args.quick else 2.0
     ca = TestCA()
     ids = {kind: ca.issue(f"{kind}@example.test", kind)
-           for kind in ("rsa2048", "ml-dsa-65", "ml-kem-768")}
+           for kind in ("rsa2048", "ml-dsa-65", "ml-kem-512", "ml-kem-768")}
     entity = entity_of(10 * 1024)
     both_keys = [ids["rsa2048"], ids["ml-dsa-65"]]
     setups: dict[str, tuple[list[Identity], list[Identity], Identity, Arrangement | None]] = {
         # name: (signers, recipients, the recipient whose key opens it, arrangement)
         "rsa": ([ids["rsa2048"]], [ids["rsa2048"]], ids["rsa2048"], None),
         "pq": ([ids["ml-dsa-65"]], [ids["ml-kem-768"]], ids["ml-kem-768"], None),
+        "pq-512": ([ids["ml-dsa-65"]], [ids["ml-kem-512"]], ids["ml-kem-512"], None),
         "both": ([ids["ml-dsa-65"]], [ids["rsa2048"], ids["ml-kem-768"]], ids["ml-kem-768"],
                  None),
         "prefer": (both_keys, [ids["rsa2048"], ids["ml-kem-768"]], ids["ml-kem-768"],
