@@ -41,3 +41,8 @@ def entries(store: Store, *, limit: int = 100, offset: int = 0,
             search: str = "") -> list[AuditEntry]:
     """The newest entries first. Raises StoreError."""
     return accounts_of(store).audit(limit=limit, offset=offset, search=search)
+
+
+def count(store: Store, search: str = "") -> int:
+    """How many entries entries() pages through for this search. Raises StoreError."""
+    return accounts_of(store).audit_count(search)

@@ -10,7 +10,7 @@ from smimegate.pki import authority
 from smimegate.pki.errors import PkiError
 from smimegate.service import audit
 from smimegate.service.actor import Actor
-from smimegate.service.errors import InvalidInput, OperationFailed
+from smimegate.service.errors import InvalidInput, Missing, OperationFailed
 from smimegate.store import Store
 from smimegate.store.certinfo import cert_info
 
@@ -99,7 +99,10 @@ def listing(store: Store) -> list[dict[str, Any]]:
 
 
 def export_chain(store: Store, name: str | None) -> bytes:
-    """The chain (intermediate, root) as PEM; never a key. Raises OperationFailed."""
+    """The chain (intermediate, root) as PEM; never a key. Raises Missing (no CA of that
+    name), OperationFailed."""
+    if name and name not in {r.name for r in store.list_cas()}:
+        raise Missing(f"no CA named {name!r} (see `smimegate ca list`)")
     try:
         return authority.load_ca(store, name or None).chain_pem()
     except PkiError as exc:

@@ -111,6 +111,12 @@ def listing(store: Store, email: str | None = None,
     return [describe(r, anchors) for r in store.list_certificates(wanted)]
 
 
+# What a listing can be searched in and sorted by (smimegate.service.paging).
+SEARCH_KEYS = ("emails", "subject", "issuer", "serial", "fingerprint", "trust_info", "source")
+SORT_KEYS = ("emails", "subject", "issuer", "serial", "not_before", "not_after", "fingerprint",
+             "trusted", "has_key", "source")
+
+
 def record_of(store: Store, text: str) -> CertificateRecord:
     """The certificate a fingerprint (or unique prefix) names. Raises InvalidInput,
     OperationFailed."""
@@ -120,6 +126,19 @@ def record_of(store: Store, text: str) -> CertificateRecord:
 def show(store: Store, text: str, revocation_mode: str | None = None) -> dict[str, Any]:
     """As ``cert show --json``."""
     return describe(record_of(store, text), anchors_of(store, revocation_mode))
+
+
+def detail(store: Store, text: str, revocation_mode: str | None = None) -> dict[str, Any]:
+    """As ``cert show --json``, plus ``path``: the stored issuer chain above it, nearest
+    first, each as subject, fingerprint and whether it is a trusted root (the Certificates
+    tab's detail page shows the same chain). Raises InvalidInput, Missing."""
+    record = record_of(store, text)
+    item = describe(record, anchors_of(store, revocation_mode))
+    roots = {r.fingerprint for r in store.list_roots()}
+    chain = [cert_info(c) for c in issuer_chain(store, record.certificate())]
+    item["path"] = [{"subject": info.subject, "fingerprint": info.fingerprint,
+                     "trusted_root": info.fingerprint in roots} for info in chain]
+    return item
 
 
 def issuer_chain(store: Store, cert: x509.Certificate) -> list[x509.Certificate]:
@@ -473,3 +492,33 @@ def revoke(store: Store, actor: Actor, serial: int, *, ca: str | None = None,
     audit.record(store, actor, "cert.revoke", f"{serial:X}",
                  f"CA {ca or 'default'}" + (f" reason {reason}" if reason else ""))
     return record
+
+
+def issuing_ca(store: Store, record: CertificateRecord) -> str:
+    """The name of the built-in CA whose intermediate signed the stored certificate. Raises
+    OperationFailed when none did (a certificate from elsewhere is revoked by its own CA)."""
+    from smimegate.pki import authority
+
+    cert = record.certificate()
+    for ca_record in store.list_cas():
+        intermediate = authority.load_ca(store, ca_record.name).intermediate
+        if cert.issuer == intermediate.subject and _issued_by(cert, intermediate):
+            return ca_record.name
+    raise OperationFailed(f"certificate {record.fingerprint} was not issued by a built-in CA: "
+                          "only its own CA can revoke it")
+
+
+@audit.atomic
+def revoke_stored(store: Store, actor: Actor, text: str, *, reason: str | None = None,
+                  next_update_days: int | None = None) -> tuple[CertificateRecord, str, CrlRecord]:
+    """revoke() for a stored certificate named by its fingerprint, with the built-in CA that
+    issued it: (the certificate, the CA's name, the new CRL), with its audit row in one
+    transaction. Raises InvalidInput, Missing, Forbidden, OperationFailed."""
+    from smimegate.store.certinfo import parse_serial
+
+    actor.require_change()
+    record = record_of(store, text)
+    ca = issuing_ca(store, record)
+    crl = revoke(store, actor, parse_serial(record.serial), ca=ca, reason=reason,
+                 next_update_days=next_update_days)
+    return record, ca, crl

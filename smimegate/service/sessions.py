@@ -112,13 +112,29 @@ def reauthenticate(store: Store, session: Session, password: str, code: str, add
     """Check the session admin's password (and TOTP code if enrolled) again and stamp the
     session. Failures count as failed sign-ins (throttled the same way). Raises Throttled,
     InvalidInput (field "reauth_password"), StoreError."""
-    _throttle(store, session.admin, address, limits)
-    admin = admin_accounts.check_credentials(store, session.admin, password)
-    if admin is None or not totp.check(store, admin.name, code):
-        _failed(store, session.admin, address)
-        raise InvalidInput("wrong password or code", "reauth_password")
+    _check_again(store, session.admin, password, code, address, limits)
     accounts_of(store).set_reauth(session.digest, now())
     audit.record(store, actor_of(session, address), "session.reauth", session.admin)
+
+
+def reauthenticate_token(store: Store, actor: Actor, password: str, code: str,
+                         limits: Limits) -> None:
+    """An API token's re-authentication: the password (and TOTP code) of the token's account
+    given in the request that exports a key or creates a CA, checked like a session's
+    (throttled, failures counted) and recorded. A token has no session to stamp, so every
+    such request carries them: a stolen token alone never yields a private key.
+    Raises Throttled, InvalidInput (field "reauth_password"), StoreError."""
+    _check_again(store, actor.name, password, code, actor.address, limits)
+    audit.record(store, actor, "session.reauth", actor.name, "api token")
+
+
+def _check_again(store: Store, name: str, password: str, code: str, address: str,
+                 limits: Limits) -> None:
+    _throttle(store, name, address, limits)
+    admin = admin_accounts.check_credentials(store, name, password)
+    if admin is None or not totp.check(store, admin.name, code):
+        _failed(store, name, address)
+        raise InvalidInput("wrong password or code", "reauth_password")
 
 
 def sign_out(store: Store, session_id: str) -> None:

@@ -314,13 +314,7 @@ class AccountStore:
 
     def audit(self, *, limit: int = 100, offset: int = 0, search: str = "") -> list[AuditEntry]:
         """Entries newest first; search: a substring of actor, action, target or detail."""
-        where, params = "", []
-        if search:
-            like = "LIKE ? ESCAPE '!'"
-            where = (f" WHERE LOWER(actor) {like} OR LOWER(action) {like} OR LOWER(target) {like}"
-                     f" OR LOWER(detail) {like} OR address {like}")
-            escaped = search.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
-            params = [f"%{escaped}%"] * 5
+        where, params = _audit_search(search)
         with self._db.connection() as cur:
             rows = cur.all(
                 "SELECT id, at, actor, role, via, address, action, target, detail FROM audit_log"
@@ -328,3 +322,21 @@ class AccountStore:
                 (*params, limit, offset),
             )
         return [AuditEntry(int(r[0]), int(r[1]), *r[2:]) for r in rows]
+
+    def audit_count(self, search: str = "") -> int:
+        """How many entries audit() pages through for this search."""
+        where, params = _audit_search(search)
+        with self._db.connection() as cur:
+            row = cur.one(f"SELECT COUNT(*) FROM audit_log{where}", tuple(params))
+        return int(row[0]) if row else 0
+
+
+def _audit_search(search: str) -> tuple[str, list[str]]:
+    """The WHERE clause and parameters of an audit-log search (substring, any case)."""
+    if not search:
+        return "", []
+    like = "LIKE ? ESCAPE '!'"
+    where = (f" WHERE LOWER(actor) {like} OR LOWER(action) {like} OR LOWER(target) {like}"
+             f" OR LOWER(detail) {like} OR address {like}")
+    escaped = search.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return where, [f"%{escaped}%"] * 5

@@ -4,14 +4,22 @@
 document: none or a malformed header is 401, an unknown token 401 with ``invalid_token``
 (RFC 6750 3.1). An auditor's token gets 403 on any change (PUT, POST, DELETE), before its
 input is looked at. JSON in and out, the objects the CLI's ``--json`` prints, produced by the
-same functions. Errors are ``{"error": MESSAGE}`` (plus ``"field"`` for bad input): 400 bad
-input, 404 no such row, 409 conflict, 503 store unavailable.
+same functions; files travel as base64 in JSON on the way in, and as themselves (PEM,
+PKCS#12) on the way out. Errors are ``{"error": MESSAGE}`` (plus ``"field"`` for bad input):
+400 bad input, 404 no such row, 409 conflict, 429 too many failed re-authentications, 503
+store unavailable.
+
+This module holds the mechanics and the policy endpoints (settings, domains, users);
+smimegate.web.api_pki the certificates, roots, CRLs and CAs, smimegate.web.api_ops the
+queue, the audit log and the SMS test.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +27,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from smimegate.service import accounts, domains, explain, settings, users
+from smimegate.pki.errors import PkiError
+from smimegate.service import accounts, domains, explain, paging, settings, users
 from smimegate.service.actor import Actor
-from smimegate.service.errors import Forbidden, InvalidInput, OperationFailed
+from smimegate.service.errors import Forbidden, InvalidInput, Missing, OperationFailed
+from smimegate.service.sessions import Throttled
 from smimegate.store import (
     Conflict,
     InvalidData,
@@ -30,9 +40,9 @@ from smimegate.store import (
     StoreError,
     StoreUnavailable,
 )
-from smimegate.web import views
 from smimegate.web.openapi import document
 from smimegate.web.pages import Web
+from smimegate.web.pages.base import MAX_UPLOAD
 from smimegate.web.security import client_address
 
 _CHANGES = frozenset({"PUT", "POST", "DELETE", "PATCH"})
@@ -57,6 +67,83 @@ class Call:
         if not isinstance(value, str | bool):
             raise InvalidInput("value must be a string (or true/false)", "value")
         return value
+
+    # -- a JSON object body, field by field; each refusal names its field ----------------
+
+    def fields(self, allowed: Collection[str]) -> dict[str, Any]:
+        """The body as an object (none: empty). Raises InvalidInput for another JSON value or
+        a field not in allowed (a misspelt option is refused, not silently ignored)."""
+        if self.body is None:
+            return {}
+        if not isinstance(self.body, dict):
+            raise InvalidInput("the body must be a JSON object", "body")
+        for name in self.body:
+            if name not in allowed:
+                raise InvalidInput(f"unknown field {name!r}: one of {', '.join(allowed)}",
+                                   str(name)[:64])
+        return self.body
+
+    def text(self, fields: dict[str, Any], name: str, *, required: bool = False,
+             limit: int = 1024) -> str | None:
+        value = fields.get(name)
+        if value is None or value == "":
+            if required:
+                raise InvalidInput(f"{name} is required", name)
+            return None
+        if not isinstance(value, str) or len(value) > limit:
+            raise InvalidInput(f"{name} must be a string of at most {limit} characters", name)
+        return value
+
+    def flag(self, fields: dict[str, Any], name: str) -> bool:
+        value = fields.get(name, False)
+        if not isinstance(value, bool):
+            raise InvalidInput(f"{name} must be true or false", name)
+        return value
+
+    def number(self, fields: dict[str, Any], name: str, low: int = 1,
+               high: int = 999999) -> int | None:
+        value = fields.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidInput(f"{name} must be a whole number from {low} to {high}", name)
+        return value
+
+    def texts(self, fields: dict[str, Any], name: str, most: int = 32) -> list[str]:
+        value = fields.get(name) or []
+        if (not isinstance(value, list) or len(value) > most
+                or not all(isinstance(v, str) and 0 < len(v) <= 1024 for v in value)):
+            raise InvalidInput(f"{name} must be a list of at most {most} strings", name)
+        return value
+
+    def upload(self, fields: dict[str, Any], name: str = "data") -> bytes:
+        """A file sent as base64 (RFC 4648 4) in the body. Raises InvalidInput."""
+        text = self.text(fields, name, required=True, limit=4 * MAX_UPLOAD // 3 + 4)
+        try:
+            data = base64.b64decode(str(text), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput(f"{name} must be base64 (RFC 4648)", name) from None
+        if not data:
+            raise InvalidInput(f"{name} is empty", name)
+        if len(data) > MAX_UPLOAD:
+            raise InvalidInput(f"{name}: larger than {MAX_UPLOAD // 1024} KiB", name)
+        return data
+
+    # -- query parameters of a listing --------------------------------------------------
+
+    def query(self, name: str, limit: int = paging.MAX_QUERY) -> str:
+        text = self.request.query_params.get(name, "")
+        if len(text) > limit:
+            raise InvalidInput(f"{name}: at most {limit} characters", name)
+        return text
+
+    def query_number(self, name: str, default: int, low: int, high: int) -> int:
+        text = self.query(name, 12).strip()
+        if not text:
+            return default
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise InvalidInput(f"{name} must be a whole number from {low} to {high}", name)
+        return int(text)
 
 
 Handler = Callable[[Call], Any]
@@ -109,19 +196,42 @@ def _authorized(web: Web, request: Request, raw: bytes, handler: Handler,
         return error(403, str(exc))
     except InvalidInput as exc:
         return error(400, str(exc), field=exc.field)
-    except NotFound as exc:
+    except (NotFound, Missing) as exc:
         return error(404, str(exc))
+    except Throttled as exc:
+        return error(429, str(exc))
     except Conflict as exc:
         return error(409, str(exc))
     except InvalidData as exc:
         return error(400, str(exc))
     except (StoreUnavailable, MasterKeyError) as exc:
         return error(503, str(exc))
-    except (OperationFailed, StoreError) as exc:
+    except (OperationFailed, StoreError, PkiError) as exc:
         return error(409, str(exc))
     if result is None:
         return Response(status_code=204)
+    if isinstance(result, Response):  # a file, or a listing with its total in a header
+        return result
     return JSONResponse(result, status_code=status)
+
+
+def page(call: Call, rows: list[dict[str, Any]], search: Sequence[str],
+         sortable: Sequence[str]) -> Response:
+    """rows searched (``q``), sorted (``sort``, ``order`` asc|desc) and sliced (``limit``,
+    ``offset``) as the query asks, always the JSON array of the CLI's ``--json``; the number
+    of rows that matched, before the slice, is in ``X-Total-Count``. Raises InvalidInput."""
+    sort, order = call.query("sort", 32), call.query("order", 4) or "asc"
+    if sort and sort not in sortable:
+        raise InvalidInput(f"bad sort key {sort!r}: one of {', '.join(sortable)}", "sort")
+    if order not in ("asc", "desc"):
+        raise InvalidInput(f"bad order {order!r}: asc or desc", "order")
+    limit = call.query_number("limit", 0, 1, paging.MAX_LIMIT)  # 0: none asked, all rows
+    offset = call.query_number("offset", 0, 0, 10**9)
+    rows = paging.matching(rows, call.query("q"), search)
+    if sort:
+        rows = paging.ordered(rows, sort, descending=order == "desc")
+    shown = rows[offset:offset + limit] if limit else rows[offset:]
+    return JSONResponse(shown, headers={"x-total-count": str(len(rows))})
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -209,19 +319,6 @@ def delete_user_property(call: Call) -> Any:
 def delete_user(call: Call) -> Any:
     users.remove(call.web.store, call.actor, call.param("email"))
     return None
-
-
-def list_certificates(call: Call) -> Any:
-    email = call.request.query_params.get("email", "").strip().lower() or None
-    return views.certificates(call.web.store, email)
-
-
-def list_crls(call: Call) -> Any:
-    return views.crls(call.web.store)
-
-
-def list_queue(call: Call) -> Any:
-    return views.queue(call.web.store, call.request.query_params.get("status") or None)
 
 
 def explain_message(call: Call) -> Any:

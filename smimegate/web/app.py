@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from smimegate.config import Config
 from smimegate.service.sessions import Limits
 from smimegate.store import SqlStore
-from smimegate.web import api, metrics, pages
+from smimegate.web import api, api_ops, api_pki, metrics, pages
 from smimegate.web.security import SecurityHeaders
 
 MAX_BODY = 1024 * 1024  # forms and JSON are small; certificate uploads come later
@@ -69,9 +69,8 @@ def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> 
               methods=["PUT"]),
         Route("/api/v1/users/{email}/{property}", api.endpoint(api.delete_user_property),
               methods=["DELETE"]),
-        Route("/api/v1/certificates", api.endpoint(api.list_certificates)),
-        Route("/api/v1/crls", api.endpoint(api.list_crls)),
-        Route("/api/v1/queue", api.endpoint(api.list_queue)),
+        *api_pki.ROUTES,
+        *api_ops.ROUTES,
         Route("/api/v1/explain", api.endpoint(api.explain_message, reads=True),
               methods=["POST"]),
         Route("/metrics", metrics.metrics),

@@ -11,16 +11,23 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 _POLICY = {"$ref": "#/components/schemas/Policy"}
 
 
-def _answer(schema: dict[str, Any] | None, what: str) -> dict[str, Any]:
+def _answer(schema: dict[str, Any] | None, what: str, status: str = "",
+            media: str = "application/json", headers: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
+    """The responses of an operation: the success (status: 200, or 204 without a schema)
+    with schema as media, and every error as an Error object."""
     ok: dict[str, Any] = {"description": what}
     if schema is not None:
-        ok["content"] = {"application/json": {"schema": schema}}
+        ok["content"] = {media: {"schema": schema}}
+    if headers:
+        ok["headers"] = headers
     errors = {code: {"description": text, "content": {"application/json": {"schema": _ERROR}}}
               for code, text in (("400", "bad input"), ("401", "no or unknown token"),
                                  ("403", "an auditor's token asked for a change"),
                                  ("404", "no such row"), ("409", "conflict"),
+                                 ("429", "too many failed re-authentications"),
                                  ("503", "store unavailable"))}
-    return {"200" if schema is not None else "204": ok, **errors}
+    return {status or ("200" if schema is not None else "204"): ok, **errors}
 
 
 def _param(name: str, where: str = "path", doc: str = "") -> dict[str, Any]:
@@ -52,6 +59,9 @@ def _level(path: str, key: str | None, what: str) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
+    # Imported here: openapi_pki builds on the helpers above.
+    from smimegate.web import openapi_pki
+
     paths: dict[str, Any] = {}
     paths.update(_level("/api/v1/settings", None, "the global settings"))
     paths.update(_level("/api/v1/domains/{domain}", "domain", "a domain rule"))
@@ -80,21 +90,7 @@ def document() -> dict[str, Any]:
                                                            "enabled": {"type": "boolean"},
                                                            "properties": {"type": "object"}}}}}},
                  "responses": _answer({"type": "object"}, "the user added")}}
-    paths["/api/v1/certificates"] = {"get": {
-        "summary": "certificates, as `cert list --json`",
-        "parameters": [_param("email", "query", "only certificates for this address")],
-        "responses": _answer({"type": "array", "items": {
-            "$ref": "#/components/schemas/Certificate"}}, "certificates")}}
-    paths["/api/v1/crls"] = {"get": {
-        "summary": "CRLs, as `crl list --json`",
-        "responses": _answer({"type": "array", "items": {"type": "object", "required": [
-            "issuer", "this_update", "next_update", "number", "entries", "verified",
-            "source"]}}, "CRLs")}}
-    paths["/api/v1/queue"] = {"get": {
-        "summary": "queued deliveries (PKCS#12 mail, SMS), as `queue list --json`",
-        "parameters": [{"name": "status", "in": "query", "required": False, "schema": {
-            "type": "string", "enum": ["pending", "running", "failed"]}}],
-        "responses": _answer({"type": "array", "items": {"type": "object"}}, "items")}}
+    paths.update(openapi_pki.paths())  # certificates, roots, CRLs, CAs, queue, audit, SMS
     paths["/api/v1/explain"] = {"post": {
         "summary": "what the milter would do with a message (changes nothing; auditors too)",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -127,9 +123,7 @@ def document() -> dict[str, Any]:
                 "Explanation": {"type": "object", "required": [
                     "sender", "authorised", "direction", "reasons", "subject", "sign",
                     "sender_policy", "refusal", "recipients", "copies"]},
-                "Certificate": {"type": "object", "required": [
-                    "fingerprint", "emails", "subject", "issuer", "serial", "not_before",
-                    "not_after", "has_key", "trusted"]},
+                **openapi_pki.SCHEMAS,
             },
         },
     }

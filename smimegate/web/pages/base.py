@@ -23,9 +23,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from smimegate.config import Config
 from smimegate.policy import PROPERTIES
-from smimegate.service import sessions
+from smimegate.service import paging, sessions
 from smimegate.service.actor import Actor
-from smimegate.service.errors import Forbidden, InvalidInput, OperationFailed
+from smimegate.service.errors import Forbidden, InvalidInput, Missing, OperationFailed
 from smimegate.service.sessions import Limits
 from smimegate.store import NotFound, SqlStore, StoreError, StoreUnavailable
 from smimegate.store.accounts import Session
@@ -174,7 +174,7 @@ def _mapped(current: Page, handler: Handler) -> Response:
         return current.message("Refused", f"{exc}: nothing was changed.", 403)
     except InvalidInput as exc:
         return current.message("Bad input", str(exc), 400)
-    except NotFound as exc:
+    except (NotFound, Missing) as exc:
         return current.message("Not found", str(exc), 404)
     except StoreUnavailable as exc:
         return current.message("Store unavailable", str(exc), 503)
@@ -198,15 +198,12 @@ def listing(current: Page, title: str, rows: list[dict[str, Any]],
              add_form: dict[str, Any] | None = None, notice: str = "",
              problem: str = "", forms: Sequence[dict[str, Any]] = (),
              links: Sequence[dict[str, str]] = (), row_actions: bool = False) -> Response:
-    q = current.query("q").strip().lower()
     keys = [key for key, _, _ in columns]
-    if q:
-        rows = [r for r in rows if any(q in str(r[k]).lower() for k in keys)]
+    rows = paging.matching(rows, current.query("q"), keys)
     sort = current.query("sort", keys[0])
     sortable = {key for key, _, can in columns if can}
     if sort.lstrip("-") in sortable:
-        rows = sorted(rows, key=lambda r: str(r[sort.lstrip("-")]).lower(),
-                      reverse=sort.startswith("-"))
+        rows = paging.ordered(rows, sort.lstrip("-"), descending=sort.startswith("-"))
     else:
         sort = keys[0]
     pages = max(1, math.ceil(len(rows) / PER_PAGE))
