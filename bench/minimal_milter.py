@@ -1,6 +1,7 @@
 """The "minimal milter" of issue 5 item 12, the reference bench/postfix_bench.py --minimal runs.
 
     python bench/minimal_milter.py SOCKET SIGNER_KEY.pem SIGNER_CERT.pem RECIPIENT_CERT.pem
+    python bench/minimal_milter.py SOCKET --floor
 
 A pymilter milter with no store, no policy and no checks: every message is signed with one key
 and encrypted to one certificate by cryptography's PKCS7 builders (RSA PKCS#1 v1.5, AES-256-CBC
@@ -8,6 +9,10 @@ as the builders do), its MIME headers replaced and its body swapped. It takes th
 protocol shortcuts as smimegate's session (collecting callbacks @noreply, DATA answered, the
 body kept in memory) and TCP_NODELAY on an inet: listener, so that the comparison is of the
 work per message, not of the socket. Not part of the product; prints nothing per message.
+
+``--floor``: no cryptography at all; the same header edits and a body replaced by what came
+in. What pymilter and libmilter cost per message whatever the milter does (bench/cost_bench.py
+prints it beside the RSA operation: the part of the aim no Python code of ours can remove).
 """
 
 from __future__ import annotations
@@ -29,10 +34,13 @@ MIME_HEADERS = ("content-type", "content-transfer-encoding", "content-dispositio
 
 
 def main() -> None:
-    spec, key_path, cert_path, rcpt_path = sys.argv[1:5]
-    key: Any = serialization.load_pem_private_key(Path(key_path).read_bytes(), None)
-    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
-    rcpt = x509.load_pem_x509_certificate(Path(rcpt_path).read_bytes())
+    spec = sys.argv[1]
+    floor = sys.argv[2:] == ["--floor"]
+    if not floor:
+        key_path, cert_path, rcpt_path = sys.argv[2:5]
+        key: Any = serialization.load_pem_private_key(Path(key_path).read_bytes(), None)
+        cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+        rcpt = x509.load_pem_x509_certificate(Path(rcpt_path).read_bytes())
 
     class Minimal(Milter.Base):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -61,6 +69,16 @@ def main() -> None:
             mime = [(n, v) for n, v in self.headers if n.lower() in MIME_HEADERS[:3]]
             head = "".join(f"{n}: {v}\r\n" for n, v in mime) or "Content-Type: text/plain\r\n"
             entity = head.encode() + b"\r\n" + b"".join(self.chunks)
+            if floor:  # the same edits as below, no cryptography
+                for name in MIME_HEADERS:
+                    if any(n.lower() == name for n, _ in self.headers):
+                        self.chgheader(name, 1, None)
+                self.addheader("MIME-Version", "1.0")
+                self.addheader("Content-Type", "application/pkcs7-mime; smime-type="
+                               "enveloped-data; name=smime.p7m")
+                self.addheader("Content-Transfer-Encoding", "base64")
+                self.replacebody(entity)
+                return int(Milter.CONTINUE)  # as smimegate answers
             signed = (pkcs7.PKCS7SignatureBuilder().set_data(entity)
                       .add_signer(cert, key, hashes.SHA256())
                       .sign(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature]))
