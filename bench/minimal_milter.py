@@ -78,7 +78,7 @@ def main() -> None:
                                "enveloped-data; name=smime.p7m")
                 self.addheader("Content-Transfer-Encoding", "base64")
                 self.replacebody(entity)
-                return int(Milter.CONTINUE)  # as smimegate answers
+                return int(Milter.CONTINUE)
             signed = (pkcs7.PKCS7SignatureBuilder().set_data(entity)
                       .add_signer(cert, key, hashes.SHA256())
                       .sign(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature]))
@@ -92,7 +92,7 @@ def main() -> None:
                 name, _, value = line.partition(":")
                 self.addheader(name.strip(), value.strip())
             self.replacebody(new_body)
-            return int(Milter.ACCEPT)
+            return int(Milter.CONTINUE)  # as smimegate answers (the MTA delivers either way)
 
     real_open = milter.opensocket
 
