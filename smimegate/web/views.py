@@ -16,14 +16,16 @@ from smimegate.store import CertificateRecord, SqlStore
 QUEUE_STATUSES = queue_service.STATUSES
 
 
-def certificates(store: SqlStore, email: str | None = None) -> list[dict[str, Any]]:
-    """As ``cert list [--email E] --json``."""
-    return cert_service.listing(store, email)
+def certificates(store: SqlStore, email: str | None = None,
+                 revocation_mode: str | None = None) -> list[dict[str, Any]]:
+    """As ``cert list [--email E] --json`` (``[crl] revocation_mode`` as the CLI passes it)."""
+    return cert_service.listing(store, email, revocation_mode)
 
 
-def describe(store: SqlStore, record: CertificateRecord) -> dict[str, Any]:
+def describe(store: SqlStore, record: CertificateRecord,
+             revocation_mode: str | None = None) -> dict[str, Any]:
     """One certificate as ``cert show --json`` prints it."""
-    return cert_service.describe(record, cert_service.anchors_of(store))
+    return cert_service.describe(record, cert_service.anchors_of(store, revocation_mode))
 
 
 def roots(store: SqlStore) -> list[dict[str, Any]]:

@@ -64,7 +64,8 @@ def certificates(current: Page) -> Response:
     rows = [{**item, "href": f"/certificates/{item['fingerprint']}",
              "emails": ", ".join(item["emails"]) or "-", "not_after": item["not_after"][:10],
              "trust": "trusted" if item["trusted"] else f"not trusted: {item['trust_info']}"}
-            for item in views.certificates(current.store)]
+            for item in views.certificates(current.store, None,
+                                              current.web.config.crl.revocation_mode)]
     columns = [("emails", "Email", True), ("subject", "Subject", True),
                ("issuer", "Issuer", True), ("not_after", "Valid until", True),
                ("trust", "Trust", True), ("fingerprint", "SHA-256", False)]
@@ -191,7 +192,7 @@ def certificate(current: Page) -> Response:
     """One certificate as ``cert show --json`` describes it, with its stored issuer chain."""
     fingerprint = normal_fingerprint(current.request.path_params["fingerprint"])
     record = current.store.get_certificate(fingerprint)
-    item = views.describe(current.store, record)
+    item = views.describe(current.store, record, current.web.config.crl.revocation_mode)
     facts = []
     for key, label in _CERT_FACTS:
         value = item[key]

@@ -6,6 +6,8 @@ or without the CSRF token."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from smimegate.service import audit, cas
@@ -159,3 +161,30 @@ def test_no_pki_change_by_get_without_csrf_or_by_an_auditor(site: Site) -> None:
                        ("/certificates", {"action": "issue", "email": "x@example.com"})):
         assert auditor.post(path, data={"csrf": token, **data}).status_code == 403, path
     assert csrf and site.store.list_crls() == [] and site.store.list_cas() == []
+
+
+def test_the_pages_decide_trust_with_the_configured_revocation_mode(site: Site) -> None:
+    ca = TestCA("Mode Root")
+    site.store.add_root(ca.cert)
+    record = site.store.add_certificate(ca.issue("erin@partner.test", days=30).cert)
+    default = site.client()
+    sign_in(default, "alice")
+    assert "not trusted" not in _row(default.get("/certificates").text, "erin@partner.test")
+    # Under require, a certificate no CRL covers is not trusted: the CLI says so
+    # (cert list/show with [crl] revocation_mode), and so must the pages.
+    site.app_config = dataclasses.replace(site.app_config, crl=dataclasses.replace(
+        site.app_config.crl, revocation_mode="require"))
+    strict = site.client()
+    sign_in(strict, "alice")
+    row = _row(strict.get("/certificates").text, "erin@partner.test")
+    assert "not trusted" in row and "revocation" in row, row
+    detail = strict.get(f"/certificates/{record.fingerprint}").text
+    assert "Why not trusted" in detail and "revocation" in detail
+
+
+def _row(html: str, email: str) -> str:
+    """The table row of the certificate list that names ``email``."""
+    for row in html.split("<tr")[1:]:
+        if email in row:
+            return row.split("</tr>")[0]
+    raise AssertionError(f"no row for {email} in:\n{html}")
