@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -17,7 +16,7 @@ from smimegate.config import Config
 from smimegate.service.sessions import Limits
 from smimegate.store import SqlStore
 from smimegate.web import api, api_ops, api_pki, metrics, pages
-from smimegate.web.security import SecurityHeaders
+from smimegate.web.security import ASGIApp, SecurityHeaders
 
 MAX_BODY = 1024 * 1024  # forms and JSON are small; certificate uploads come later
 
@@ -34,13 +33,24 @@ async def _home(request: Request) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """No route (404), a wrong method (405): JSON under /api/, plain text elsewhere."""
+    """No route (404), a wrong method (405), a body too large (413), a bug (500, run by
+    Starlette's ServerErrorMiddleware, which logs the traceback): JSON under /api/, plain text
+    elsewhere; never the exception's own text (ASVS 7.4.1)."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-    headers = getattr(exc, "headers", None)
+    headers = getattr(exc, "headers", None) if isinstance(exc, HTTPException) else None
     if request.url.path == "/api" or request.url.path.startswith("/api/"):
         return JSONResponse({"error": detail}, status_code=status, headers=headers)
     return PlainTextResponse(f"{detail}\n", status_code=status, headers=headers)
+
+
+class _App(Starlette):
+    """Starlette with SecurityHeaders outside everything: as a user middleware it would sit
+    inside Starlette's error and body-limit middleware, whose 500 and 413 answers would then
+    go out without CSP, nosniff, no-store or HSTS (ASVS 14.4: every response)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> Starlette:
@@ -85,8 +95,8 @@ def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> 
             if close_store:
                 store.close()
 
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],
-                    exception_handlers={HTTPException: _http_error}, lifespan=lifespan,
-                    max_body_size=MAX_BODY)
+    app = _App(routes=routes, exception_handlers={HTTPException: _http_error,
+                                                  Exception: _http_error},
+               lifespan=lifespan, max_body_size=MAX_BODY)
     app.state.web = pages.Web(store, config, limits_of(config), pages.templates())
     return app

