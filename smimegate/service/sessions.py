@@ -167,14 +167,22 @@ def end(store: Store, actor: Actor, digest: str) -> None:
     audit.record(store, actor, "session.end", actor.name)
 
 
-@audit.atomic
 def change_own_password(store: Store, actor: Actor, current_password: str,
-                        new_password: str) -> None:
+                        new_password: str, limits: Limits) -> None:
     """Change the actor's own password after checking the current one (ASVS 2.1.6); every
-    session of the account ends. Auditors may change their own password.
-    Raises InvalidInput (field "current" or "password"), StoreError."""
+    session of the account ends. Auditors may change their own password. The current
+    password is checked as a sign-in's is, throttled and counted (ASVS 2.2.1): else a stolen
+    session could guess it without limit, then sign in anywhere and outlive the session.
+    Raises Throttled, InvalidInput (field "current" or "password"), StoreError."""
+    _throttle(store, actor.name, actor.address, limits)
     if admin_accounts.check_credentials(store, actor.name, current_password) is None:
+        _failed(store, actor.name, actor.address)
         raise InvalidInput("the current password is wrong", "current")
     admin_accounts.check_password(new_password)
+    _set_own_password(store, actor, new_password)
+
+
+@audit.atomic
+def _set_own_password(store: Store, actor: Actor, new_password: str) -> None:
     accounts_of(store).set_password(actor.name, admin_accounts.hash_password(new_password))
     audit.record(store, actor, "admin.password", actor.name, "own")

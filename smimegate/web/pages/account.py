@@ -9,6 +9,7 @@ from starlette.routing import BaseRoute, Route
 
 from smimegate.service import sessions
 from smimegate.service.errors import InvalidInput
+from smimegate.service.sessions import Throttled
 from smimegate.web.pages.base import SESSION_COOKIE, Page, page, utc
 from smimegate.web.security import clear_cookie
 
@@ -36,7 +37,9 @@ def change_password(current: Page) -> Response:
         return account(current, {"repeat": "the two new passwords differ"}, 400)
     try:
         sessions.change_own_password(current.store, current.actor,
-                                     current.form.get("current", ""), new)
+                                     current.form.get("current", ""), new, current.web.limits)
+    except Throttled as exc:
+        return account(current, {"current": f"{exc}: nothing was changed"}, 429)
     except InvalidInput as exc:
         return account(current, {exc.field or "password": str(exc)}, 400)
     response = RedirectResponse("/login", status_code=303)

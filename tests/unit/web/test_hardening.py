@@ -9,8 +9,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from smimegate.service import accounts
 from smimegate.web.app import build_app
-from tests.unit.web.conftest import Site
+from tests.unit.web.conftest import PASSWORD, Site, sign_in
 
 
 def _secured(response_headers: object) -> None:
@@ -48,3 +49,19 @@ def test_a_bug_is_a_bare_500_with_the_security_headers(site: Site) -> None:
     api = client.get("/api/v1/boom")
     assert api.status_code == 500 and api.json() == {"error": "internal error"}
     _secured(api.headers)
+
+
+def test_the_current_password_of_a_change_is_throttled_like_a_sign_in(site: Site) -> None:
+    client = site.client()
+    csrf = sign_in(client, "alice")
+    new = "another long password"
+    for guess in ("guess one is wrong", "guess two is wrong", "guess three is wrong"):
+        wrong = client.post("/account/password", data={
+            "csrf": csrf, "current": guess, "password": new, "repeat": new})
+        assert wrong.status_code == 400 and "the current password is wrong" in wrong.text
+    # The fixture allows 3 failures per user: the right password is not even checked now.
+    throttled = client.post("/account/password", data={
+        "csrf": csrf, "current": PASSWORD, "password": new, "repeat": new})
+    assert throttled.status_code == 429 and "too many failed sign-ins" in throttled.text
+    assert accounts.check_credentials(site.store, "alice", PASSWORD) is not None
+    assert accounts.check_credentials(site.store, "alice", new) is None
