@@ -128,43 +128,53 @@ async def read_upload_form(request: Request) -> tuple[dict[str, str], dict[str, 
 
 def page(handler: Handler, *, auditor_may_post: bool = False, uploads: bool = False) -> Endpoint:
     """An endpoint that runs handler for a signed-in admin (see the module doc). A POST is a
-    change, refused to an auditor before its input is looked at, unless auditor_may_post
+    change, refused to an auditor before its input is read, unless auditor_may_post
     (signing out). uploads: the form may carry files (Page.files)."""
 
     async def endpoint(request: Request) -> Response:
+        web = request.app.state.web
+        # The session and the role from the cookie first, the body after: without a session,
+        # or as an auditor's change, the form (and its upload) is never read.
+        session = await run_in_threadpool(_session_of, web, request, auditor_may_post)
+        if not isinstance(session, Session):
+            return session
         files: dict[str, tuple[str, bytes]] = {}
         if uploads:
             form, files = await read_upload_form(request)
         else:
             form = await read_form(request)
-        return await run_in_threadpool(_signed_in, request.app.state.web, request, form,
-                                       handler, auditor_may_post, files)
+        return await run_in_threadpool(_signed_in, web, request, session, form, handler, files)
 
     return endpoint
 
 
-def _signed_in(web: Web, request: Request, form: dict[str, str], handler: Handler,
-               auditor_may_post: bool, files: dict[str, tuple[str, bytes]] | None = None
-               ) -> Response:
-    bare = Page(web, request, None, form)
+def _session_of(web: Web, request: Request, auditor_may_post: bool) -> Session | Response:
+    """The live session, or the answer instead: to /login without one, 403 for an auditor's
+    POST, 503 / 409 when the store fails."""
+    bare = Page(web, request, None)
     try:
         session = sessions.current(web.store, get_cookie(request, SESSION_COOKIE), web.limits)
         if session is None:
             return RedirectResponse("/login", status_code=303)
-        current = Page(web, request, session, form, files or {})
-        if request.method == "POST" and not sessions.csrf_ok(session, form.get("csrf", "")):
-            return current.message(
-                "Refused", "The form's CSRF token is missing or wrong: nothing was changed. "
-                "Reload the page and try again.", 403)
         if request.method == "POST" and not auditor_may_post:
-            current.actor.require_change()
-        return _mapped(current, handler)
+            Page(web, request, session).actor.require_change()
+        return session
     except Forbidden as exc:
         return bare.message("Refused", f"{exc}: nothing was changed.", 403)
     except StoreUnavailable as exc:
         return bare.message("Store unavailable", str(exc), 503)
     except StoreError as exc:
         return bare.message("Failed", str(exc), 409)
+
+
+def _signed_in(web: Web, request: Request, session: Session, form: dict[str, str],
+               handler: Handler, files: dict[str, tuple[str, bytes]]) -> Response:
+    current = Page(web, request, session, form, files)
+    if request.method == "POST" and not sessions.csrf_ok(session, form.get("csrf", "")):
+        return current.message(
+            "Refused", "The form's CSRF token is missing or wrong: nothing was changed. "
+            "Reload the page and try again.", 403)
+    return _mapped(current, handler)
 
 
 def _mapped(current: Page, handler: Handler) -> Response:

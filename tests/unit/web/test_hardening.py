@@ -4,6 +4,9 @@ caller may change, safe download names, a new session id at re-authentication.""
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -65,3 +68,45 @@ def test_the_current_password_of_a_change_is_throttled_like_a_sign_in(site: Site
     assert throttled.status_code == 429 and "too many failed sign-ins" in throttled.text
     assert accounts.check_credentials(site.store, "alice", PASSWORD) is not None
     assert accounts.check_credentials(site.store, "alice", new) is None
+
+
+def _call(site: Site, method: str, path: str, headers: dict[str, str]) -> tuple[int, bool]:
+    """Send a request straight to the ASGI app; returns (status, whether its body was read)."""
+    app = build_app(site.store, site.app_config)
+    read: list[bool] = []
+    status: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        read.append(True)
+        return {"type": "http.request", "body": b'{"value": "no"}', "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "server": ("testserver", 80),
+             "client": ("127.0.0.1", 5000),
+             "headers": [(k.encode(), v.encode()) for k, v in
+                         {"host": "testserver", "content-length": "15", **headers}.items()]}
+    anyio.run(app, scope, receive, send)
+    return status[0], bool(read)
+
+
+def test_a_change_is_refused_before_its_body_is_read(site: Site) -> None:
+    def bearer(token: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {token}", "content-type": "application/json"}
+
+    assert _call(site, "PUT", "/api/v1/settings/sign", bearer(site.auditor_token)) \
+        == (403, False)
+    assert _call(site, "PUT", "/api/v1/settings/sign", bearer("sgw_unknown")) == (401, False)
+    assert _call(site, "PUT", "/api/v1/settings/sign", bearer(site.admin_token)) == (200, True)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    assert _call(site, "POST", "/certificates", form) == (303, False)  # no session
+    for name, expected in (("otto", (403, False)), ("alice", (403, True))):
+        client = site.client()
+        sign_in(client, name)
+        cookie = f"smimegate-session={client.cookies['smimegate-session']}"
+        # alice's form is read, and refused for its missing CSRF token.
+        assert _call(site, "POST", "/certificates", {**form, "cookie": cookie}) == expected
