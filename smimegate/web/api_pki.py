@@ -19,7 +19,6 @@ through that endpoint, as on the Certificates tab.
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 from starlette.responses import Response
@@ -36,6 +35,7 @@ from smimegate.service import sessions
 from smimegate.service.errors import InvalidInput, OperationFailed
 from smimegate.store import CertificateRecord, CrlRecord
 from smimegate.web.api import Call, endpoint, page
+from smimegate.web.security import attachment
 
 PEM = "application/pem-certificate-chain"
 CRL_SEARCH = ("issuer", "source", "ca", "fingerprint", "scope")
@@ -52,9 +52,8 @@ def _described(call: Call, records: list[CertificateRecord]) -> list[dict[str, A
 
 
 def _file(data: bytes, name: str, media: str) -> Response:
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64]
     return Response(data, media_type=media, headers={
-        "content-disposition": f'attachment; filename="{safe}"', "cache-control": "no-store"})
+        "content-disposition": attachment(name), "cache-control": "no-store"})
 
 
 def _reauthenticate(call: Call, fields: dict[str, Any]) -> None:

@@ -12,6 +12,8 @@ level 2 is the yardstick: the numbers below are its requirements).
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -122,3 +124,20 @@ def get_cookie(request: Request, base: str) -> str:
 def client_address(request: Request) -> str:
     """The client's IP address (uvicorn takes X-Forwarded-For only from trusted proxies)."""
     return request.client.host if request.client else "unknown"
+
+
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition value for a download named after stored text (a CA's name, a
+    fingerprint). The name may hold quotes, semicolons, line breaks or non-ASCII letters (a
+    CA named after its CN): the plain ``filename`` keeps only safe ASCII, ``filename*``
+    carries the rest percent-encoded (RFC 6266 4.3, RFC 8187), so the header can neither be
+    split nor fail to encode."""
+    name = filename.strip()[:100] or "download"
+    plain = _UNSAFE_IN_NAME.sub("_", name)
+    encoded = urllib.parse.quote(name, safe="")
+    if encoded == plain:
+        return f'attachment; filename="{plain}"'
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}"

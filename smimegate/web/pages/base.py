@@ -29,7 +29,7 @@ from smimegate.service.errors import Forbidden, InvalidInput, Missing, Operation
 from smimegate.service.sessions import Limits
 from smimegate.store import NotFound, SqlStore, StoreError, StoreUnavailable
 from smimegate.store.accounts import Session
-from smimegate.web.security import client_address, get_cookie
+from smimegate.web.security import attachment, client_address, get_cookie
 
 SESSION_COOKIE = "smimegate-session"
 LOGIN_COOKIE = "smimegate-login"
@@ -263,7 +263,7 @@ def confirmed(current: Page, question: str, button: str, back: str) -> Response 
 
 def download(data: bytes, filename: str, media_type: str) -> Response:
     return Response(data, media_type=media_type,
-                    headers={"content-disposition": f'attachment; filename="{filename}"'})
+                    headers={"content-disposition": attachment(filename)})
 
 
 def add_fields(first: tuple[str, str], names: Sequence[str],

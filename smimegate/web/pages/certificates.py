@@ -247,8 +247,7 @@ def certificate_pem(current: Page) -> Response:
     fingerprint = normal_fingerprint(current.request.path_params["fingerprint"])
     record = current.store.get_certificate(fingerprint)
     pem = record.certificate().public_bytes(Encoding.PEM)
-    return Response(pem, media_type="application/pem-certificate-chain", headers={
-        "content-disposition": f'attachment; filename="{record.fingerprint[:16]}.pem"'})
+    return download(pem, f"{record.fingerprint[:16]}.pem", "application/pem-certificate-chain")
 
 ROUTES: list[BaseRoute] = [
     Route("/certificates", page(certificates, uploads=True), methods=["GET", "POST"]),

@@ -4,6 +4,7 @@ caller may change, safe download names, a new session id at re-authentication.""
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import anyio
@@ -12,9 +13,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from smimegate.service import accounts
+from smimegate.service import accounts, cas
 from smimegate.web.app import build_app
-from tests.unit.web.conftest import PASSWORD, Site, sign_in
+from tests.unit.web.conftest import PASSWORD, SETUP, Site, sign_in
 
 
 def _secured(response_headers: object) -> None:
@@ -110,3 +111,20 @@ def test_a_change_is_refused_before_its_body_is_read(site: Site) -> None:
         cookie = f"smimegate-session={client.cookies['smimegate-session']}"
         # alice's form is read, and refused for its missing CSRF token.
         assert _call(site, "POST", "/certificates", {**form, "cookie": cookie}) == expected
+
+
+def test_download_names_from_stored_text_cannot_break_the_header(site: Site) -> None:
+    # A CA is named after its CN unless told otherwise: any text, quotes and all.
+    name = 'Müller "CA"; x\r\nX-Evil: 1'
+    cas.create(site.store, SETUP, cas.CaOptions("Root", name, key_type="ec-p256"))
+    client = site.client()
+    sign_in(client, "alice")
+    quoted = urllib.parse.quote(name, safe="")
+    for answer in (client.get(f"/ca/{quoted}.pem"),
+                   site.api(site.admin_token).get(f"/api/v1/cas/{quoted}/chain")):
+        assert answer.status_code == 200, answer.text
+        assert "x-evil" not in answer.headers
+        assert answer.headers["content-disposition"] == (
+            'attachment; filename="M_ller__CA___x__X-Evil__1-chain.pem"; '
+            "filename*=UTF-8''" + quoted + "-chain.pem")
+        assert answer.text.startswith("-----BEGIN CERTIFICATE-----")
