@@ -22,6 +22,7 @@ The web front end wraps both in smimegate.web.reauth.require_reauth.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -108,13 +109,30 @@ def reauth_fresh(session: Session, window: int, at: int | None = None) -> bool:
 
 
 def reauthenticate(store: Store, session: Session, password: str, code: str, address: str,
-                   limits: Limits) -> None:
+                   limits: Limits) -> tuple[str, Session]:
     """Check the session admin's password (and TOTP code if enrolled) again and stamp the
-    session. Failures count as failed sign-ins (throttled the same way). Raises Throttled,
-    InvalidInput (field "reauth_password"), StoreError."""
+    session; returns (its new id for the cookie, the session). Failures count as failed
+    sign-ins (throttled the same way). Raises Throttled, InvalidInput (field
+    "reauth_password"), StoreError.
+
+    The session gets a new id here, as at sign-in (ASVS 3.2.1, 3.7.1): for the next few
+    minutes it may export private keys, and an id seen before (in a log, a proxy, a copied
+    cookie) must not carry that power. The CSRF token stays: it proves a form came from our
+    pages, not who holds the session, and the page a PKCS#12 was downloaded from keeps
+    working."""
     _check_again(store, session.admin, password, code, address, limits)
-    accounts_of(store).set_reauth(session.digest, now())
-    audit.record(store, actor_of(session, address), "session.reauth", session.admin)
+    session_id = secrets.token_urlsafe(32)
+    renewed = dataclasses.replace(session, digest=admin_accounts.token_digest(session_id),
+                                  reauth=now())
+    _renew(store, session, renewed, address)
+    return session_id, renewed
+
+
+@audit.atomic
+def _renew(store: Store, old: Session, renewed: Session, address: str) -> None:
+    assert renewed.reauth is not None
+    accounts_of(store).renew_session(old.digest, renewed.digest, renewed.reauth)
+    audit.record(store, actor_of(renewed, address), "session.reauth", renewed.admin)
 
 
 def reauthenticate_token(store: Store, actor: Actor, password: str, code: str,

@@ -217,10 +217,12 @@ class AccountStore:
         return Session(row[0], row[1], row[2], row[3], row[4], int(row[5]), int(row[6]),
                        int(row[7]) if row[7] is not None else None)
 
-    def set_reauth(self, digest: str, at: int) -> None:
-        """The session's admin gave the password (and code) again at ``at``."""
+    def renew_session(self, digest: str, new_digest: str, reauth: int) -> None:
+        """The session's admin gave the password (and code) again at ``reauth``: the session
+        gets a new id; its creation time, and so its absolute end, stays."""
         with self._db.connection() as cur:
-            cur.run("UPDATE web_sessions SET reauth = ? WHERE digest = ?", (at, digest))
+            cur.run("UPDATE web_sessions SET digest = ?, reauth = ? WHERE digest = ?",
+                    (new_digest, reauth, digest))
 
     def sessions(self, admin: str) -> list[Session]:
         """The admin's sessions, newest first."""

@@ -12,7 +12,8 @@ Use it at the top of the POST handler of such an action::
 
 The form it returns posts back to the same URL with every field of the original form carried
 along (hidden), plus ``reauth_password`` (and ``reauth_code``); when they are right the
-session is stamped and the same handler runs again, this time past the check, with the
+session is stamped (with a new id, which page() puts in the answer's cookie)
+and the same handler runs again, this time past the check, with the
 original fields in ``current.form`` (the ``reauth_*`` fields removed). So the action's route
 must take POST, as every change does. A wrong password shows the form again (status 401) and
 counts as a failed sign-in (throttled, 429 after too many); every re-authentication is in the
@@ -48,15 +49,16 @@ def require_reauth(current: Page, what: str) -> Response | None:
     error = ""
     if current.request.method == "POST" and "reauth_password" in current.form:
         try:
-            sessions.reauthenticate(current.store, session,
-                                    current.form.get("reauth_password", ""),
-                                    current.form.get("reauth_code", ""),
-                                    client_address(current.request), current.web.limits)
+            session_id, current.session = sessions.reauthenticate(
+                current.store, session, current.form.get("reauth_password", ""),
+                current.form.get("reauth_code", ""), client_address(current.request),
+                current.web.limits)
         except Throttled as exc:
             return current.message("Refused", f"{exc}: nothing was done.", 429)
         except InvalidInput as exc:
             error = str(exc)
         else:
+            current.new_session_id = session_id  # page() sets the cookie on the answer
             current.form = {k: v for k, v in current.form.items() if k not in FIELDS}
             return None
     carried = [(k, v) for k, v in current.form.items() if k not in (*FIELDS, "csrf")]

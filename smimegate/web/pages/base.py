@@ -29,7 +29,7 @@ from smimegate.service.errors import Forbidden, InvalidInput, Missing, Operation
 from smimegate.service.sessions import Limits
 from smimegate.store import NotFound, SqlStore, StoreError, StoreUnavailable
 from smimegate.store.accounts import Session
-from smimegate.web.security import attachment, client_address, get_cookie
+from smimegate.web.security import attachment, client_address, get_cookie, set_cookie
 
 SESSION_COOKIE = "smimegate-session"
 LOGIN_COOKIE = "smimegate-login"
@@ -69,6 +69,7 @@ class Page:
     session: Session | None
     form: dict[str, str] = field(default_factory=dict)
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # name: (file name, data)
+    new_session_id: str | None = None  # re-authenticated: the cookie's new value
 
     @property
     def store(self) -> SqlStore:
@@ -174,7 +175,10 @@ def _signed_in(web: Web, request: Request, session: Session, form: dict[str, str
         return current.message(
             "Refused", "The form's CSRF token is missing or wrong: nothing was changed. "
             "Reload the page and try again.", 403)
-    return _mapped(current, handler)
+    response = _mapped(current, handler)
+    if current.new_session_id is not None:
+        set_cookie(response, request, SESSION_COOKIE, current.new_session_id)
+    return response
 
 
 def _mapped(current: Page, handler: Handler) -> Response:

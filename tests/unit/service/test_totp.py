@@ -97,9 +97,9 @@ def test_reauthenticate_stamps_the_session(store: SqlStore, alice: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         sessions.reauthenticate(store, session, PASSWORD, "", "192.0.2.1", limits)
     assert caught.value.field == "reauth_password"
-    sessions.reauthenticate(store, session, PASSWORD, totp.code_at(alice, now + 30),
-                            "192.0.2.1", limits)
-    fresh = accounts_of(store).session(session.digest)
+    _, renewed = sessions.reauthenticate(store, session, PASSWORD,
+                                         totp.code_at(alice, now + 30), "192.0.2.1", limits)
+    fresh = accounts_of(store).session(renewed.digest)
     assert fresh is not None and fresh.reauth is not None
     assert sessions.reauth_fresh(fresh, 300)
     assert not sessions.reauth_fresh(fresh, 300, at=fresh.reauth + 301)

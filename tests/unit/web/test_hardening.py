@@ -128,3 +128,27 @@ def test_download_names_from_stored_text_cannot_break_the_header(site: Site) -> 
             'attachment; filename="M_ller__CA___x__X-Evil__1-chain.pem"; '
             "filename*=UTF-8''" + quoted + "-chain.pem")
         assert answer.text.startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_re_authentication_gives_the_session_a_new_id(site: Site) -> None:
+    client = site.client()
+    csrf = sign_in(client, "alice")
+    before = client.cookies["smimegate-session"]
+    form = {"csrf": csrf, "root_cn": "Reauth Root", "intermediate_cn": "Reauth CA",
+            "key_type": "ec-p256"}
+    asked = client.post("/ca", data=form)
+    assert asked.status_code == 401 and "Confirm it is you" in asked.text
+    assert client.cookies["smimegate-session"] == before  # nothing renewed for a question
+    done = client.post("/ca", data={**form, "reauth_password": PASSWORD})
+    assert done.status_code == 200 and "CA Reauth CA created" in done.text
+    after = client.cookies["smimegate-session"]
+    assert after != before
+    # The id from before the password was given again is worth nothing now.
+    old = site.client()
+    old.cookies.set("smimegate-session", before)
+    assert old.get("/dashboard").status_code == 303
+    # The new one keeps the session: same CSRF token, still fresh, no second password.
+    again = client.post("/ca", data={**form, "root_cn": "Second Root",
+                                     "intermediate_cn": "Second CA"})
+    assert again.status_code == 200 and "CA Second CA created" in again.text
+    assert client.cookies["smimegate-session"] == after
