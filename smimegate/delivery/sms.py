@@ -114,7 +114,7 @@ def _send_http(config: SmsConfig, phone: str, text: str) -> None:
         name, value = read_auth_header(config.auth_header_file)
         headers[name] = value
     request = urllib.request.Request(config.url, data=body, headers=headers, method=config.method)
-    where = f"SMS gateway {_safe_url(config.url)}"
+    where = f"SMS gateway {safe_url(config.url)}"
     try:
         with urllib.request.urlopen(request, timeout=config.timeout) as response:
             response.read()
@@ -131,7 +131,7 @@ def _send_http(config: SmsConfig, phone: str, text: str) -> None:
         raise DeliveryError(f"{where}: {_one_line(exc.strerror or str(exc))}") from None
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without its query and user info, which may hold an API key."""
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""

@@ -21,7 +21,7 @@ def transport(config: Config) -> list[tuple[str, str]]:
     conf = config.sms
     facts: list[tuple[str, str]] = [("Transport", conf.transport)]
     if conf.transport == "http":
-        facts += [("URL", conf.url), ("Method", conf.method),
+        facts += [("URL", _shown_url(conf.url)), ("Method", conf.method),
                   ("Content-Type", conf.content_type), ("Body template", conf.body_template),
                   ("Auth header file", conf.auth_header_file or "none")]
     elif conf.transport == "command":
@@ -30,6 +30,15 @@ def transport(config: Config) -> list[tuple[str, str]]:
         facts.append(("File", str(conf.file)))
     facts.append(("Timeout", f"{conf.timeout:g} s"))
     return facts
+
+
+def _shown_url(url: str) -> str:
+    """The URL without its query and user info: gateways take API keys there, and everyone
+    who may read this page, auditors too, would read the key."""
+    from smimegate.delivery.sms import safe_url
+
+    shown = safe_url(url)
+    return shown if shown == url else f"{shown} (user info and query not shown)"
 
 
 def send_test(store: Store, config: Config, actor: Actor, phone: str) -> str:

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from smimegate import config as cfg
 from smimegate.service import accounts, cas
 from smimegate.web.app import build_app
 from tests.unit.web.conftest import PASSWORD, SETUP, Site, sign_in
@@ -152,3 +153,17 @@ def test_re_authentication_gives_the_session_a_new_id(site: Site) -> None:
                                      "intermediate_cn": "Second CA"})
     assert again.status_code == 200 and "CA Second CA created" in again.text
     assert client.cookies["smimegate-session"] == after
+
+
+def test_the_sms_tab_shows_no_key_from_the_gateway_url(site: Site) -> None:
+    text = site.config_path.read_text(encoding="utf-8") + (
+        '[sms]\ntransport = "http"\n'
+        'url = "https://user:s3cret-pass@sms.example/api/send?apikey=TOPSECRET"\n')
+    app = build_app(site.store, cfg.loads(text))
+    page = TestClient(app, follow_redirects=False)
+    sign_in(page, "otto")
+    api = TestClient(app, headers={"authorization": f"Bearer {site.auditor_token}"})
+    for answer in (page.get("/sms"), api.get("/api/v1/sms")):
+        assert answer.status_code == 200
+        assert "https://sms.example/api/send (user info and query not shown)" in answer.text
+        assert "TOPSECRET" not in answer.text and "s3cret" not in answer.text
