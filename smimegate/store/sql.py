@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from smimegate.smime import mlkem512
 from smimegate.store import migrations
 from smimegate.store.base import (
     Capabilities,
@@ -463,6 +462,8 @@ class SqlStore:
                 (email, info.fingerprint),
             )
         if key is not None:
+            from smimegate.smime import mlkem512  # asn1crypto: not on a store command's path
+
             pub = mlkem512.certificate_public_key(x509.load_der_x509_certificate(info.der))
             if _public_der(key.public_key()) != _public_der(pub):
                 raise InvalidData(
@@ -561,6 +562,8 @@ class SqlStore:
         # inbound message cost (bench/gateway_bench.py). It is safe to skip here: the key was a
         # loaded or generated key object when add_certificate serialized it, and AES-GCM under
         # the master key (with the fingerprint as AAD) proves these are exactly those bytes.
+        from smimegate.smime import mlkem512  # asn1crypto: not on a store command's path
+
         return mlkem512.load_der_private_key(pkcs8, password=None,
                                              unsafe_skip_rsa_key_validation=True)
 
