@@ -1,7 +1,9 @@
 """The audit log: one row per change, whoever made it and through which front end (OWASP ASVS
 7.1.3: who, what, when, from where). Written in the change's own transaction (``atomic``): the
 change and its row commit together, so a change refused or failed leaves no row and a row that
-cannot be written undoes the change."""
+cannot be written undoes the change. Failed password and code checks are recorded too (ASVS
+7.2.1), by smimegate.service.sessions, outside any transaction: there is no change to undo."""
+
 
 from __future__ import annotations
 

@@ -58,10 +58,18 @@ def _throttle(store: Store, user_key: str, address: str, limits: Limits) -> None
         raise Throttled("too many failed sign-ins: wait a few minutes and try again")
 
 
-def _failed(store: Store, user_key: str, address: str) -> None:
+def _failed(store: Store, user_key: str, address: str, via: str, action: str) -> None:
+    """Count a wrong password or code for the throttle, and put it in the audit log (ASVS
+    7.2.1: every authentication decision), naming the account only when one has that name:
+    what was typed as a user name is sometimes a password."""
     accounts = accounts_of(store)
     accounts.add_failure("address", address)
     accounts.add_failure("user", user_key)
+    known = accounts.find_admin(user_key)
+    name = known.name if known is not None else "-"
+    accounts.add_audit(name, known.role if known is not None else "-", via, address, action,
+                       known.name if known is not None else "(no such account)",
+                       "wrong password or code")
 
 
 def sign_in(store: Store, name: str, password: str, address: str,
@@ -77,7 +85,7 @@ def sign_in(store: Store, name: str, password: str, address: str,
     _throttle(store, user_key, address, limits)
     admin = admin_accounts.check_credentials(store, name, password)
     if admin is None or not totp.check(store, admin.name, code):
-        _failed(store, user_key, address)
+        _failed(store, user_key, address, "web", "session.sign-in-failed")
         raise InvalidInput("wrong user name, password or code", "password")
     accounts.clear_failures("user", user_key)
     session_id = secrets.token_urlsafe(32)
@@ -120,7 +128,7 @@ def reauthenticate(store: Store, session: Session, password: str, code: str, add
     cookie) must not carry that power. The CSRF token stays: it proves a form came from our
     pages, not who holds the session, and the page a PKCS#12 was downloaded from keeps
     working."""
-    _check_again(store, session.admin, password, code, address, limits)
+    _check_again(store, session.admin, password, code, address, "web", limits)
     session_id = secrets.token_urlsafe(32)
     renewed = dataclasses.replace(session, digest=admin_accounts.token_digest(session_id),
                                   reauth=now())
@@ -142,16 +150,16 @@ def reauthenticate_token(store: Store, actor: Actor, password: str, code: str,
     (throttled, failures counted) and recorded. A token has no session to stamp, so every
     such request carries them: a stolen token alone never yields a private key.
     Raises Throttled, InvalidInput (field "reauth_password"), StoreError."""
-    _check_again(store, actor.name, password, code, actor.address, limits)
+    _check_again(store, actor.name, password, code, actor.address, actor.via, limits)
     audit.record(store, actor, "session.reauth", actor.name, "api token")
 
 
-def _check_again(store: Store, name: str, password: str, code: str, address: str,
+def _check_again(store: Store, name: str, password: str, code: str, address: str, via: str,
                  limits: Limits) -> None:
     _throttle(store, name, address, limits)
     admin = admin_accounts.check_credentials(store, name, password)
     if admin is None or not totp.check(store, admin.name, code):
-        _failed(store, name, address)
+        _failed(store, name, address, via, "session.reauth-failed")
         raise InvalidInput("wrong password or code", "reauth_password")
 
 
@@ -194,7 +202,7 @@ def change_own_password(store: Store, actor: Actor, current_password: str,
     Raises Throttled, InvalidInput (field "current" or "password"), StoreError."""
     _throttle(store, actor.name, actor.address, limits)
     if admin_accounts.check_credentials(store, actor.name, current_password) is None:
-        _failed(store, actor.name, actor.address)
+        _failed(store, actor.name, actor.address, actor.via, "admin.password-failed")
         raise InvalidInput("the current password is wrong", "current")
     admin_accounts.check_password(new_password)
     _set_own_password(store, actor, new_password)

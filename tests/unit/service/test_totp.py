@@ -103,7 +103,8 @@ def test_reauthenticate_stamps_the_session(store: SqlStore, alice: str) -> None:
     assert fresh is not None and fresh.reauth is not None
     assert sessions.reauth_fresh(fresh, 300)
     assert not sessions.reauth_fresh(fresh, 300, at=fresh.reauth + 301)
-    assert [e.action for e in audit.entries(store, search="reauth")] == ["session.reauth"]
+    assert [e.action for e in audit.entries(store, search="reauth")] == [
+        "session.reauth", "session.reauth-failed"]
     # Wrong passwords count as failed sign-ins: throttled after per_user of them.
     for _ in range(2):
         with pytest.raises(InvalidInput):

@@ -188,7 +188,8 @@ def test_pkcs12_export_takes_the_password_again(site: Site) -> None:
     bad(api.post(url, json={"reauth_password": PASSWORD}), "password")
     bad(api.post(url, json={"password": "x", "profile": "ancient",
                             "reauth_password": PASSWORD}), "profile")
-    assert api_actions(site) == []  # nothing exported, nothing re-authenticated
+    # Nothing exported, nothing re-authenticated; the wrong password is on record.
+    assert api_actions(site) == [("session.reauth-failed", "alice", "api")]
     answer = api.post(url, json={"password": "p12 secret", "reauth_password": PASSWORD})
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "application/pkcs12"
@@ -197,7 +198,8 @@ def test_pkcs12_export_takes_the_password_again(site: Site) -> None:
     assert cert is not None and key is not None and len(chain) == 2
     assert cert.public_bytes(Encoding.DER) == site.store.get_certificate(fingerprint).der
     assert api_actions(site) == [("cert.export-key", fingerprint, "api"),
-                                 ("session.reauth", "alice", "api")]
+                                 ("session.reauth", "alice", "api"),
+                                 ("session.reauth-failed", "alice", "api")]
     assert api.post("/api/v1/certificates/" + "ab" * 32 + "/pkcs12",
                     json={"password": "x", "reauth_password": PASSWORD}).status_code == 404
     foreign = site.store.add_certificate(TestCA(key_kind="ec-p256").cert)

@@ -4,6 +4,7 @@ caller may change, safe download names, a new session id at re-authentication.""
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.parse
 from typing import Any
 
@@ -14,9 +15,9 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from smimegate import config as cfg
-from smimegate.service import accounts, cas
+from smimegate.service import accounts, audit, cas
 from smimegate.web.app import build_app
-from tests.unit.web.conftest import PASSWORD, SETUP, Site, sign_in
+from tests.unit.web.conftest import PASSWORD, SETUP, Site, csrf_of, sign_in
 
 
 def _secured(response_headers: object) -> None:
@@ -167,3 +168,30 @@ def test_the_sms_tab_shows_no_key_from_the_gateway_url(site: Site) -> None:
         assert answer.status_code == 200
         assert "https://sms.example/api/send (user info and query not shown)" in answer.text
         assert "TOPSECRET" not in answer.text and "s3cret" not in answer.text
+
+
+def test_wrong_passwords_are_in_the_audit_log_without_what_was_typed(site: Site) -> None:
+    client = site.client()
+    token = csrf_of(client.get("/login").text)
+    for user in ("alice", "a password typed as a user name"):
+        refused = client.post("/login", data={"csrf": token, "user": user,
+                                              "password": "guess-xylophone-1"})
+        assert refused.status_code == 401
+    csrf = sign_in(client, "alice")
+    asked = client.post("/ca", data={"csrf": csrf, "root_cn": "R", "intermediate_cn": "C",
+                                     "key_type": "ec-p256", "reauth_password": "guess-xylophone-2"})
+    assert asked.status_code == 401 and not site.store.list_cas()
+    api = site.api(site.admin_token).post("/api/v1/cas", json={
+        "root_cn": "R", "intermediate_cn": "C", "key_type": "ec-p256",
+        "reauth_password": "guess-xylophone-3"})
+    assert api.status_code == 400 and not site.store.list_cas()
+    rows = [(e.actor, e.via, e.action, e.target, e.detail)
+            for e in reversed(audit.entries(site.store, search="-failed"))]
+    assert rows == [
+        ("alice", "web", "session.sign-in-failed", "alice", "wrong password or code"),
+        ("-", "web", "session.sign-in-failed", "(no such account)", "wrong password or code"),
+        ("alice", "web", "session.reauth-failed", "alice", "wrong password or code"),
+        ("alice", "api", "session.reauth-failed", "alice", "wrong password or code"),
+    ]
+    everything = str([dataclasses.asdict(e) for e in audit.entries(site.store, limit=1000)])
+    assert "typed as a user name" not in everything and "xylophone" not in everything

@@ -284,8 +284,8 @@ def test_account_page_ends_sessions_and_changes_the_password(site: Site) -> None
     assert done.status_code == 303 and done.headers["location"] == "/login"
     assert laptop.get("/dashboard").headers["location"] == "/login"
     sign_in(laptop, "otto", "a brand new password")
-    assert [e.action for e in audit.entries(site.store, search="otto")][:3] == [
-        "session.sign-in", "admin.password", "session.end"]
+    assert [e.action for e in audit.entries(site.store, search="otto")][:4] == [
+        "session.sign-in", "admin.password", "admin.password-failed", "session.end"]
 
 
 def test_certificate_detail_chain_and_pem(site: Site) -> None:

@@ -57,7 +57,8 @@ def test_password_asked_again_then_the_action_runs_with_its_fields(site: Site) -
     # Within the window no password is asked for.
     again = client.post("/export", data={"csrf": csrf, "format": "der"})
     assert again.status_code == 200 and DONE[-1]["format"] == "der"
-    assert [e.actor for e in audit.entries(site.store, search="session.reauth")] == ["alice"]
+    assert [(e.actor, e.action) for e in audit.entries(site.store, search="session.reauth")] \
+        == [("alice", "session.reauth"), ("alice", "session.reauth-failed")]
 
 
 def test_auditor_never_reaches_the_password_form(site: Site) -> None:
