@@ -600,7 +600,8 @@ class WebConfig:
     )
     reauth_window: int = opt(
         300, "Seconds for which giving the password (and TOTP code) again allows exporting a "
-        "private key or creating a CA; after that the password is asked for again.",
+        "private key, creating a CA or changing admin accounts and tokens; after that the "
+        "password is asked for again.",
         check=_at_least(30),
     )
 

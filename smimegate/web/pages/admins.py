@@ -9,15 +9,23 @@ from smimegate.service import accounts as admin_accounts
 from smimegate.service.actor import ROLES
 from smimegate.service.errors import InvalidInput
 from smimegate.web.pages.base import Page, page, utc
+from smimegate.web.reauth import require_reauth
 
 
 def admins(current: Page) -> Response:
-    """Accounts: what `smimegate admin` does, for admins; auditors see the list. A new
-    password or token is shown once, on the answer to the POST that made it."""
+    """Accounts: what `smimegate admin` does, for admins (after re-authentication); auditors
+    see the list. A new password or token is shown once, on the answer to the POST that
+    made it."""
     errors: dict[str, str] = {}
     secret: dict[str, str] | None = None
     notice, status, typed = "", 200, ""
     if current.request.method == "POST":
+        # An account or token made here signs in and re-authenticates with a password its
+        # maker knows: without this, a borrowed session would reach private keys and CA
+        # creation past their re-authentication (ASVS 3.7.1) through a new account.
+        asked = require_reauth(current, "change admin accounts or tokens")
+        if asked is not None:
+            return asked
         action, name = current.form.get("action", ""), current.form.get("name", "")
         role = current.form.get("role", "")
         try:

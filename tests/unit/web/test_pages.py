@@ -325,8 +325,11 @@ def test_a_store_that_stops_answering_is_a_503_not_a_crash(site: Site) -> None:
 def test_admins_page_adds_accounts_and_shows_secrets_once(site: Site) -> None:
     client = site.client()
     csrf = sign_in(client, "alice")
-    added = client.post("/admins", data={"csrf": csrf, "action": "add", "name": "Carol",
+    asked = client.post("/admins", data={"csrf": csrf, "action": "add", "name": "Carol",
                                          "role": "auditor"})
+    assert asked.status_code == 401 and "To change admin accounts or tokens" in asked.text
+    added = client.post("/admins", data={"csrf": csrf, "action": "add", "name": "Carol",
+                                         "role": "auditor", "reauth_password": PASSWORD})
     assert added.status_code == 200
     password = re.search(r'Password of carol: <code class="secret">([^<]+)</code>', added.text)
     assert password is not None
