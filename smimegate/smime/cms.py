@@ -112,6 +112,12 @@ def remember(cache: dict[bytes, _T], key: bytes, compute: Callable[[], _T]) -> _
     return value
 
 
+def dotted(contents: bytes) -> str:
+    """The dotted form of an OBJECT IDENTIFIER from its contents octets, remembered as
+    oid_dotted remembers it. Raises what asn1crypto raises for a broken one."""
+    return _dotted(contents)
+
+
 def oid_dotted(value: core.ObjectIdentifier) -> str:
     """``value.dotted``, remembered by encoding: asn1crypto works it out again for every
     object, about fifteen times per message for the same few OIDs (bench/cost_bench.py).
@@ -140,11 +146,18 @@ def parsed_der(value: core.Asn1Value) -> bytes:
     PKITS 4.3.6's UID CA certificate (a subjectUniqueID BIT STRING with unused bits) came out
     with a signature that no longer verified.
     """
+    der = definite_der(value)
+    return der if der is not None else bytes(value.dump())
+
+
+def definite_der(value: core.Asn1Value) -> bytes | None:
+    """The bytes a parsed value came from when its header has a definite length (parsed_der
+    without the re-encoding, which parses all of it), else None."""
     header = getattr(value, "_header", None)
     contents = value.contents
     if isinstance(header, bytes) and contents is not None and header[1:] != b"\x80":
         return header + bytes(contents)
-    return bytes(value.dump())
+    return None
 
 
 def to_crypto(cert: ax509.Certificate) -> x509.Certificate:

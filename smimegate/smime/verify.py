@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -44,8 +44,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
 
 from smimegate.smime import algorithms as alg
-from smimegate.smime import mime, mldsa, mlkem512
+from smimegate.smime import mime, mldsa, mlkem512, signer_der
 from smimegate.smime.cms import (
+    definite_der,
+    dotted,
     guard,
     identifier_to_cert_id,
     load_content_info,
@@ -78,19 +80,29 @@ class _Invalid(Exception):
 
 @dataclass(frozen=True)
 class _Parsed:
-    """The parts of one SignerInfo that verification needs, read once."""
+    """The parts of one SignerInfo that verification needs, read once.
+
+    signed_attrs: the contents of the [0] IMPLICIT signedAttrs (None when absent). Read by
+    asn1crypto: attrs_by_oid holds the attributes and ``known`` is None. Read by signer_der:
+    ``known`` holds the contentType OID and messageDigest value (each None when absent; each
+    was found at most once with one value, and signingTime too), attrs_by_oid is empty,
+    signature_params is None (RSASSA-PSS and ML-DSA signers always go the asn1crypto way) and
+    unsigned_absent is True.
+    """
 
     signer_id: CertId
     digest_oid: str
     digest_label: str
     signature_oid: str
     signature_label: str
-    signature_params: algos.SignedDigestAlgorithm
-    signed_attrs: acms.CMSAttributes | None
+    signature_params: algos.SignedDigestAlgorithm | None
+    signed_attrs: bytes | None
     attrs_by_oid: _ByOid
     signature: bytes
     signing_time: datetime | None
     capabilities: tuple[str, ...]
+    known: tuple[str | None, bytes | None] | None = None
+    unsigned_absent: bool = False
 
 
 def _der_length(length: int) -> bytes:
@@ -173,6 +185,14 @@ def _oid_label(value: algos.SignedDigestAlgorithmId | algos.DigestAlgorithmId) -
 
 
 def _parse_signer(info: acms.SignerInfo) -> _Parsed:
+    """The SignerInfo read by signer_der when it has the plain shape, else by asn1crypto
+    (_parse_signer_asn1, which raises Malformed for what it cannot read)."""
+    der = definite_der(info)
+    fast = _parse_signer_der(der) if der is not None else None
+    return fast if fast is not None else _parse_signer_asn1(info)
+
+
+def _parse_signer_asn1(info: acms.SignerInfo) -> _Parsed:
     with guard("SignerInfo"):
         signer_id = identifier_to_cert_id(info["sid"])
         digest_id = info["digest_algorithm"]["algorithm"]
@@ -206,13 +226,124 @@ def _parse_signer(info: acms.SignerInfo) -> _Parsed:
             signature_oid=sig_oid,
             signature_label=_signature_label(sig_oid),
             signature_params=sig_alg,
-            signed_attrs=attrs,
+            signed_attrs=None if attrs is None else bytes(attrs.contents),
             attrs_by_oid=by_oid,
             signature=bytes(info["signature"].native),
             signing_time=signing_time,
             capabilities=capabilities,
         )
     return parsed
+
+
+def _parse_signer_der(der: bytes) -> _Parsed | None:
+    """The SignerInfo read by signer_der, its values worked out by the same functions (and
+    caches) as _parse_signer_asn1; None whenever signer_der declines, a part does not read, or
+    the answer would depend on what only the asn1crypto path keeps (RSASSA-PSS and ML-DSA
+    parameters, repeated or multi-valued contentType / messageDigest / signingTime, a
+    signingTime or SMIMECapabilities that does not read: that path leaves those out)."""
+    fields = signer_der.read(der)
+    if fields is None:
+        return None
+    try:
+        signer_id = remember(_SIDS, fields.sid, functools.partial(_sid_of, fields.sid))
+        digest_oid, digest_label = _digest_algorithm(fields.digest_algorithm)
+        sig_oid, sig_label = _signature_algorithm(fields.signature_algorithm)
+        if sig_oid == alg.RSASSA_PSS or sig_oid in alg.ML_DSA_OIDS:
+            return None
+        known: tuple[str | None, bytes | None] | None = None
+        signing_time: datetime | None = None
+        capabilities: tuple[str, ...] = ()
+        if fields.signed_attrs is not None:
+            known, signing_time, capabilities = _known_attributes(fields.signed_attrs)
+    except (_Declined, SmimeError, *_PARSE_ERRORS):
+        return None
+    return _Parsed(
+        signer_id=signer_id,
+        digest_oid=digest_oid,
+        digest_label=digest_label,
+        signature_oid=sig_oid,
+        signature_label=sig_label,
+        signature_params=None,
+        signed_attrs=fields.signed_attrs_contents,
+        attrs_by_oid={},
+        signature=fields.signature,
+        signing_time=signing_time,
+        capabilities=capabilities,
+        known=known if known is not None else (None, None),
+        unsigned_absent=True,
+    )
+
+
+class _Declined(Exception):
+    """Internal: a signed attribute that only the asn1crypto path can answer for."""
+
+
+def _known_attributes(attrs: Sequence[signer_der.Attribute]) -> tuple[
+        tuple[str | None, bytes | None], datetime | None, tuple[str, ...]]:
+    """(contentType OID, messageDigest), signingTime and SMIMECapabilities names, as
+    _parse_signer_asn1 and _check read them. Raises _Declined (when that path would give
+    another answer or an error) and what asn1crypto raises."""
+    single: dict[str, bytes] = {}
+    counts: dict[str, int] = {}
+    capabilities: list[str] = []
+    for attr in attrs:
+        oid = dotted(attr.type)
+        counts[oid] = counts.get(oid, 0) + 1
+        if oid in (_CONTENT_TYPE, _MESSAGE_DIGEST, _SIGNING_TIME):
+            if counts[oid] > 1 or len(attr.values) != 1:
+                raise _Declined  # RFC 5652 5.3, 11: the asn1crypto path says which
+            single[oid] = attr.values[0]
+        elif oid == _SMIME_CAPABILITIES:
+            names: tuple[str, ...] = remember(_CAPABILITIES, attr.der,
+                                              functools.partial(_names_of_der, attr.der))
+            capabilities.extend(names)
+    content_type = digest = None
+    if (value := single.get(_CONTENT_TYPE)) is not None:
+        if value[0] != 0x06:
+            raise _Declined
+        content_type = dotted(_primitive_contents(value))
+    if (value := single.get(_MESSAGE_DIGEST)) is not None:
+        if value[0] != 0x04:
+            raise _Declined
+        digest = _primitive_contents(value)
+    signing_time: datetime | None = None
+    if (value := single.get(_SIGNING_TIME)) is not None:
+        if value[0] not in (0x17, 0x18):  # UTCTime, GeneralizedTime (RFC 5652 11.3)
+            raise _Declined
+        signing_time = acms.Time.load(value).native
+    return (content_type, digest), signing_time, tuple(capabilities)
+
+
+def _primitive_contents(der: bytes) -> bytes:
+    """The contents of one primitive DER element whose length signer_der checked."""
+    return der[2:] if der[1] < 0x80 else der[2 + (der[1] & 0x7F):]
+
+
+def _names_of_der(der: bytes) -> tuple[str, ...]:
+    return _names_of(acms.CMSAttribute.load(der))
+
+
+_SIDS: dict[bytes, CertId] = {}
+
+
+def _sid_of(der: bytes) -> CertId:
+    return identifier_to_cert_id(acms.SignerIdentifier.load(der))
+
+
+@functools.lru_cache(maxsize=256)
+def _digest_algorithm(der: bytes) -> tuple[str, str]:
+    """(OID, label) of a DigestAlgorithmIdentifier by its DER, as _parse_signer_asn1 works them
+    out. What raises is not cached."""
+    digest_id = algos.DigestAlgorithm.load(der)["algorithm"]
+    oid = oid_dotted(digest_id)
+    return oid, alg.DIGEST_NAMES.get(oid) or _oid_label(digest_id)
+
+
+@functools.lru_cache(maxsize=256)
+def _signature_algorithm(der: bytes) -> tuple[str, str]:
+    """(OID, label) of a SignatureAlgorithmIdentifier by its DER, as _parse_signer_asn1."""
+    oid = oid_dotted(algos.SignedDigestAlgorithm.load(der)["algorithm"])
+    return oid, _signature_label(oid)
 
 
 def _hash(name: str, data: bytes) -> bytes:
@@ -262,7 +393,7 @@ def _check_signature(parsed: _Parsed, cert: x509.Certificate, data: bytes) -> No
         elif oid == alg.RSASSA_PSS:
             if not isinstance(public, rsa.RSAPublicKey):
                 raise _Invalid(f"signature algorithm {label} does not match the signer's key")
-            pad, name = _pss_padding(parsed.signature_params)
+            pad, name = _pss_padding(_params(parsed))
             public.verify(signature, data, pad, alg.hash_for(name))
         elif oid == alg.EC_PUBLIC_KEY or oid in alg.ECDSA_OIDS:
             if not isinstance(public, ec.EllipticCurvePublicKey):
@@ -280,7 +411,7 @@ def _check_signature(parsed: _Parsed, cert: x509.Certificate, data: bytes) -> No
             public.verify(signature, data, alg.hash_for(name))
         elif oid in alg.ML_DSA_OIDS:
             # RFC 9882 2 / 3.3: parameters MUST be absent.
-            if not isinstance(parsed.signature_params["parameters"], core.Void):
+            if not isinstance(_params(parsed)["parameters"], core.Void):
                 raise _Invalid(f"{label} signatureAlgorithm must have no parameters")
             why = mldsa.check(oid, public, signature, data)
             if why is not None:
@@ -294,6 +425,13 @@ def _check_signature(parsed: _Parsed, cert: x509.Certificate, data: bytes) -> No
     except (ValueError, UnsupportedAlgorithm) as exc:
         # cryptography refuses e.g. a malformed DSA/ECDSA signature encoding with ValueError.
         raise _Invalid(f"signature does not verify ({exc})") from None
+
+
+def _params(parsed: _Parsed) -> algos.SignedDigestAlgorithm:
+    # Only _parse_signer_asn1 reads RSASSA-PSS and ML-DSA signers, and it keeps them.
+    if parsed.signature_params is None:
+        raise _Invalid(f"signature algorithm {parsed.signature_label}: parameters not read")
+    return parsed.signature_params
 
 
 def _check(parsed: _Parsed, cert: x509.Certificate, content: bytes,
@@ -318,33 +456,47 @@ def _check(parsed: _Parsed, cert: x509.Certificate, content: bytes,
         # RFC 5652 5.4: without signed attributes the signature covers the content itself.
         _check_signature(parsed, cert, content)
         return
-    with guard("signed attributes"):
-        by_oid = parsed.attrs_by_oid
-        wanted = _single_value(by_oid, _CONTENT_TYPE, "contentType")
-        digest_value = _single_value(by_oid, _MESSAGE_DIGEST, "messageDigest")
-        _single_value(by_oid, _SIGNING_TIME, "signingTime")
-        if digest_value is None:
-            raise _Invalid("signed attributes lack messageDigest")
-        assert isinstance(digest_value, core.OctetString)
-        if content_type is None:
-            # RFC 5652 11.4: a countersignature's signed attributes MUST NOT hold contentType.
-            if wanted is not None:
-                raise _Invalid("countersignature has a contentType attribute (RFC 5652 11.4)")
-        else:
-            # RFC 5652 5.3: both MUST be present when there are signed attributes.
-            if wanted is None:
-                raise _Invalid("signed attributes lack contentType")
-            assert isinstance(wanted, acms.ContentType)
-            # RFC 5652 11.1: contentType MUST match eContentType.
-            if oid_dotted(wanted) != content_type:
-                raise _Invalid("contentType attribute does not match eContentType")
-        expected = bytes(digest_value.native)
-        # RFC 5652 5.4: the signature is over the DER SET OF, i.e. the received contents under
-        # a universal SET tag instead of the [0] IMPLICIT of SignerInfo.
-        contents = attrs.contents
+    if parsed.known is not None:
+        wanted_oid, digest = parsed.known
+        _match_attributes(None if wanted_oid is None else lambda: wanted_oid, digest is not None,
+                          content_type)
+        assert digest is not None  # _match_attributes raised otherwise
+        expected = digest
+    else:
+        with guard("signed attributes"):
+            by_oid = parsed.attrs_by_oid
+            wanted = _single_value(by_oid, _CONTENT_TYPE, "contentType")
+            digest_value = _single_value(by_oid, _MESSAGE_DIGEST, "messageDigest")
+            _single_value(by_oid, _SIGNING_TIME, "signingTime")
+            assert wanted is None or isinstance(wanted, acms.ContentType)
+            _match_attributes(None if wanted is None else functools.partial(oid_dotted, wanted),
+                              digest_value is not None, content_type)
+            assert isinstance(digest_value, core.OctetString)
+            expected = bytes(digest_value.native)
     if not hmac.compare_digest(expected, _hash(parsed.digest_label, content)):
         raise _Invalid("message digest mismatch")
-    _check_signature(parsed, cert, b"\x31" + _der_length(len(contents)) + contents)
+    # RFC 5652 5.4: the signature is over the DER SET OF, i.e. the received contents under
+    # a universal SET tag instead of the [0] IMPLICIT of SignerInfo.
+    _check_signature(parsed, cert, b"\x31" + _der_length(len(attrs)) + attrs)
+
+
+def _match_attributes(wanted: Callable[[], str] | None, has_digest: bool,
+                      content_type: str | None) -> None:
+    """Raise _Invalid unless contentType and messageDigest are as RFC 5652 5.3 / 11 want them.
+    ``wanted``: the contentType attribute's OID, asked for only when it is compared."""
+    if not has_digest:
+        raise _Invalid("signed attributes lack messageDigest")
+    if content_type is None:
+        # RFC 5652 11.4: a countersignature's signed attributes MUST NOT hold contentType.
+        if wanted is not None:
+            raise _Invalid("countersignature has a contentType attribute (RFC 5652 11.4)")
+        return
+    # RFC 5652 5.3: both MUST be present when there are signed attributes.
+    if wanted is None:
+        raise _Invalid("signed attributes lack contentType")
+    # RFC 5652 11.1: contentType MUST match eContentType.
+    if wanted() != content_type:
+        raise _Invalid("contentType attribute does not match eContentType")
 
 
 def _find_cert(signer_id: CertId, certs: Sequence[x509.Certificate]) -> x509.Certificate | None:
@@ -371,12 +523,11 @@ def _names_unreadable(signer_id: CertId, cert: ax509.Certificate) -> bool:
 
 
 def _verify_signer(
-    info: acms.SignerInfo,
+    parsed: _Parsed,
     certs: _Certs,
     contents: Sequence[bytes],
     content_type: str | None,
 ) -> SignerResult:
-    parsed = _parse_signer(info)
     cert = _find_cert(parsed.signer_id, certs.loaded)
     reason: str | None = None
     if cert is None:
@@ -421,9 +572,11 @@ class _CounterAttribute(core.Sequence):  # type: ignore[misc]
     _fields = [("type", core.ObjectIdentifier), ("values", _SignerInfoSet)]
 
 
-def _countersigners(info: acms.SignerInfo, certs: _Certs) -> list[SignerResult]:
+def _countersigners(info: acms.SignerInfo, parsed: _Parsed, certs: _Certs) -> list[SignerResult]:
     """Each countersignature of ``info`` verified over its signature value (RFC 5652 11.4).
     Raises Malformed for a countersignature attribute that cannot be read."""
+    if parsed.unsigned_absent:
+        return []
     with guard("SignerInfo unsignedAttrs"):
         unsigned = info["unsigned_attrs"]
         if isinstance(unsigned, core.Void):
@@ -437,15 +590,13 @@ def _countersigners(info: acms.SignerInfo, certs: _Certs) -> list[SignerResult]:
         with guard("countersignature"):
             values = list(_CounterAttribute.load(attr.dump())["values"])
         for counter in values:
-            out.append(_verify_signer(counter, certs, [signature], None))
+            out.append(_verify_signer(_parse_signer(counter), certs, [signature], None))
     return out
 
 
-def _unlisted_digest(result: SignerResult, info: acms.SignerInfo, listed: set[str]) -> SignerResult:
+def _unlisted_digest(result: SignerResult, oid: str, listed: set[str]) -> SignerResult:
     # RFC 5652 5.1: digestAlgorithms lists the digests of all signers; a one-pass reader relies
     # on it, so a signer outside it is refused (cleanly) rather than trusted on a broken frame.
-    with guard("SignerInfo digestAlgorithm"):
-        oid = oid_dotted(info["digest_algorithm"]["algorithm"])
     if oid in listed:
         return result
     why = (f"digest algorithm {result.digest_algorithm} is not listed in the SignedData "
@@ -552,11 +703,12 @@ def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes
     certs = _certificates(signed)
     found: list[SignerResult] = []
     for si in signer_infos:
-        result = _unlisted_digest(_verify_signer(si, certs, candidates, content_type), si,
-                                  listed)
+        parsed = _parse_signer(si)
+        result = _unlisted_digest(_verify_signer(parsed, certs, candidates, content_type),
+                                  parsed.digest_oid, listed)
         parent = len(found)
         found.append(result)
-        found += [replace(c, countersigns=parent) for c in _countersigners(si, certs)]
+        found += [replace(c, countersigns=parent) for c in _countersigners(si, parsed, certs)]
     signers = tuple(found)
     if detached and embedded is not None and embedded not in candidates:
         # RFC 8551 3.5.3: eContent is absent in multipart/signed. One that differs from the

@@ -1,0 +1,150 @@
+"""A SignerInfo (RFC 5652 5.3) read by offsets, for the plain DER shape that mail carries.
+
+Why: reading a SignerInfo field by field through asn1crypto cost about a tenth of a
+millisecond per message, more than verifying its RSA signature (bench/cost_bench.py). This
+reader walks the one shape every mail client we know writes and hands back the bytes of each
+part; smimegate.smime.verify turns them into its values through the same functions (and the
+same caches) as the asn1crypto path.
+
+It never rejects anything: whatever is not exactly that shape makes ``read`` return None, and
+the caller reads the SignerInfo with asn1crypto as before, which accepts or rejects it as it
+always has. So it only ever has to be stricter than asn1crypto, never as lenient; the shape:
+
+- definite lengths everywhere, in their shortest form (X.690 10.1), one-octet tags;
+- version an INTEGER of one octet, 1 or 3 (RFC 5652 5.3);
+- sid an IssuerAndSerialNumber SEQUENCE or a primitive [0] subjectKeyIdentifier;
+- digestAlgorithm and signatureAlgorithm SEQUENCEs (read by verify, by their DER);
+- signedAttrs, when present, a constructed [0] whose elements are each a SEQUENCE of exactly
+  an OBJECT IDENTIFIER and a SET; the values inside are kept as their DER;
+- signature a primitive OCTET STRING;
+- no unsignedAttrs (countersignatures go the asn1crypto way), nothing after the signature.
+
+tests/unit/smime/test_signer_der.py feeds the corpora and mutants of them to both readers and
+requires the same results wherever this one does not decline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_SEQUENCE, _SET, _INTEGER, _OCTET_STRING, _OID = 0x30, 0x31, 0x02, 0x04, 0x06
+_CONTEXT_0_PRIMITIVE, _CONTEXT_0_CONSTRUCTED = 0x80, 0xA0
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One Attribute (RFC 5652 5.3): the contents of its type OID, its own DER, and the DER of
+    each of its values."""
+
+    type: bytes
+    der: bytes
+    values: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class SignerFields:
+    """The parts of a SignerInfo as bytes. ``signed_attrs_contents`` is what lies inside the
+    [0] IMPLICIT tag (RFC 5652 5.4 signs it under a SET OF tag); None when absent."""
+
+    sid: bytes
+    digest_algorithm: bytes
+    signed_attrs: tuple[Attribute, ...] | None
+    signed_attrs_contents: bytes | None
+    signature_algorithm: bytes
+    signature: bytes
+
+
+class _Decline(Exception):
+    """Internal: not the plain shape."""
+
+
+def read(der: bytes) -> SignerFields | None:
+    """The parts of the SignerInfo ``der`` (exactly one element), or None when it is not in the
+    plain DER shape (module docstring). Never raises."""
+    try:
+        return _read(der)
+    except _Decline:
+        return None
+
+
+def _element(der: bytes, pos: int, limit: int) -> tuple[int, int, int]:
+    """(identifier octet, contents start, end) of the element at ``pos``, which must end by
+    ``limit``; _Decline unless its tag is one octet and its length definite and shortest."""
+    if pos + 2 > limit:
+        raise _Decline
+    identifier = der[pos]
+    if identifier & 0x1F == 0x1F:
+        raise _Decline  # high tag number form (X.690 8.1.2.4)
+    first = der[pos + 1]
+    if first < 0x80:
+        body, length = pos + 2, first
+    else:
+        count = first & 0x7F
+        body = pos + 2 + count
+        if count == 0 or count > 4 or body > limit:
+            raise _Decline  # indefinite (X.690 8.1.3.6), or beyond any mail
+        length = int.from_bytes(der[pos + 2 : body], "big")
+        # X.690 10.1: the long form only when needed, in as few octets as possible.
+        if length < 0x80 or der[pos + 2] == 0:
+            raise _Decline
+    end = body + length
+    if end > limit:
+        raise _Decline
+    return identifier, body, end
+
+
+def _children(der: bytes, body: int, end: int) -> list[tuple[int, int, int, int]]:
+    """(identifier, start, contents start, end) of each element in ``der[body:end]``."""
+    out = []
+    pos = body
+    while pos < end:
+        identifier, child_body, child_end = _element(der, pos, end)
+        out.append((identifier, pos, child_body, child_end))
+        pos = child_end
+    return out
+
+
+def _read(der: bytes) -> SignerFields:
+    identifier, body, end = _element(der, 0, len(der))
+    if identifier != _SEQUENCE or end != len(der):
+        raise _Decline
+    parts = _children(der, body, end)
+    if len(parts) not in (5, 6):
+        raise _Decline
+    version, sid, digest = parts[0], parts[1], parts[2]
+    if version[0] != _INTEGER or der[version[2] : version[3]] not in (b"\x01", b"\x03"):
+        raise _Decline
+    if sid[0] not in (_SEQUENCE, _CONTEXT_0_PRIMITIVE) or digest[0] != _SEQUENCE:
+        raise _Decline
+    attrs: tuple[Attribute, ...] | None = None
+    attrs_contents: bytes | None = None
+    rest = parts[3:]
+    if len(rest) == 3:
+        block = rest[0]
+        if block[0] != _CONTEXT_0_CONSTRUCTED:
+            raise _Decline
+        attrs = tuple(_attribute(der, child) for child in _children(der, block[2], block[3]))
+        attrs_contents = der[block[2] : block[3]]
+        rest = rest[1:]
+    signature_algorithm, signature = rest
+    if signature_algorithm[0] != _SEQUENCE or signature[0] != _OCTET_STRING:
+        raise _Decline
+    return SignerFields(
+        sid=der[sid[1] : sid[3]],
+        digest_algorithm=der[digest[1] : digest[3]],
+        signed_attrs=attrs,
+        signed_attrs_contents=attrs_contents,
+        signature_algorithm=der[signature_algorithm[1] : signature_algorithm[3]],
+        signature=der[signature[2] : signature[3]],
+    )
+
+
+def _attribute(der: bytes, element: tuple[int, int, int, int]) -> Attribute:
+    identifier, start, body, end = element
+    if identifier != _SEQUENCE:
+        raise _Decline
+    parts = _children(der, body, end)
+    if len(parts) != 2 or parts[0][0] != _OID or parts[1][0] != _SET:
+        raise _Decline
+    values = tuple(der[value[1] : value[3]] for value in _children(der, parts[1][2], parts[1][3]))
+    return Attribute(type=der[parts[0][2] : parts[0][3]], der=der[start:end], values=values)
