@@ -43,7 +43,7 @@ from smimegate.store import (
 from smimegate.web.openapi import document
 from smimegate.web.pages import Web
 from smimegate.web.pages.base import MAX_UPLOAD
-from smimegate.web.security import client_address
+from smimegate.web.security import client_address, has_nul, nul_in_url
 
 _CHANGES = frozenset({"PUT", "POST", "DELETE", "PATCH"})
 
@@ -155,6 +155,37 @@ def error(status: int, message: str, **extra: Any) -> JSONResponse:
                         if status == 401 else None)
 
 
+MAX_DEPTH = 16  # our bodies are objects of values and lists: two or three levels
+
+
+def unsound(body: Any) -> str:
+    """Why a parsed JSON body is refused, "" when it is not: nested deeper than MAX_DEPTH,
+    a string (or key) with a NUL (security.has_nul) or a lone UTF-16 surrogate, which JSON's
+    \\u escapes can spell but no UTF-8 text holds (RFC 8259 8.2): echoed in an answer or
+    written to the store it would fail there, a 500 instead of a 400."""
+    stack: list[tuple[Any, int]] = [(body, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} levels deep"
+        texts: list[str] = []
+        if isinstance(value, str):
+            texts = [value]
+        elif isinstance(value, dict):
+            texts = list(value)
+            stack += [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1) for v in value]
+        for text in texts:
+            if has_nul(text):
+                return "a string holds a NUL character"
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string holds a lone UTF-16 surrogate (RFC 8259 8.2)"
+    return ""
+
+
 def endpoint(handler: Handler, status: int = 200, *,
              reads: bool = False) -> Callable[[Request], Awaitable[Response]]:
     """reads: a POST that changes nothing (a question too large for a query string, as
@@ -167,6 +198,8 @@ def endpoint(handler: Handler, status: int = 200, *,
         caller = await run_in_threadpool(_caller, web, request, reads)
         if isinstance(caller, Response):
             return caller
+        if nul_in_url(request):
+            return error(400, "a NUL character in the URL")
         raw = await request.body() if request.method in _CHANGES else b""
         return await run_in_threadpool(_answer, web, request, caller, raw, handler, status)
 
@@ -200,6 +233,11 @@ def _answer(web: Web, request: Request, actor: Actor, raw: bytes, handler: Handl
         body = json.loads(raw) if raw.strip() else None
     except (ValueError, UnicodeDecodeError) as exc:
         return error(400, f"the body is not JSON: {exc}")
+    except RecursionError:
+        return error(400, f"the body is nested more than {MAX_DEPTH} levels deep", field="body")
+    refused = unsound(body)
+    if refused:
+        return error(400, f"the body is refused: {refused}", field="body")
     try:
         result = handler(Call(web, request, actor, body))
     except Forbidden as exc:

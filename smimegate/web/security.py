@@ -86,6 +86,19 @@ class SecurityHeaders:
         await response(scope, receive, send)
 
 
+def has_nul(text: str) -> bool:
+    """Whether text holds a NUL character. No name, address, search or value of ours has
+    one, and PostgreSQL cannot store or even compare one in a text column: a NUL from a
+    URL, form or JSON body would reach the store as an error there (a 500), so each front
+    door refuses it as bad input first."""
+    return "\x00" in text
+
+
+def nul_in_url(request: Request) -> bool:
+    """Whether the request's path or query (percent-decoded) holds a NUL (has_nul)."""
+    return has_nul(request.url.path) or has_nul(urllib.parse.unquote(request.url.query))
+
+
 def same_origin(request: Request) -> bool:
     """False when the request's Origin header names a site other than the one it was sent
     to; True when it matches or is absent (non-browser clients send none)."""

@@ -29,7 +29,14 @@ from smimegate.service.errors import Forbidden, InvalidInput, Missing, Operation
 from smimegate.service.sessions import Limits
 from smimegate.store import NotFound, SqlStore, StoreError, StoreUnavailable
 from smimegate.store.accounts import Session
-from smimegate.web.security import attachment, client_address, get_cookie, set_cookie
+from smimegate.web.security import (
+    attachment,
+    client_address,
+    get_cookie,
+    has_nul,
+    nul_in_url,
+    set_cookie,
+)
 
 SESSION_COOKIE = "smimegate-session"
 LOGIN_COOKIE = "smimegate-login"
@@ -139,6 +146,9 @@ def page(handler: Handler, *, auditor_may_post: bool = False, uploads: bool = Fa
         session = await run_in_threadpool(_session_of, web, request, auditor_may_post)
         if not isinstance(session, Session):
             return session
+        if nul_in_url(request):
+            return Page(web, request, session).message(
+                "Bad input", "A NUL character in the URL: nothing was done.", 400)
         files: dict[str, tuple[str, bytes]] = {}
         if uploads:
             form, files = await read_upload_form(request)
@@ -175,6 +185,9 @@ def _signed_in(web: Web, request: Request, session: Session, form: dict[str, str
         return current.message(
             "Refused", "The form's CSRF token is missing or wrong: nothing was changed. "
             "Reload the page and try again.", 403)
+    if any(has_nul(text) for text in (*form.values(), *(name for name, _ in files.values()))):
+        return current.message("Bad input", "A field holds a NUL character: nothing was "
+                               "changed.", 400)
     response = _mapped(current, handler)
     if current.new_session_id is not None:
         set_cookie(response, request, SESSION_COOKIE, current.new_session_id)

@@ -14,7 +14,13 @@ from smimegate.service.errors import InvalidInput
 from smimegate.service.sessions import Throttled
 from smimegate.store import StoreError
 from smimegate.web.pages.base import LOGIN_COOKIE, SESSION_COOKIE, Page, Web, page, read_form
-from smimegate.web.security import clear_cookie, client_address, get_cookie, set_cookie
+from smimegate.web.security import (
+    clear_cookie,
+    client_address,
+    get_cookie,
+    has_nul,
+    set_cookie,
+)
 
 
 async def login(request: Request) -> Response:
@@ -34,6 +40,8 @@ def _login(web: Web, request: Request, form: dict[str, str]) -> Response:
     if not token or not secrets.compare_digest(token.encode(), form.get("csrf", "").encode()):
         return _login_form(bare, secrets.token_urlsafe(32), status=403,
                            error="The sign-in form expired: please sign in again.")
+    if any(has_nul(value) for value in form.values()):
+        return _login_form(bare, token, status=400, error="A field holds a NUL character.")
     name = form.get("user", "")[:64]
     try:
         session_id, _ = sessions.sign_in(web.store, name, form.get("password", "")[:128],

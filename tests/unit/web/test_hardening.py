@@ -15,7 +15,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from smimegate import config as cfg
-from smimegate.service import accounts, audit, cas
+from smimegate.service import accounts, audit, cas, users
 from smimegate.web.app import build_app
 from tests.unit.web.conftest import PASSWORD, SETUP, Site, csrf_of, sign_in
 
@@ -195,3 +195,35 @@ def test_wrong_passwords_are_in_the_audit_log_without_what_was_typed(site: Site)
     ]
     everything = str([dataclasses.asdict(e) for e in audit.entries(site.store, limit=1000)])
     assert "typed as a user name" not in everything and "xylophone" not in everything
+
+
+def test_nul_characters_and_lone_surrogates_are_bad_input_not_500s(site: Site) -> None:
+    # PostgreSQL refuses a NUL in text even in a WHERE clause; JSON can spell a lone
+    # surrogate that no UTF-8 answer can carry. Both were 500s before they were refused.
+    pages = TestClient(build_app(site.store, site.app_config), raise_server_exceptions=False,
+                       follow_redirects=False)
+    token = csrf_of(pages.get("/login").text)
+    login = pages.post("/login", data={"csrf": token, "user": "al\x00ice", "password": "x"})
+    assert login.status_code == 400 and "NUL character" in login.text
+    csrf = sign_in(pages, "alice")
+    for path in ("/logs?queue_id=%00", "/audit?q=%00", "/users/%00@x", "/domains/%00",
+                 "/explain?sender=a%00@example.com&recipients=b@example.org"):
+        answer = pages.get(path)
+        assert answer.status_code == 400 and "NUL character in the URL" in answer.text, path
+    form = pages.post("/users/bob@example.com", data={
+        "csrf": csrf, "property": "subject_trigger", "value": "[x]\x00", "action": "set"})
+    assert form.status_code == 400 and "NUL character" in form.text
+    api = TestClient(build_app(site.store, site.app_config), raise_server_exceptions=False,
+                     headers={"authorization": f"Bearer {site.admin_token}"})
+    assert api.get("/api/v1/audit?q=%00").status_code == 400
+    url = "/api/v1/users/bob@example.com/subject_trigger"
+    for body, why in ((b'{"value": "[x]\\u0000"}', "NUL character"),
+                      (b'{"value": "[x]\\ud800"}', "lone UTF-16 surrogate"),
+                      (b'{"sender": "a@example.com", "subject": "\\udfff"}', "surrogate"),
+                      (b"[" * 100000, "nested more than"),
+                      (b"[" * 20 + b"]" * 20, "nested more than")):
+        answer = api.put(url, content=body) if b"sender" not in body else api.post(
+            "/api/v1/explain", content=body)
+        assert answer.status_code == 400 and why in answer.json()["error"], body[:40]
+    assert users.show(site.store, "bob@example.com").as_dict()["subject_trigger"]["from"] \
+        == "default"
