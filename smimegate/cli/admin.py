@@ -2,7 +2,7 @@
 
     smimegate admin add NAME --role admin|auditor [--password-file F]
     smimegate admin list [--json] | remove NAME | password NAME [--password-file F]
-    smimegate admin token NAME [--role admin|auditor]
+    smimegate admin token NAME [--role admin|auditor | --revoke]
     smimegate admin totp NAME [--disable]
 
 ``totp`` gives the account a second factor (RFC 6238): it prints the otpauth:// URI once (first line), for
@@ -54,10 +54,14 @@ def register(sub: Any) -> None:
                           help="first line is the password (default: make one and print it)")
     password.set_defaults(func=_password)
 
-    token = commands.add_parser("token", help="print a new API token once")
+    token = commands.add_parser("token", help="print a new API token once, or --revoke "
+                                              "every token of the account")
     token.add_argument("name", metavar="NAME")
-    token.add_argument("--role", metavar=roles,
+    which = token.add_mutually_exclusive_group()
+    which.add_argument("--role", metavar=roles,
                        help="the token's role, at most the account's (default: the account's)")
+    which.add_argument("--revoke", action="store_true",
+                       help="revoke every API token of the account (they fail at once)")
     token.set_defaults(func=_token)
 
     second = commands.add_parser(
@@ -122,6 +126,10 @@ def _password(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     with open_store(args) as ctx:
+        if args.revoke:
+            revoked = accounts.revoke_tokens(ctx.store, cli_actor(), args.name)
+            print(f"admin {accounts.name_arg(args.name)}: {revoked} API token(s) revoked")
+            return 0
         token = accounts.new_token(ctx.store, cli_actor(), args.name, args.role)
     print(token)
     return 0

@@ -144,6 +144,20 @@ def new_token(store: Store, actor: Actor, name: str, role: str | None = None) ->
     return token
 
 
+@audit.atomic
+def revoke_tokens(store: Store, actor: Actor, name: str) -> int:
+    """Revoke every API token of an account (a leaked one cannot be told apart: only
+    digests are kept); returns how many. They fail from the next request on, since every
+    request looks its token up. Raises InvalidInput, Forbidden, StoreError (NotFound)."""
+    actor.require_change()
+    name = name_arg(name)
+    accounts = accounts_of(store)
+    accounts.get_admin(name)  # NotFound for no such account
+    revoked = accounts.remove_tokens(name)
+    audit.record(store, actor, "admin.token-revoke", name, f"{revoked} revoked")
+    return revoked
+
+
 def check_credentials(store: Store, name: str, password: str) -> Admin | None:
     """The account if name and password match, else None; the same work either way.
     A hash made with older Argon2 parameters is replaced. Raises StoreError."""

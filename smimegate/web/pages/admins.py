@@ -40,6 +40,9 @@ def admins(current: Page) -> Response:
             elif action == "token":
                 token = admin_accounts.new_token(current.store, current.actor, name, role)
                 secret = {"label": f"API token of {name} ({role})", "value": token}
+            elif action == "revoke-tokens":
+                revoked = admin_accounts.revoke_tokens(current.store, current.actor, name)
+                notice = f"{revoked} API token(s) of {name} revoked."
             elif action == "remove":
                 notice = f"Account {admin_accounts.remove(current.store, current.actor, name)} "\
                          "removed."

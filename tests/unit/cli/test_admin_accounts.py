@@ -93,6 +93,18 @@ def test_tokens_are_shown_once_and_stored_hashed(cli: Cli) -> None:  # noqa: F81
     finally:
         store.close()
     assert [a["tokens"] for a in cli.ok("admin", "list", "--json").json()] == [2, 0]
+    revoked = cli.ok("admin", "token", "alice", "--revoke")
+    assert revoked.out == "admin alice: 2 API token(s) revoked\n"
+    assert [a["tokens"] for a in cli.ok("admin", "list", "--json").json()] == [0, 0]
+    assert cli("admin", "token", "alice", "--revoke", "--role", "admin").code == 2
+    store = cli.store()
+    try:
+        assert accounts.token_actor(store, token, "192.0.2.1") is None
+        assert accounts.token_actor(store, read_only, "192.0.2.1") is None
+        (row,) = audit.entries(store, search="token-revoke")
+        assert (row.target, row.detail, row.via) == ("alice", "2 revoked", "cli")
+    finally:
+        store.close()
 
 
 def test_totp_enrol_prints_the_uri_once_and_disable(cli: Cli) -> None:  # noqa: F811

@@ -227,3 +227,17 @@ def test_nul_characters_and_lone_surrogates_are_bad_input_not_500s(site: Site) -
         assert answer.status_code == 400 and why in answer.json()["error"], body[:40]
     assert users.show(site.store, "bob@example.com").as_dict()["subject_trigger"]["from"] \
         == "default"
+
+
+def test_a_leaked_api_token_can_be_revoked_on_the_admins_tab(site: Site) -> None:
+    assert site.api(site.auditor_token).get("/api/v1/domains").status_code == 200
+    client = site.client()
+    csrf = sign_in(client, "alice")
+    assert 'value="revoke-tokens">Revoke API tokens</button>' in client.get("/admins").text
+    done = client.post("/admins", data={"csrf": csrf, "action": "revoke-tokens",
+                                        "name": "otto", "reauth_password": PASSWORD})
+    assert done.status_code == 200 and "1 API token(s) of otto revoked." in done.text
+    assert site.api(site.auditor_token).get("/api/v1/domains").status_code == 401
+    assert site.api(site.admin_token).get("/api/v1/domains").status_code == 200
+    (row,) = audit.entries(site.store, search="token-revoke")
+    assert (row.actor, row.target, row.detail) == ("alice", "otto", "1 revoked")
