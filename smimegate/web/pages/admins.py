@@ -8,7 +8,7 @@ from starlette.routing import BaseRoute, Route
 from smimegate.service import accounts as admin_accounts
 from smimegate.service.actor import ROLES
 from smimegate.service.errors import InvalidInput
-from smimegate.web.pages.base import Page, page, utc
+from smimegate.web.pages.base import Page, confirmed, page, utc
 from smimegate.web.reauth import require_reauth
 
 
@@ -27,6 +27,13 @@ def admins(current: Page) -> Response:
         if asked is not None:
             return asked
         action, name = current.form.get("action", ""), current.form.get("name", "")
+        question = {"remove": f"Remove the account {name}, its API tokens and sessions?",
+                    "revoke-tokens": f"Revoke every API token of {name}?"}.get(action)
+        if question is not None:
+            asked = confirmed(current, question, "Remove" if action == "remove" else "Revoke",
+                              "/admins")
+            if asked is not None:
+                return asked
         role = current.form.get("role", "")
         try:
             if action == "add":

@@ -234,8 +234,12 @@ def test_a_leaked_api_token_can_be_revoked_on_the_admins_tab(site: Site) -> None
     client = site.client()
     csrf = sign_in(client, "alice")
     assert 'value="revoke-tokens">Revoke API tokens</button>' in client.get("/admins").text
+    asked = client.post("/admins", data={"csrf": csrf, "action": "revoke-tokens",
+                                         "name": "otto", "reauth_password": PASSWORD})
+    assert asked.status_code == 200 and "Revoke every API token of otto?" in asked.text
+    assert site.api(site.auditor_token).get("/api/v1/domains").status_code == 200
     done = client.post("/admins", data={"csrf": csrf, "action": "revoke-tokens",
-                                        "name": "otto", "reauth_password": PASSWORD})
+                                        "name": "otto", "confirm": "yes"})
     assert done.status_code == 200 and "1 API token(s) of otto revoked." in done.text
     assert site.api(site.auditor_token).get("/api/v1/domains").status_code == 401
     assert site.api(site.admin_token).get("/api/v1/domains").status_code == 200

@@ -348,9 +348,14 @@ def test_admins_page_adds_accounts_and_shows_secrets_once(site: Site) -> None:
     refused = client.post("/admins", data={"csrf": csrf, "action": "token", "name": "carol",
                                            "role": "admin"})
     assert refused.status_code == 400 and "only be auditor tokens" in refused.text
-    last = client.post("/admins", data={"csrf": csrf, "action": "remove", "name": "alice"})
+    asked = client.post("/admins", data={"csrf": csrf, "action": "remove", "name": "carol"})
+    assert asked.status_code == 200 and "Remove the account carol" in asked.text
+    assert site.api(value.group(1)).get("/api/v1/domains").status_code == 200  # not yet
+    last = client.post("/admins", data={"csrf": csrf, "action": "remove", "name": "alice",
+                                        "confirm": "yes"})
     assert last.status_code == 400 and "last account with the admin role" in last.text
-    gone = client.post("/admins", data={"csrf": csrf, "action": "remove", "name": "carol"})
+    gone = client.post("/admins", data={"csrf": csrf, "action": "remove", "name": "carol",
+                                        "confirm": "yes"})
     assert gone.status_code == 200 and "Account carol removed." in gone.text
     assert site.api(value.group(1)).get("/api/v1/domains").status_code == 401
     # An auditor sees the accounts, no actions, and cannot post any.
