@@ -245,3 +245,38 @@ def test_a_leaked_api_token_can_be_revoked_on_the_admins_tab(site: Site) -> None
     assert site.api(site.admin_token).get("/api/v1/domains").status_code == 200
     (row,) = audit.entries(site.store, search="token-revoke")
     assert (row.actor, row.target, row.detail) == ("alice", "otto", "1 revoked")
+
+
+def _every_row(site: Site) -> dict[str, list[str]]:
+    """Every row of every table, but the bookkeeping of who is signed in and which token was
+    used when (api_tokens.last_used, web_sessions.last_seen change with any request)."""
+    backend = site.store.backend
+    listed = ("SELECT name FROM sqlite_master WHERE type = 'table'" if backend.name == "sqlite"
+              else "SELECT table_name FROM information_schema.tables"
+                   " WHERE table_schema = current_schema()")
+    with backend.connection() as cur:
+        tables = sorted(str(r[0]) for r in cur.all(listed))
+        return {t: sorted(repr(tuple(r)) for r in cur.all(f"SELECT * FROM {t}"))  # noqa: S608
+                for t in tables if t not in ("api_tokens", "web_sessions")}
+
+
+def test_explain_through_the_api_writes_nothing(site: Site) -> None:
+    users.add(site.store, SETUP, "carol@example.com")
+    before = _every_row(site)
+    assert before["users"] and before["audit_log"]  # the dump sees the store's rows
+    for token in (site.auditor_token, site.admin_token):
+        answer = site.api(token).post("/api/v1/explain", json={
+            "sender": "carol@example.com", "subject": "[encrypt] hello",
+            "recipients": ["bob@example.com", "dave@partner.test", "new@example.com"]})
+        assert answer.status_code == 200, answer.text
+    assert _every_row(site) == before
+
+
+def test_removing_an_account_ends_its_sessions_and_tokens_at_once(site: Site) -> None:
+    # On SQLite this rests on PRAGMA foreign_keys (ON DELETE CASCADE), set per connection.
+    client = site.client()
+    sign_in(client, "otto")
+    assert client.get("/dashboard").status_code == 200
+    accounts.remove(site.store, SETUP, "otto")
+    assert client.get("/dashboard").headers["location"] == "/login"
+    assert site.api(site.auditor_token).get("/api/v1/domains").status_code == 401
