@@ -70,7 +70,7 @@ from smimegate.policy import (
     is_outbound,
 )
 from smimegate.smime import encrypt as smime_encrypt
-from smimegate.smime import hprotect
+from smimegate.smime import hprotect, mime
 from smimegate.smime import sign as smime_sign
 from smimegate.smime.errors import Malformed, SmimeError, Unsupported
 from smimegate.smime.results import Layer, result_headers
@@ -550,12 +550,13 @@ class Gateway:
         if not addresses:
             return None
         try:
-            if not is_encrypted(entity):
+            parsed = mime.parse_entity(entity)
+            if not is_encrypted(parsed):
                 return None
             keys = self.services.decryption_keys(addresses)
             if not keys:
                 return None
-            return addresses, open_entity(entity, keys)
+            return addresses, open_entity(entity, keys, parsed=parsed)
         except (Malformed, Unsupported):
             return None
 

@@ -41,16 +41,19 @@ def is_smime(entity: bytes) -> bool:
     return mime.classify(mime.parse_entity(entity)) not in ("plain", "certs-only")
 
 
-def is_encrypted(entity: bytes) -> bool:
-    """Whether the top-level entity is enveloped or auth-enveloped. Raises like is_smime."""
-    return mime.classify(mime.parse_entity(entity)) in _ENCRYPTED
+def is_encrypted(entity: bytes | mime.Entity) -> bool:
+    """Whether the top-level entity (as bytes, or parsed) is enveloped or auth-enveloped.
+    Raises like is_smime."""
+    parsed = mime.parse_entity(entity) if isinstance(entity, bytes) else entity
+    return mime.classify(parsed) in _ENCRYPTED
 
 
 def open_entity(entity: bytes, keys: Sequence[tuple[x509.Certificate, Any]],
-                max_depth: int = DEFAULT_MAX_DEPTH) -> Opened:
-    """Verify and decrypt every layer of ``entity`` (smime.unwrap). Raises Malformed /
-    Unsupported for broken or unsupported S/MIME at any layer."""
-    result = unwrap(entity, keys, max_depth=max_depth)
+                max_depth: int = DEFAULT_MAX_DEPTH, parsed: mime.Entity | None = None) -> Opened:
+    """Verify and decrypt every layer of ``entity`` (smime.unwrap; ``parsed``: the entity
+    already parsed). Raises Malformed / Unsupported for broken or unsupported S/MIME at any
+    layer."""
+    result = unwrap(entity, keys, max_depth=max_depth, parsed=parsed)
     return Opened(result.layers, result.opened, result.error, result.content)
 
 

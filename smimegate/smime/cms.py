@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from asn1crypto import cms as acms
 from asn1crypto import core
@@ -116,6 +117,29 @@ def dotted(contents: bytes) -> str:
     """The dotted form of an OBJECT IDENTIFIER from its contents octets, remembered as
     oid_dotted remembers it. Raises what asn1crypto raises for a broken one."""
     return _dotted(contents)
+
+
+class Lru(Generic[_T]):
+    """A bounded least-recently-used map from bytes, shared by libmilter's threads."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, _T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> _T | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: bytes, value: _T) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 def oid_dotted(value: core.ObjectIdentifier) -> str:

@@ -53,8 +53,15 @@ def decrypt(
     Unsupported (algorithm outside the allow-list, e.g. RC2 or DES), NoDecryptionKey (no key
     matches, or decryption failed; ``.layer`` lists the recipients).
     """
-    der = mime.decode_smime_body(mime.parse_entity(entity))
-    return decrypt_der(der, keys)
+    return decrypt_entity(mime.parse_entity(entity), keys)
+
+
+def decrypt_entity(
+    entity: mime.Entity, keys: Sequence[tuple[x509.Certificate, PrivateKey]]
+) -> tuple[bytes, Layer]:
+    """``decrypt`` of an entity already parsed (smimegate.smime.unwrap has parsed it to
+    classify it). Raises as ``decrypt`` does."""
+    return decrypt_der(mime.decode_smime_body(entity), keys)
 
 
 def decrypt_der(

@@ -46,10 +46,10 @@ from collections.abc import Sequence
 from cryptography import x509
 
 from smimegate.smime import mime
-from smimegate.smime.decrypt import PrivateKey, decrypt
+from smimegate.smime.decrypt import PrivateKey, decrypt_entity
 from smimegate.smime.errors import Malformed, NoDecryptionKey
 from smimegate.smime.results import Layer, Unwrapped
-from smimegate.smime.verify import verify
+from smimegate.smime.verify import verify_entity
 
 DEFAULT_MAX_DEPTH = 8
 
@@ -62,11 +62,13 @@ def unwrap(
     keys: Sequence[tuple[x509.Certificate, PrivateKey]] = (),
     *,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    parsed: mime.Entity | None = None,
 ) -> Unwrapped:
     """Verify and decrypt every S/MIME layer of ``message``; layers come back outermost first.
 
     ``message`` is a whole RFC 5322 message or a bare MIME entity (CRLF or LF line ends).
-    ``keys`` are (certificate, private key) pairs tried on every encrypted layer.
+    ``keys`` are (certificate, private key) pairs tried on every encrypted layer. ``parsed``:
+    mime.parse_entity(message) when the caller has it already (it is not parsed again).
 
     Returns ``Unwrapped(content, layers, error, opened)``: content is the innermost entity (or,
     after a message/rfc822 header-protection wrapper, the inner message); error is None, or why
@@ -89,9 +91,11 @@ def unwrap(
     # is wrapped inside it.
     inner_message: bytes | None = None
     opened: bytes | None = None  # the entity right after the innermost decrypted layer
+    given = parsed
     while True:
         try:
-            parsed = mime.parse_entity(entity)
+            parsed = given if given is not None else mime.parse_entity(entity)
+            given = None
         except Malformed:
             if not layers:
                 raise
@@ -115,14 +119,13 @@ def unwrap(
             return Unwrapped(content=content, layers=tuple(layers), opened=opened)
         if len(layers) >= max_depth:
             raise Malformed(f"nesting deeper than {max_depth} layers")
-        # The parsed entity holds a copy of the body; verify/decrypt make their own, so drop
-        # this one first (a 25 MB message: every live copy counts, bench/smime_bench.py).
-        del parsed
+        # verify/decrypt read the entity as parsed here: parsing it again cost a copy of the
+        # body (a 25 MB message: every live copy counts, bench/smime_bench.py) and time.
         if kind in ("signed", "opaque-signed"):
-            entity, layer = verify(entity)
+            entity, layer = verify_entity(parsed)
         else:
             try:
-                entity, layer = decrypt(entity, keys)
+                entity, layer = decrypt_entity(parsed, keys)
             except NoDecryptionKey as exc:
                 layers.append(_undecrypted_layer(exc, kind))
                 content = _entity(entity, layers[:-1])

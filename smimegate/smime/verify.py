@@ -30,6 +30,7 @@ Choices:
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -46,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding,
 from smimegate.smime import algorithms as alg
 from smimegate.smime import mime, mldsa, mlkem512, signer_der
 from smimegate.smime.cms import (
+    Lru,
     definite_der,
     dotted,
     guard,
@@ -613,13 +615,32 @@ class _Certs:
 
 
 def _certificates(signed: acms.SignedData) -> _Certs:
-    """Every X.509 certificate carried; ones cryptography cannot load are set aside."""
-    loaded: list[x509.Certificate] = []
-    unreadable: list[tuple[ax509.Certificate, str]] = []
+    """Every X.509 certificate carried; ones cryptography cannot load are set aside.
+
+    By the SHA-256 of the set's DER: a correspondent sends the same certificates with every
+    message, and walking them through asn1crypto again cost tens of microseconds
+    (bench/cost_bench.py). A set with a certificate that does not load is read each time."""
     with guard("SignedData certificates"):
         choices = signed["certificates"]
         if isinstance(choices, core.Void):
             return _Certs((), ())
+        der = definite_der(choices)
+    key = hashlib.sha256(der).digest() if der is not None else None
+    if key is not None and (known := _CERTIFICATE_SETS.get(key)) is not None:
+        return known
+    certs = _read_certificates(choices)
+    if key is not None and not certs.unreadable:
+        _CERTIFICATE_SETS.put(key, certs)
+    return certs
+
+
+_CERTIFICATE_SETS: Lru[_Certs] = Lru(256)
+
+
+def _read_certificates(choices: acms.CertificateSet) -> _Certs:
+    loaded: list[x509.Certificate] = []
+    unreadable: list[tuple[ax509.Certificate, str]] = []
+    with guard("SignedData certificates"):
         for choice in choices:
             if choice.name != "certificate":
                 continue  # attribute certificates and others: nothing to harvest
@@ -727,7 +748,12 @@ def verify(entity: bytes) -> tuple[bytes, Layer]:
     body part exactly as received, for opaque signatures the eContent.
     Raises Malformed for broken MIME/CMS or an entity that is not signed.
     """
-    parsed = mime.parse_entity(entity)
+    return verify_entity(mime.parse_entity(entity))
+
+
+def verify_entity(parsed: mime.Entity) -> tuple[bytes, Layer]:
+    """``verify`` of an entity already parsed (smimegate.smime.unwrap has parsed it to
+    classify it). Raises as ``verify`` does."""
     kind = mime.classify(parsed)
     if kind == "signed":
         content, signature, _micalg = mime.split_multipart_signed(parsed)
