@@ -1,4 +1,5 @@
-"""A SignerInfo (RFC 5652 5.3) read by offsets, for the plain DER shape that mail carries.
+"""SignedData (RFC 5652 5.1) and SignerInfo (5.3) read by offsets, for the plain DER shape
+that mail carries.
 
 Why: reading a SignerInfo field by field through asn1crypto cost about a tenth of a
 millisecond per message, more than verifying its RSA signature (bench/cost_bench.py). This
@@ -19,8 +20,16 @@ always has. So it only ever has to be stricter than asn1crypto, never as lenient
 - signature a primitive OCTET STRING;
 - no unsignedAttrs (countersignatures go the asn1crypto way), nothing after the signature.
 
+``read_signed_data`` walks the frame around them in the same spirit: a ContentInfo of exactly
+id-signedData and a constructed [0]; a SignedData of version 1 or 3, a SET of digest
+AlgorithmIdentifier SEQUENCEs, an EncapsulatedContentInfo of an OID and, when that is id-data,
+optionally a constructed [0] holding one primitive OCTET STRING; optionally certificates as a constructed [0]
+of plain certificate SEQUENCEs; no crls; signerInfos a SET of SEQUENCEs; nothing after the
+ContentInfo.
+
 tests/unit/smime/test_signer_der.py feeds the corpora and mutants of them to both readers and
-requires the same results wherever this one does not decline.
+requires the same results wherever this one does not decline, SignerInfo by SignerInfo and
+for whole SignedData.
 """
 
 from __future__ import annotations
@@ -52,6 +61,26 @@ class SignerFields:
     signed_attrs_contents: bytes | None
     signature_algorithm: bytes
     signature: bytes
+
+
+# The DER of id-signedData (RFC 5652 5.1) as an OBJECT IDENTIFIER element, and the contents of
+# id-data's (RFC 5652 4).
+_SIGNED_DATA_OID = bytes.fromhex("06092a864886f70d010702")
+_DATA_OID_CONTENTS = bytes.fromhex("2a864886f70d010701")
+
+
+@dataclass(frozen=True)
+class SignedDataFields:
+    """The parts of a SignedData as bytes. ``certificates``: the DER of the whole [0] element
+    (None when absent) and of each certificate in it; ``content``: the eContent octets, None
+    when absent (a detached signature)."""
+
+    digest_algorithms: tuple[bytes, ...]
+    content_type: bytes
+    content: bytes | None
+    certificates: bytes | None
+    certificate_list: tuple[bytes, ...]
+    signer_infos: tuple[bytes, ...]
 
 
 class _Decline(Exception):
@@ -104,16 +133,36 @@ def _children(der: bytes, body: int, end: int) -> list[tuple[int, int, int, int]
     return out
 
 
-def _read(der: bytes) -> SignerFields:
+def _sequence(der: bytes) -> list[tuple[int, int, int, int]]:
+    """The elements inside ``der``, which must be one SEQUENCE and nothing after it."""
     identifier, body, end = _element(der, 0, len(der))
     if identifier != _SEQUENCE or end != len(der):
         raise _Decline
-    parts = _children(der, body, end)
+    return _children(der, body, end)
+
+
+def _version(der: bytes, element: tuple[int, int, int, int]) -> None:
+    """_Decline unless ``element`` is an INTEGER 1 or 3 in one octet (RFC 5652 5.1, 5.3)."""
+    if element[0] != _INTEGER or der[element[2] : element[3]] not in (b"\x01", b"\x03"):
+        raise _Decline
+
+
+def _sequences(der: bytes, element: tuple[int, int, int, int]) -> tuple[bytes, ...]:
+    """The DER of each element inside ``element``; _Decline unless every one is a SEQUENCE."""
+    out = []
+    for child in _children(der, element[2], element[3]):
+        if child[0] != _SEQUENCE:
+            raise _Decline
+        out.append(der[child[1] : child[3]])
+    return tuple(out)
+
+
+def _read(der: bytes) -> SignerFields:
+    parts = _sequence(der)
     if len(parts) not in (5, 6):
         raise _Decline
     version, sid, digest = parts[0], parts[1], parts[2]
-    if version[0] != _INTEGER or der[version[2] : version[3]] not in (b"\x01", b"\x03"):
-        raise _Decline
+    _version(der, version)
     if sid[0] not in (_SEQUENCE, _CONTEXT_0_PRIMITIVE) or digest[0] != _SEQUENCE:
         raise _Decline
     attrs: tuple[Attribute, ...] | None = None
@@ -148,3 +197,60 @@ def _attribute(der: bytes, element: tuple[int, int, int, int]) -> Attribute:
         raise _Decline
     values = tuple(der[value[1] : value[3]] for value in _children(der, parts[1][2], parts[1][3]))
     return Attribute(type=der[parts[0][2] : parts[0][3]], der=der[start:end], values=values)
+
+
+def read_signed_data(der: bytes) -> SignedDataFields | None:
+    """The parts of the ContentInfo(SignedData) ``der``, or None when it is not in the plain
+    DER shape (module docstring). Never raises."""
+    try:
+        return _read_signed_data(der)
+    except _Decline:
+        return None
+
+
+def _read_signed_data(der: bytes) -> SignedDataFields:
+    outer = _sequence(der)
+    if (len(outer) != 2 or der[outer[0][1] : outer[0][3]] != _SIGNED_DATA_OID
+            or outer[1][0] != _CONTEXT_0_CONSTRUCTED):
+        raise _Decline
+    inner = _children(der, outer[1][2], outer[1][3])
+    if len(inner) != 1 or inner[0][0] != _SEQUENCE:
+        raise _Decline
+    parts = _children(der, inner[0][2], inner[0][3])
+    if len(parts) not in (4, 5):
+        raise _Decline
+    version, digests, encap, infos = parts[0], parts[1], parts[2], parts[-1]
+    _version(der, version)
+    if digests[0] != _SET or encap[0] != _SEQUENCE or infos[0] != _SET:
+        raise _Decline
+    content_type, content = _encapsulated(der, encap)
+    certificates: bytes | None = None
+    certificate_list: tuple[bytes, ...] = ()
+    if len(parts) == 5:
+        block = parts[3]
+        if block[0] != _CONTEXT_0_CONSTRUCTED:
+            raise _Decline  # crls [1], or anything else
+        # Only certificate SEQUENCEs: other CertificateChoices (attribute certificates ...)
+        # are [0]..[3].
+        certificate_list = _sequences(der, block)
+        certificates = der[block[1] : block[3]]
+    return SignedDataFields(_sequences(der, digests), content_type, content, certificates,
+                            certificate_list, _sequences(der, infos))
+
+
+def _encapsulated(der: bytes, encap: tuple[int, int, int, int]) -> tuple[bytes, bytes | None]:
+    """(eContentType OID contents, eContent octets or None) of an EncapsulatedContentInfo."""
+    parts = _children(der, encap[2], encap[3])
+    if not parts or len(parts) > 2 or parts[0][0] != _OID:
+        raise _Decline
+    content_type = der[parts[0][2] : parts[0][3]]
+    if len(parts) == 1:
+        return content_type, None
+    if content_type != _DATA_OID_CONTENTS or parts[1][0] != _CONTEXT_0_CONSTRUCTED:
+        # asn1crypto reads a version 1 SignedData's eContent by its type (PKCS #7 style,
+        # RFC 2315 9.1): only id-data is the OCTET STRING that the other path gives.
+        raise _Decline
+    octets = _children(der, parts[1][2], parts[1][3])
+    if len(octets) != 1 or octets[0][0] != _OCTET_STRING:
+        raise _Decline  # none, several, or a constructed (BER, X.690 8.7.3) OCTET STRING
+    return content_type, der[octets[0][2] : octets[0][3]]

@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -527,7 +527,7 @@ def _names_unreadable(signer_id: CertId, cert: ax509.Certificate) -> bool:
 def _verify_signer(
     parsed: _Parsed,
     certs: _Certs,
-    contents: Sequence[bytes],
+    contents: Iterable[bytes],
     content_type: str | None,
 ) -> SignerResult:
     cert = _find_cert(parsed.signer_id, certs.loaded)
@@ -596,7 +596,7 @@ def _countersigners(info: acms.SignerInfo, parsed: _Parsed, certs: _Certs) -> li
     return out
 
 
-def _unlisted_digest(result: SignerResult, oid: str, listed: set[str]) -> SignerResult:
+def _unlisted_digest(result: SignerResult, oid: str, listed: frozenset[str]) -> SignerResult:
     # RFC 5652 5.1: digestAlgorithms lists the digests of all signers; a one-pass reader relies
     # on it, so a signer outside it is refused (cleanly) rather than trusted on a broken frame.
     if oid in listed:
@@ -689,6 +689,27 @@ def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes
     Raises Malformed when the DER is not a readable SignedData, has no SignerInfo, or has
     neither eContent nor detached content. Bad signatures do not raise.
     """
+    frame = _frame_der(der)
+    return _verify_frame(frame if frame is not None else _frame_asn1(der), detached_content)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What verification needs of a SignedData. ``signers``: each SignerInfo as asn1crypto
+    read it (parsed, and its countersignatures looked for, in turn) or already parsed by
+    signer_der (none has unsignedAttrs). ``certificates`` and ``crls`` are read when asked, in
+    the order verification always read them."""
+
+    content_type: str
+    embedded: bytes | None
+    signers: tuple[acms.SignerInfo | _Parsed, ...]
+    listed: frozenset[str]
+    certificates: Callable[[], _Certs]
+    crls: Callable[[], tuple[bytes, ...]]
+
+
+def _frame_asn1(der: bytes) -> _Frame:
+    """The SignedData read by asn1crypto. Raises Malformed."""
     info = load_content_info(der)
     with guard("SignedData"):
         if oid_dotted(info["content_type"]) != _SIGNED_DATA:
@@ -703,33 +724,74 @@ def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes
             # The octets themselves, whatever the content type, also when BER splits them in
             # chunks (NSS writes constructed OCTET STRINGs).
             embedded = bytes(econtent)
-        signer_infos = list(signed["signer_infos"])
-        listed = {oid_dotted(d["algorithm"]) for d in signed["digest_algorithms"]}
-    if not signer_infos:
+        signer_infos = tuple(signed["signer_infos"])
+        listed = frozenset(oid_dotted(d["algorithm"]) for d in signed["digest_algorithms"])
+    return _Frame(content_type, embedded, signer_infos, listed,
+                  functools.partial(_certificates, signed), functools.partial(_crls, signed))
+
+
+def _frame_der(der: bytes) -> _Frame | None:
+    """The SignedData read by signer_der.read_signed_data and every SignerInfo by
+    _parse_signer_der, or None when any of them declines, a part does not read, or the
+    certificate set is not one _certificates has read before (a correspondent's first
+    message takes the asn1crypto way, and the ones after it find its certificates)."""
+    fields = signer_der.read_signed_data(der)
+    if fields is None:
+        return None
+    try:
+        content_type = dotted(fields.content_type)
+        listed = frozenset(_digest_oid(d) for d in fields.digest_algorithms)
+    except (SmimeError, *_PARSE_ERRORS):
+        return None
+    certs = _Certs((), ())
+    if fields.certificates is not None:
+        known = _CERTIFICATE_SETS.get(hashlib.sha256(fields.certificates).digest())
+        if known is None:
+            return None
+        certs = known
+    signers: list[acms.SignerInfo | _Parsed] = []
+    for info in fields.signer_infos:
+        parsed = _parse_signer_der(info)
+        if parsed is None:
+            return None
+        signers.append(parsed)
+    return _Frame(content_type, fields.content, tuple(signers), listed, lambda: certs,
+                  lambda: ())
+
+
+@functools.lru_cache(maxsize=256)
+def _digest_oid(der: bytes) -> str:
+    """The OID of a digestAlgorithms element by its DER, as _frame_asn1 reads it. What
+    raises is not cached."""
+    return oid_dotted(algos.DigestAlgorithm.load(der)["algorithm"])
+
+
+def _verify_frame(frame: _Frame, detached_content: bytes | None) -> tuple[bytes, Layer]:
+    """verify_der after reading. Raises Malformed as verify_der says."""
+    if not frame.signers:
         raise Malformed("SignedData: no SignerInfo (certs-only is not a signature)")
+    content_type, embedded = frame.content_type, frame.embedded
     detached = detached_content is not None
     if detached_content is not None:
         # multipart/signed: what the reader sees is the body part, so that is what must verify,
         # never an eContent smuggled into the signature (Thunderbird's mismatch-econtent).
         content = detached_content
-        candidates = [detached_content]
-        canonical = mime.canonicalize(detached_content)
-        if canonical != detached_content:
-            candidates.append(canonical)
+        candidates: _Candidates | list[bytes] = _Candidates(detached_content)
     elif embedded is not None:
         content = embedded
         candidates = [embedded]
     else:
         raise Malformed("SignedData: no eContent and no detached content given")
-    certs = _certificates(signed)
+    certs = frame.certificates()
     found: list[SignerResult] = []
-    for si in signer_infos:
-        parsed = _parse_signer(si)
+    for si in frame.signers:
+        parsed = si if isinstance(si, _Parsed) else _parse_signer(si)
         result = _unlisted_digest(_verify_signer(parsed, certs, candidates, content_type),
-                                  parsed.digest_oid, listed)
+                                  parsed.digest_oid, frame.listed)
         parent = len(found)
         found.append(result)
-        found += [replace(c, countersigns=parent) for c in _countersigners(si, parsed, certs)]
+        if not isinstance(si, _Parsed):
+            found += [replace(c, countersigns=parent) for c in _countersigners(si, parsed, certs)]
     signers = tuple(found)
     if detached and embedded is not None and embedded not in candidates:
         # RFC 8551 3.5.3: eContent is absent in multipart/signed. One that differs from the
@@ -737,8 +799,36 @@ def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes
         why = "eContent in a detached signature differs from the signed body part"
         signers = tuple(replace(s, valid=False, reason=why) for s in signers)
     layer = Layer(kind="signed", signers=signers, certificates=certs.loaded,
-                  crls=_crls(signed), detached=detached)
+                  crls=frame.crls(), detached=detached)
     return content, layer
+
+
+class _Candidates:
+    """The detached content as received, then its canonical CRLF form when that differs
+    (tried when the received bytes do not verify, module docstring). The canonical form is
+    worked out only when asked for: scanning 10 KB for bare line ends cost 15 us a message,
+    and a signature over the bytes as received never needs it (bench/cost_bench.py)."""
+
+    def __init__(self, received: bytes) -> None:
+        self._received = received
+        self._canonical: bytes | None = None
+        self._known = False
+
+    def _second(self) -> bytes | None:
+        if not self._known:
+            canonical = mime.canonicalize(self._received)
+            self._canonical = canonical if canonical != self._received else None
+            self._known = True
+        return self._canonical
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._received
+        second = self._second()
+        if second is not None:
+            yield second
+
+    def __contains__(self, value: object) -> bool:
+        return value == self._received or value == self._second()
 
 
 def verify(entity: bytes) -> tuple[bytes, Layer]:
