@@ -8,6 +8,7 @@ so the failure shows up in content decryption with the same error as a wrong key
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -36,9 +37,10 @@ CANNOT_DECRYPT = "cannot decrypt: wrong key or damaged message"
 
 @dataclass(frozen=True)
 class _Candidate:
-    """One way in: a ktri, one RecipientEncryptedKey of a kari, or a KEMRecipientInfo."""
+    """One way in: a ktri (as asn1crypto or envelope.plain_ktris read it), one
+    RecipientEncryptedKey of a kari, or a KEMRecipientInfo."""
 
-    info: acms.RecipientInfo
+    info: acms.RecipientInfo | envelope.Ktri
     encrypted_key: bytes
     cert_id: CertId
     kemri: kem.KEMRecipientInfo | None = None
@@ -102,11 +104,14 @@ def decrypt_der(
     return content, replace(layer, decrypted=True)
 
 
-def _candidates(infos: acms.RecipientInfos) -> list[_Candidate]:
+def _candidates(infos: acms.RecipientInfos | Sequence[envelope.Ktri]) -> list[_Candidate]:
     out: list[_Candidate] = []
     with guard("RecipientInfo"):
         for info in infos:
-            if info.name == "ktri":
+            if isinstance(info, envelope.Ktri):
+                cert_id = remember(_RIDS, info.rid, functools.partial(_rid_cert_id, info.rid))
+                out.append(_Candidate(info, info.encrypted_key, cert_id))
+            elif info.name == "ktri":
                 ktri = info.chosen
                 out.append(
                     _Candidate(
@@ -132,9 +137,21 @@ def _candidates(infos: acms.RecipientInfos) -> list[_Candidate]:
     return out
 
 
+# CertIds of the rids of envelope.plain_ktris, by DER (as cms.identifier_to_cert_id keeps them).
+_RIDS: dict[bytes, CertId] = {}
+
+
+def _rid_cert_id(der: bytes) -> CertId:
+    return identifier_to_cert_id(acms.RecipientIdentifier.load(der))
+
+
 def _kea_oid(candidate: _Candidate) -> str:
     if candidate.kemri is not None:  # the KEM names the recipient's algorithm (RFC 9629 3)
         return str(candidate.kemri["kem"]["algorithm"].dotted)
+    if isinstance(candidate.info, envelope.Ktri):
+        der = candidate.info.key_encryption_algorithm
+        return remember(_KEA_OIDS, der, lambda: _algorithm_oid(
+            acms.KeyEncryptionAlgorithm.load(der)))
     with guard("RecipientInfo keyEncryptionAlgorithm"):
         algorithm = candidate.info.chosen["key_encryption_algorithm"]
         der = parsed_der(algorithm)
@@ -164,6 +181,9 @@ def _unwrap(candidate: _Candidate, private_key: PrivateKey) -> bytes | None:
     """The content key, or None. Raises Unsupported for an algorithm outside the allow-list."""
     if candidate.kemri is not None:
         return kem.unwrap(candidate.kemri, private_key)
+    if isinstance(candidate.info, envelope.Ktri):
+        pad = keytrans.padding_for_der(candidate.info.key_encryption_algorithm)
+        return keytrans.unwrap(private_key, candidate.encrypted_key, pad)
     if candidate.info.name == "ktri":
         pad = keytrans.padding_for(candidate.info.chosen["key_encryption_algorithm"])
         return keytrans.unwrap(private_key, candidate.encrypted_key, pad)

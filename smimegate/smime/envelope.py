@@ -17,7 +17,7 @@ from asn1crypto import algos as aalgos
 from asn1crypto import cms as acms
 from asn1crypto import core
 
-from smimegate.smime import ber
+from smimegate.smime import ber, signer_der
 from smimegate.smime.cms import MAX_DER_BYTES, guard, parsed_der
 from smimegate.smime.errors import Malformed
 
@@ -142,14 +142,26 @@ _DATA_DER = bytes(core.ObjectIdentifier(DATA_OID).dump())
 
 
 @dataclass(frozen=True)
+class Ktri:
+    """A KeyTransRecipientInfo (RFC 5652 6.2.1) read by plain_ktris: the DER of its rid and
+    keyEncryptionAlgorithm, and the encryptedKey octets."""
+
+    rid: bytes
+    key_encryption_algorithm: bytes
+    encrypted_key: bytes
+
+
+@dataclass(frozen=True)
 class Envelope:
     """What ``read`` found. ``ciphertext`` are views into the caller's buffer (not copies).
 
+    recipient_infos: as plain_ktris read them when every one is a plain DER ktri (the common
+    case), else as asn1crypto read them (recipient_infos_asn1).
     auth_attrs_der: RFC 5083 2.1 authAttrs re-tagged as SET OF (the GCM AAD), or None.
     """
 
     kind: EnvelopeKind
-    recipient_infos: acms.RecipientInfos
+    recipient_infos: acms.RecipientInfos | tuple[Ktri, ...]
     content_type: str
     algorithm: aalgos.EncryptionAlgorithm
     ciphertext: tuple[memoryview, ...]
@@ -210,12 +222,10 @@ def _fields(buf: memoryview, fields: list[ber.Tlv], kind: EnvelopeKind, what: st
         field = take()
     if not field.is_(ber.UNIVERSAL, 17, True):
         raise Malformed(f"{what}: no RecipientInfos SET")
-    with guard(f"{what} RecipientInfos"):
-        infos = acms.RecipientInfos.load(bytes(buf[field.start : field.after]))
-        for info in infos:
-            _force_parse(info)  # the lazy parse now, inside the guard
-    if len(infos) == 0:
-        raise Malformed(f"{what}: no recipients")
+    infos_der = bytes(buf[field.start : field.after])
+    infos: acms.RecipientInfos | tuple[Ktri, ...] | None = plain_ktris(infos_der)
+    if infos is None:
+        infos = recipient_infos_asn1(infos_der, what)
     eci = take()
     if not eci.is_(ber.UNIVERSAL, 16, True):
         raise Malformed(f"{what}: no EncryptedContentInfo")
@@ -239,6 +249,65 @@ def _fields(buf: memoryview, fields: list[ber.Tlv], kind: EnvelopeKind, what: st
         if not rest.is_(ber.CONTEXT, allowed, True):
             raise Malformed(f"{what}: unexpected trailing field")
     return Envelope(kind, infos, content_type, algorithm, tuple(ciphertext), mac, auth_attrs)
+
+
+def recipient_infos_asn1(der: bytes, what: str) -> acms.RecipientInfos:
+    """The RecipientInfos SET ``der`` read in full by asn1crypto. Raises Malformed."""
+    with guard(f"{what} RecipientInfos"):
+        infos = acms.RecipientInfos.load(der)
+        for info in infos:
+            _force_parse(info)  # the lazy parse now, inside the guard
+    if len(infos) == 0:
+        raise Malformed(f"{what}: no recipients")
+    return infos
+
+
+def plain_ktris(der: bytes) -> tuple[Ktri, ...] | None:
+    """The RecipientInfos SET ``der`` when it holds one or more KeyTransRecipientInfos and
+    nothing else, each in plain DER (signer_der's walker: definite shortest lengths, one-octet
+    tags): version 0 or 2, a rid that is an IssuerAndSerialNumber SEQUENCE or a primitive [0]
+    subjectKeyIdentifier, a keyEncryptionAlgorithm SEQUENCE, a primitive encryptedKey. Its rid
+    and keyEncryptionAlgorithm are read in full by asn1crypto once per DER, as
+    recipient_infos_asn1 reads them. None otherwise (then recipient_infos_asn1 reads the SET
+    and accepts or refuses it as it always has): reading a RecipientInfos through asn1crypto
+    cost 25 us a message (bench/cost_bench.py). Never raises."""
+    try:
+        identifier, body, end = signer_der.element(der, 0, len(der))
+        if identifier != 0x31 or end != len(der):
+            return None
+        found = []
+        for info in signer_der.sequences(der, (identifier, 0, body, end)):
+            parts = signer_der.children(info, 2 if info[1] < 0x80 else 2 + (info[1] & 0x7F),
+                                        len(info))
+            if (len(parts) != 4 or parts[0][0] != 0x02 or parts[1][0] not in (0x30, 0x80)
+                    or parts[2][0] != 0x30 or parts[3][0] != 0x04
+                    or info[parts[0][2] : parts[0][3]] not in (b"\x00", b"\x02")):
+                return None
+            rid, algorithm = (info[p[1] : p[3]] for p in parts[1:3])
+            if not (_read_in_full(rid, acms.RecipientIdentifier)
+                    and _read_in_full(algorithm, acms.KeyEncryptionAlgorithm)):
+                return None
+            found.append(Ktri(rid, algorithm, info[parts[3][2] : parts[3][3]]))
+    except signer_der.Decline:
+        return None
+    return tuple(found) if found else None
+
+
+def _read_in_full(der: bytes, spec: type[core.Asn1Value]) -> bool:
+    """Whether asn1crypto reads ``der`` as ``spec`` in full (_force_parse's test), once per
+    DER."""
+    with _READ_BEFORE_LOCK:
+        if der in _READ_BEFORE:
+            return True
+    try:
+        _ = spec.load(der).native
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError):
+        return False
+    with _READ_BEFORE_LOCK:
+        if len(_READ_BEFORE) > 4096:
+            _READ_BEFORE.clear()
+        _READ_BEFORE.add(der)
+    return True
 
 
 # DER of recipient identifiers and key encryption algorithms already read in full: the same

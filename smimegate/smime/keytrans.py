@@ -118,6 +118,12 @@ def padding_for(algorithm: acms.KeyEncryptionAlgorithm) -> padding.AsymmetricPad
 _PADDINGS: dict[bytes, padding.AsymmetricPadding] = {}
 
 
+def padding_for_der(der: bytes) -> padding.AsymmetricPadding:
+    """padding_for of a keyEncryptionAlgorithm given as its DER (envelope.plain_ktris), from
+    the same cache. Raises Unsupported / Malformed."""
+    return remember(_PADDINGS, der, lambda: _padding_for(acms.KeyEncryptionAlgorithm.load(der)))
+
+
 def _padding_for(algorithm: acms.KeyEncryptionAlgorithm) -> padding.AsymmetricPadding:
     with guard("keyEncryptionAlgorithm"):
         oid = algorithm["algorithm"].dotted

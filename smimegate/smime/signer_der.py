@@ -83,8 +83,9 @@ class SignedDataFields:
     signer_infos: tuple[bytes, ...]
 
 
-class _Decline(Exception):
-    """Internal: not the plain shape."""
+class Decline(Exception):
+    """Not the plain shape (element, children and sequences raise it; envelope.py reads
+    RecipientInfos with them too)."""
 
 
 def read(der: bytes) -> SignerFields | None:
@@ -92,18 +93,21 @@ def read(der: bytes) -> SignerFields | None:
     plain DER shape (module docstring). Never raises."""
     try:
         return _read(der)
-    except _Decline:
+    except Decline:
         return None
 
 
-def _element(der: bytes, pos: int, limit: int) -> tuple[int, int, int]:
+Element = tuple[int, int, int, int]
+
+
+def element(der: bytes, pos: int, limit: int) -> tuple[int, int, int]:
     """(identifier octet, contents start, end) of the element at ``pos``, which must end by
-    ``limit``; _Decline unless its tag is one octet and its length definite and shortest."""
+    ``limit``; Decline unless its tag is one octet and its length definite and shortest."""
     if pos + 2 > limit:
-        raise _Decline
+        raise Decline
     identifier = der[pos]
     if identifier & 0x1F == 0x1F:
-        raise _Decline  # high tag number form (X.690 8.1.2.4)
+        raise Decline  # high tag number form (X.690 8.1.2.4)
     first = der[pos + 1]
     if first < 0x80:
         body, length = pos + 2, first
@@ -111,48 +115,48 @@ def _element(der: bytes, pos: int, limit: int) -> tuple[int, int, int]:
         count = first & 0x7F
         body = pos + 2 + count
         if count == 0 or count > 4 or body > limit:
-            raise _Decline  # indefinite (X.690 8.1.3.6), or beyond any mail
+            raise Decline  # indefinite (X.690 8.1.3.6), or beyond any mail
         length = int.from_bytes(der[pos + 2 : body], "big")
         # X.690 10.1: the long form only when needed, in as few octets as possible.
         if length < 0x80 or der[pos + 2] == 0:
-            raise _Decline
+            raise Decline
     end = body + length
     if end > limit:
-        raise _Decline
+        raise Decline
     return identifier, body, end
 
 
-def _children(der: bytes, body: int, end: int) -> list[tuple[int, int, int, int]]:
+def children(der: bytes, body: int, end: int) -> list[Element]:
     """(identifier, start, contents start, end) of each element in ``der[body:end]``."""
     out = []
     pos = body
     while pos < end:
-        identifier, child_body, child_end = _element(der, pos, end)
+        identifier, child_body, child_end = element(der, pos, end)
         out.append((identifier, pos, child_body, child_end))
         pos = child_end
     return out
 
 
-def _sequence(der: bytes) -> list[tuple[int, int, int, int]]:
+def _sequence(der: bytes) -> list[Element]:
     """The elements inside ``der``, which must be one SEQUENCE and nothing after it."""
-    identifier, body, end = _element(der, 0, len(der))
+    identifier, body, end = element(der, 0, len(der))
     if identifier != _SEQUENCE or end != len(der):
-        raise _Decline
-    return _children(der, body, end)
+        raise Decline
+    return children(der, body, end)
 
 
-def _version(der: bytes, element: tuple[int, int, int, int]) -> None:
-    """_Decline unless ``element`` is an INTEGER 1 or 3 in one octet (RFC 5652 5.1, 5.3)."""
-    if element[0] != _INTEGER or der[element[2] : element[3]] not in (b"\x01", b"\x03"):
-        raise _Decline
+def _version(der: bytes, item: Element) -> None:
+    """Decline unless ``item`` is an INTEGER 1 or 3 in one octet (RFC 5652 5.1, 5.3)."""
+    if item[0] != _INTEGER or der[item[2] : item[3]] not in (b"\x01", b"\x03"):
+        raise Decline
 
 
-def _sequences(der: bytes, element: tuple[int, int, int, int]) -> tuple[bytes, ...]:
-    """The DER of each element inside ``element``; _Decline unless every one is a SEQUENCE."""
+def sequences(der: bytes, item: Element) -> tuple[bytes, ...]:
+    """The DER of each element inside ``item``; Decline unless every one is a SEQUENCE."""
     out = []
-    for child in _children(der, element[2], element[3]):
+    for child in children(der, item[2], item[3]):
         if child[0] != _SEQUENCE:
-            raise _Decline
+            raise Decline
         out.append(der[child[1] : child[3]])
     return tuple(out)
 
@@ -160,24 +164,24 @@ def _sequences(der: bytes, element: tuple[int, int, int, int]) -> tuple[bytes, .
 def _read(der: bytes) -> SignerFields:
     parts = _sequence(der)
     if len(parts) not in (5, 6):
-        raise _Decline
+        raise Decline
     version, sid, digest = parts[0], parts[1], parts[2]
     _version(der, version)
     if sid[0] not in (_SEQUENCE, _CONTEXT_0_PRIMITIVE) or digest[0] != _SEQUENCE:
-        raise _Decline
+        raise Decline
     attrs: tuple[Attribute, ...] | None = None
     attrs_contents: bytes | None = None
     rest = parts[3:]
     if len(rest) == 3:
         block = rest[0]
         if block[0] != _CONTEXT_0_CONSTRUCTED:
-            raise _Decline
-        attrs = tuple(_attribute(der, child) for child in _children(der, block[2], block[3]))
+            raise Decline
+        attrs = tuple(_attribute(der, child) for child in children(der, block[2], block[3]))
         attrs_contents = der[block[2] : block[3]]
         rest = rest[1:]
     signature_algorithm, signature = rest
     if signature_algorithm[0] != _SEQUENCE or signature[0] != _OCTET_STRING:
-        raise _Decline
+        raise Decline
     return SignerFields(
         sid=der[sid[1] : sid[3]],
         digest_algorithm=der[digest[1] : digest[3]],
@@ -188,14 +192,14 @@ def _read(der: bytes) -> SignerFields:
     )
 
 
-def _attribute(der: bytes, element: tuple[int, int, int, int]) -> Attribute:
-    identifier, start, body, end = element
+def _attribute(der: bytes, item: Element) -> Attribute:
+    identifier, start, body, end = item
     if identifier != _SEQUENCE:
-        raise _Decline
-    parts = _children(der, body, end)
+        raise Decline
+    parts = children(der, body, end)
     if len(parts) != 2 or parts[0][0] != _OID or parts[1][0] != _SET:
-        raise _Decline
-    values = tuple(der[value[1] : value[3]] for value in _children(der, parts[1][2], parts[1][3]))
+        raise Decline
+    values = tuple(der[value[1] : value[3]] for value in children(der, parts[1][2], parts[1][3]))
     return Attribute(type=der[parts[0][2] : parts[0][3]], der=der[start:end], values=values)
 
 
@@ -204,7 +208,7 @@ def read_signed_data(der: bytes) -> SignedDataFields | None:
     DER shape (module docstring). Never raises."""
     try:
         return _read_signed_data(der)
-    except _Decline:
+    except Decline:
         return None
 
 
@@ -212,45 +216,45 @@ def _read_signed_data(der: bytes) -> SignedDataFields:
     outer = _sequence(der)
     if (len(outer) != 2 or der[outer[0][1] : outer[0][3]] != _SIGNED_DATA_OID
             or outer[1][0] != _CONTEXT_0_CONSTRUCTED):
-        raise _Decline
-    inner = _children(der, outer[1][2], outer[1][3])
+        raise Decline
+    inner = children(der, outer[1][2], outer[1][3])
     if len(inner) != 1 or inner[0][0] != _SEQUENCE:
-        raise _Decline
-    parts = _children(der, inner[0][2], inner[0][3])
+        raise Decline
+    parts = children(der, inner[0][2], inner[0][3])
     if len(parts) not in (4, 5):
-        raise _Decline
+        raise Decline
     version, digests, encap, infos = parts[0], parts[1], parts[2], parts[-1]
     _version(der, version)
     if digests[0] != _SET or encap[0] != _SEQUENCE or infos[0] != _SET:
-        raise _Decline
+        raise Decline
     content_type, content = _encapsulated(der, encap)
     certificates: bytes | None = None
     certificate_list: tuple[bytes, ...] = ()
     if len(parts) == 5:
         block = parts[3]
         if block[0] != _CONTEXT_0_CONSTRUCTED:
-            raise _Decline  # crls [1], or anything else
+            raise Decline  # crls [1], or anything else
         # Only certificate SEQUENCEs: other CertificateChoices (attribute certificates ...)
         # are [0]..[3].
-        certificate_list = _sequences(der, block)
+        certificate_list = sequences(der, block)
         certificates = der[block[1] : block[3]]
-    return SignedDataFields(_sequences(der, digests), content_type, content, certificates,
-                            certificate_list, _sequences(der, infos))
+    return SignedDataFields(sequences(der, digests), content_type, content, certificates,
+                            certificate_list, sequences(der, infos))
 
 
-def _encapsulated(der: bytes, encap: tuple[int, int, int, int]) -> tuple[bytes, bytes | None]:
+def _encapsulated(der: bytes, encap: Element) -> tuple[bytes, bytes | None]:
     """(eContentType OID contents, eContent octets or None) of an EncapsulatedContentInfo."""
-    parts = _children(der, encap[2], encap[3])
+    parts = children(der, encap[2], encap[3])
     if not parts or len(parts) > 2 or parts[0][0] != _OID:
-        raise _Decline
+        raise Decline
     content_type = der[parts[0][2] : parts[0][3]]
     if len(parts) == 1:
         return content_type, None
     if content_type != _DATA_OID_CONTENTS or parts[1][0] != _CONTEXT_0_CONSTRUCTED:
         # asn1crypto reads a version 1 SignedData's eContent by its type (PKCS #7 style,
         # RFC 2315 9.1): only id-data is the OCTET STRING that the other path gives.
-        raise _Decline
-    octets = _children(der, parts[1][2], parts[1][3])
+        raise Decline
+    octets = children(der, parts[1][2], parts[1][3])
     if len(octets) != 1 or octets[0][0] != _OCTET_STRING:
-        raise _Decline  # none, several, or a constructed (BER, X.690 8.7.3) OCTET STRING
+        raise Decline  # none, several, or a constructed (BER, X.690 8.7.3) OCTET STRING
     return content_type, der[octets[0][2] : octets[0][3]]
