@@ -33,6 +33,7 @@ Steps, after CONTRACT.md "What the milter does to a message" and issue 5 items 2
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import socket
@@ -123,7 +124,10 @@ def _bare(address: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=1024)
 def _client_ip(addr: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # Remembered: MTAs and mail servers connect again and again, and each message asks twice
+    # (policy's sender, the inbound decision).
     if not addr:
         return None
     text = addr.strip().strip("[]")

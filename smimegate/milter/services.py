@@ -556,8 +556,11 @@ def _is_ml_dsa(key: object) -> bool:
     return mldsa.parameter_set(key) is not None
 
 
+@functools.lru_cache(maxsize=1024)
 def _fingerprint(cert: x509.Certificate) -> str:
-    """The store's key of a certificate: SHA-256 of the DER, lower-case hex."""
+    """The store's key of a certificate: SHA-256 of the DER, lower-case hex. Remembered: the
+    same few certificates come with message after message, three times each per inbound
+    message (harvest, capabilities), and hashing one cost 7 us (bench/cost_bench.py)."""
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
