@@ -11,7 +11,7 @@ constructed OCTET STRINGs; we only ever write DER (X.690 10).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from smimegate.smime.errors import Malformed
 
@@ -25,9 +25,12 @@ MAX_DEPTH = 32
 MAX_CHILDREN = 262_144
 
 
-@dataclass(frozen=True)
-class Tlv:
-    """One element: identifier at ``start``, contents in ``[body, end)``, next element at ``after``."""
+class Tlv(NamedTuple):
+    """One element: identifier at ``start``, contents in ``[body, end)``, next element at ``after``.
+
+    A NamedTuple rather than a frozen dataclass: an EnvelopedData's frame makes a dozen of
+    them per message, and a frozen dataclass costs three times as much to build
+    (bench/cost_bench.py)."""
 
     tag_class: int
     constructed: bool
