@@ -7,6 +7,7 @@ changes whether the certificate chain is trusted (issue 4, item 1).
 
 from __future__ import annotations
 
+import functools
 from email.utils import parseaddr
 
 from asn1crypto import core
@@ -19,8 +20,11 @@ SMTP_UTF8_MAILBOX = ObjectIdentifier("1.3.6.1.5.5.7.8.9")
 __all__ = ["address_match", "certificate_addresses", "normalize_address"]
 
 
+@functools.lru_cache(maxsize=1024)
 def certificate_addresses(cert: x509.Certificate) -> tuple[str, ...]:
     """Every mail address in ``cert``, as written there, without duplicates, SAN first.
+    Remembered per certificate: a signer's comes with each of its messages, and reading the
+    extensions again cost 10 us (bench/cost_bench.py).
 
     Looks at rfc822Name and SmtpUTF8Mailbox (RFC 8398) entries of the subjectAltName
     (RFC 5280 4.2.1.6) and at emailAddress attributes of the subject, which RFC 8550 3 tells

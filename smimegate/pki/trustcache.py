@@ -23,6 +23,7 @@ so two threads may both compute the same entry once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import threading
 import time
@@ -41,10 +42,18 @@ _Key = tuple[bytes, str, bytes]
 
 
 def _digest(certs: Sequence[x509.Certificate]) -> bytes:
+    """One digest of a set of certificates, in any order."""
     h = hashlib.sha256()
-    for der in sorted(c.public_bytes(Encoding.DER) for c in certs):
-        h.update(hashlib.sha256(der).digest())
+    for digest in sorted(_cert_digest(c) for c in certs):
+        h.update(digest)
     return h.digest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _cert_digest(cert: x509.Certificate) -> bytes:
+    """SHA-256 of a certificate's DER, remembered per certificate: every inbound message asks
+    for its signer's and the certificates it carries (bench/cost_bench.py)."""
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).digest()
 
 
 class TrustCache:
@@ -81,8 +90,7 @@ class TrustCache:
         """trust.check(cert, anchors, purpose=..., extra_certs=...) now, from memory when
         this process decided it already against the same ``anchors`` value. Raises what
         trust.check raises (ValueError for an unknown purpose)."""
-        key: _Key = (hashlib.sha256(cert.public_bytes(Encoding.DER)).digest(), purpose,
-                     _digest(extra_certs))
+        key: _Key = (_cert_digest(cert), purpose, _digest(extra_certs))
         now = self._clock()
         with self._lock:
             if anchors is not self._anchors:
