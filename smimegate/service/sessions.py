@@ -95,9 +95,14 @@ def sign_in(store: Store, name: str, password: str, address: str,
     return session_id, session
 
 
-def current(store: Store, session_id: str, limits: Limits) -> Session | None:
-    """The live session with this id (its last use set to now), None when there is none or it
-    expired (an expired one is deleted). Raises StoreError."""
+def current(store: Store, session_id: str, limits: Limits, *,
+            touch: bool = True) -> Session | None:
+    """The live session with this id, None when there is none or it expired (an expired one is
+    deleted). Raises StoreError.
+
+    touch: the request is the admin's own, so its last use is set to now. A request a page
+    makes by itself (the Logs tab's live tail, every few seconds) passes False: an unattended
+    browser must still reach the idle timeout (ASVS 3.3.2)."""
     if not session_id or len(session_id) > 100:
         return None
     accounts = accounts_of(store)
@@ -106,7 +111,8 @@ def current(store: Store, session_id: str, limits: Limits) -> Session | None:
     session = accounts.session(admin_accounts.token_digest(session_id))
     if session is None:
         return None
-    accounts.touch_session(session.digest)
+    if touch:
+        accounts.touch_session(session.digest)
     return session
 
 

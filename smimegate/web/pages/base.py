@@ -134,16 +134,20 @@ async def read_upload_form(request: Request) -> tuple[dict[str, str], dict[str, 
     return fields, files
 
 
-def page(handler: Handler, *, auditor_may_post: bool = False, uploads: bool = False) -> Endpoint:
+def page(handler: Handler, *, auditor_may_post: bool = False, uploads: bool = False,
+         background: bool = False) -> Endpoint:
     """An endpoint that runs handler for a signed-in admin (see the module doc). A POST is a
     change, refused to an auditor before its input is read, unless auditor_may_post
-    (signing out). uploads: the form may carry files (Page.files)."""
+    (signing out). uploads: the form may carry files (Page.files). background: a request the
+    page's script makes on its own, which does not count as use of the session (its idle
+    timeout runs on)."""
 
     async def endpoint(request: Request) -> Response:
         web = request.app.state.web
         # The session and the role from the cookie first, the body after: without a session,
         # or as an auditor's change, the form (and its upload) is never read.
-        session = await run_in_threadpool(_session_of, web, request, auditor_may_post)
+        session = await run_in_threadpool(_session_of, web, request, auditor_may_post,
+                                          not background)
         if not isinstance(session, Session):
             return session
         if nul_in_url(request):
@@ -159,12 +163,14 @@ def page(handler: Handler, *, auditor_may_post: bool = False, uploads: bool = Fa
     return endpoint
 
 
-def _session_of(web: Web, request: Request, auditor_may_post: bool) -> Session | Response:
+def _session_of(web: Web, request: Request, auditor_may_post: bool,
+                touch: bool) -> Session | Response:
     """The live session, or the answer instead: to /login without one, 403 for an auditor's
     POST, 503 / 409 when the store fails."""
     bare = Page(web, request, None)
     try:
-        session = sessions.current(web.store, get_cookie(request, SESSION_COOKIE), web.limits)
+        session = sessions.current(web.store, get_cookie(request, SESSION_COOKIE), web.limits,
+                                   touch=touch)
         if session is None:
             return RedirectResponse("/login", status_code=303)
         if request.method == "POST" and not auditor_may_post:

@@ -9,8 +9,9 @@ store, and needs no access to syslog files. Warnings and start/stop lines stay i
 Live tail: /static/logs.js (ours; the CSP allows script from 'self' only, none inline) asks
 ``/logs/tail?after=ID`` with the same filters every TAIL_SECONDS and adds the new lines at the
 top, building the rows with textContent (nothing from a line is ever parsed as HTML). Without
-script the page still works: "Show newer" reloads it. While the tail runs, its requests keep
-the session from its idle timeout, as a person watching the page would.
+script the page still works: "Show newer" reloads it. The tail's requests do not count as use
+of the session (ASVS 3.3.2): a browser left on this page is signed out at the idle timeout like
+any other, and the tail then stops and says so.
 """
 
 from __future__ import annotations
@@ -87,5 +88,5 @@ def tail(current: Page) -> Response:
 
 ROUTES: list[BaseRoute] = [
     Route("/logs", page(logs)),
-    Route("/logs/tail", page(tail)),
+    Route("/logs/tail", page(tail, background=True)),  # polled: no use
 ]

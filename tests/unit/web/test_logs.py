@@ -9,6 +9,8 @@ import pytest
 
 from smimegate.config import Config, MilterConfig
 from smimegate.milter.stats import MessageStats, StatsFlusher
+from smimegate.store import accounts as store_accounts
+from smimegate.store.accounts import accounts_of
 from smimegate.web.pages import logs as logs_page
 from tests.unit.web.conftest import Site, sign_in
 from tests.unit.web.monitoring_data import fill, line
@@ -60,6 +62,22 @@ def test_tail_gives_the_lines_after_an_id(site: Site) -> None:
     assert new["lines"][0]["line"].startswith("4Xc1: smimegate: direction=outbound")
     # Signed out, the tail gets the sign-in redirect, not lines.
     assert site.client().get("/logs/tail").status_code == 303
+
+
+def test_tail_does_not_keep_the_session_alive(site: Site,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tail polls by itself: an unattended page must still reach the idle timeout, so
+    only the admin's own requests move the session's last use."""
+    client = site.client()
+    sign_in(client, "alice")
+    accounts = accounts_of(site.store)
+    (session,) = accounts.sessions("alice")
+    later = session.last_seen + 1000
+    monkeypatch.setattr(store_accounts, "now", lambda: later)
+    assert client.get("/logs/tail").status_code == 200
+    assert [s.last_seen for s in accounts.sessions("alice")] == [session.last_seen]
+    assert client.get("/logs").status_code == 200
+    assert [s.last_seen for s in accounts.sessions("alice")] == [later]
 
 
 def test_older_pages(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
