@@ -37,8 +37,16 @@ _PUBLIC: dict[type, str] = {
 
 def parameter_set(key: object) -> str | None:
     """"ml-dsa-44" | "ml-dsa-65" | "ml-dsa-87" for an ML-DSA private or public key, else None."""
-    for kind, name in (*_PRIVATE.items(), *_PUBLIC.items()):
-        if isinstance(key, kind):
+    return _parameter_set_of(type(key))  # type: ignore[arg-type]  # a class is Hashable
+
+
+@functools.lru_cache(maxsize=32)
+def _parameter_set_of(kind: type) -> str | None:
+    # Answered once per key class: six isinstance checks against cryptography's abstract
+    # classes (abc.__instancecheck__) took 1.7 us for an RSA key, asked for every signature
+    # (bench/cost_bench.py). Key classes live as long as the process.
+    for abstract, name in (*_PRIVATE.items(), *_PUBLIC.items()):
+        if issubclass(kind, abstract):
             return name
     return None
 

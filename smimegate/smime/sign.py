@@ -20,6 +20,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import UnionType
 from typing import Literal
 
 from asn1crypto import algos, core
@@ -50,22 +51,46 @@ def effective_digest(key: PrivateKey, digest: str) -> str:
     Raises Unsupported for a digest outside SIGNING_DIGESTS or a key type we do not sign with.
     """
     name = alg.signing_digest(digest)
-    _check_key(key)
-    if isinstance(key, ed25519.Ed25519PrivateKey):
+    family = _check_key(key)
+    if family == "ed25519":
         return alg.ED25519_DIGEST
-    if mldsa.parameter_set(key) is not None:
+    if family == "ml-dsa":
         return alg.ML_DSA_DIGEST
     return name
 
 
-def _check_key(key: object) -> None:
-    if isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | mldsa.PrivateKey):
-        return
-    if isinstance(key, ec.EllipticCurvePrivateKey):
+KeyFamily = Literal["rsa", "ec", "ed25519", "ml-dsa"]
+
+
+def _check_key(key: object) -> KeyFamily:
+    """The family of a key we sign with. Raises Unsupported for another key or curve."""
+    family = _family_of(type(key))  # type: ignore[arg-type]  # a class is Hashable
+    if family is None:
+        raise Unsupported(f"key: {type(key).__name__} cannot make S/MIME signatures")
+    if family == "ec":
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
         if key.curve.name not in alg.SIGNING_CURVES:
             raise Unsupported(f"key: curve {key.curve.name} is not P-256 or P-384")
-        return
-    raise Unsupported(f"key: {type(key).__name__} cannot make S/MIME signatures")
+    return family
+
+
+@functools.lru_cache(maxsize=32)
+def _family_of(kind: type) -> KeyFamily | None:
+    # Answered once per key class: the isinstance checks against cryptography's abstract key
+    # classes (abc.__instancecheck__, up to 1 us each) made effective_digest cost 3 us, and a
+    # signature asks it twice (bench/cost_bench.py). Key classes live as long as the process.
+    for abstract, family in _FAMILIES:
+        if issubclass(kind, abstract):
+            return family
+    return None
+
+
+_FAMILIES: tuple[tuple[type | UnionType, KeyFamily], ...] = (
+    (rsa.RSAPrivateKey, "rsa"),
+    (ec.EllipticCurvePrivateKey, "ec"),
+    (ed25519.Ed25519PrivateKey, "ed25519"),
+    (mldsa.PrivateKey, "ml-dsa"),
+)
 
 
 def _public_der(public: object) -> bytes:
