@@ -491,7 +491,9 @@ class Gateway:
                     kem_targets += target.kind == "ml-kem"
                     revocation.append(target.revocation)
             cipher = group.treatment.cipher or smime_encrypt.DEFAULT_CIPHER
-            new_entity = smime_encrypt.encrypt(new_entity, targets, cipher=cipher)
+            # What smime sign returned is CRLF throughout (RFC 8551 3.1.1): not scanned again.
+            new_entity = smime_encrypt.encrypt(new_entity, targets, cipher=cipher,
+                                               canonical=signing)
             facts += [("rcpt_certs", len(targets)), ("cipher", cipher)]
             if kem_targets:
                 facts.append(("kem_certs", kem_targets))

@@ -199,6 +199,17 @@ def test_entity_is_canonicalised_to_crlf(pki: Pki) -> None:
     assert content == b"Content-Type: text/plain\r\n\r\nline one\r\nline two\r\n"
 
 
+def test_canonical_entity_is_encrypted_as_given(pki: Pki) -> None:
+    # canonical=True: the caller vouches for CRLF (what sign returns); nothing is rewritten.
+    ident = pki["rsa"]
+    entity = b"Content-Type: text/plain\r\n\r\nline one\r\nline two\r\n"
+    sealed = encrypt(entity, [ident.cert], canonical=True)
+    assert decrypt(sealed, [(ident.cert, ident.key)])[0] == entity
+    lf = entity.replace(b"\r\n", b"\n")
+    assert decrypt(encrypt(lf, [ident.cert], canonical=True),
+                   [(ident.cert, ident.key)])[0] == lf
+
+
 @pytest.mark.parametrize("cipher", ["aes128-cbc", "aes256-gcm"])
 @pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 4096])
 def test_content_lengths_around_the_block_size(pki: Pki, cipher: str, size: int) -> None:

@@ -254,6 +254,15 @@ def test_sign_entity_detached_canonical_and_openssl(pki: dict[str, object]) -> N
     assert (folder / "out.eml").read_bytes().replace(b"\r\n", b"\n") == lf_entity
 
 
+@pytest.mark.parametrize("detached", [True, False])
+def test_signed_entity_is_canonical(pki: dict[str, object], detached: bool) -> None:
+    # The gateway hands sign's output to encrypt(canonical=True): it must be CRLF throughout.
+    ident = _ident(pki, "rsa")
+    signed = sign(CONTENT.replace(b"\r\n", b"\n") + b"no line end", ident.key, ident.cert,
+                  detached=detached)
+    assert mime.canonicalize(signed) == signed
+
+
 @pytest.mark.parametrize("kind", ["ec-p256", "ed25519"])
 def test_sign_entity_opaque(pki: dict[str, object], kind: str) -> None:
     ident = _ident(pki, kind)
