@@ -16,7 +16,9 @@ identities and encryption certificates (CACHE_TTL seconds, so a newly imported c
 is used within that time), trust decisions on signers (smimegate.pki.trustcache, for one
 anchors value), and the policy rows of each address (POLICY_TTL seconds). Changes made with
 the CLI (another process) take effect within those times or at once on SIGUSR1 (reload);
-policy writes through this process's own store (SqlStore.policy_generation) at once. Private
+policy writes through this process's own store (SqlStore.policy_generation) at once, and
+those of every other process sharing the store (the CLI, the web admin, other nodes) within
+POLICY_CHECK seconds (SqlStore.shared_policy_generation, read that often, not per message). Private
 keys for decryption are not cached here: they are only taken from the store for a message
 that needs them (SqlStore unwraps them without OpenSSL's slow RSA key check: they were
 checked when they were stored, and AES-GCM proves them unchanged).
@@ -50,7 +52,7 @@ from smimegate.pki.trustcache import TrustCache
 from smimegate.policy import EffectivePolicy, resolve
 from smimegate.smime import kem, mldsa, mlkem512
 from smimegate.smime.results import Layer, SignerResult
-from smimegate.store.base import Capabilities, InvalidData, PolicyRows, Store
+from smimegate.store.base import Capabilities, InvalidData, PolicyRows, Store, StoreUnavailable
 from smimegate.store.certinfo import cert_info
 from smimegate.store.ldap import DirectoryUser, DirectoryUsers
 from smimegate.store.policyrows import address_policy
@@ -58,6 +60,10 @@ from smimegate.store.policyrows import address_policy
 CACHE_TTL = 60.0
 ANCHORS_MAX_AGE = 60.0
 POLICY_TTL = 30.0
+# How often the store's shared policy generation (sql/0008_generations.sql) is read: a policy
+# change made by another process reaches this one's cache within about this many seconds, for
+# one small query per interval, not one per message.
+POLICY_CHECK = 1.0
 
 if TYPE_CHECKING:  # dnspython is imported only when [smimea] lookup is on
     from smimegate.pki.smimealookup import SmimeaLookup, SmimeaResolver
@@ -181,7 +187,9 @@ class Services:
         self._trust = TrustCache(ttl=ANCHORS_MAX_AGE)
         self._policy_lock = threading.Lock()
         self._policy_rows: dict[str, tuple[float, PolicyRows]] = {}
-        self._policy_generation: int | None = None
+        self._policy_generation: tuple[int | None, int | None] | None = None
+        self._shared_generation: int | None = None  # last read (None: not yet, or no table)
+        self._shared_checked = -POLICY_CHECK  # time.monotonic() of that read
         self._resolved: dict[str, tuple[PolicyRows, EffectivePolicy]] = {}
         # Harvesting (import_signers) writes to the store only what this process has not
         # written lately: the same correspondents sign message after message, and two store
@@ -270,8 +278,9 @@ class Services:
         """Policy rows for each key (an address, or "" for the settings alone), from the cache
         when younger than POLICY_TTL and no policy write went through our store since; the
         others in one Store.policy_rows query. Raises StoreUnavailable."""
-        generation = getattr(self.store, "policy_generation", None)
         now = time.monotonic()
+        own = getattr(self.store, "policy_generation", None)
+        generation = (own, self._shared_policy_generation(now))
         found: dict[str, PolicyRows] = {}
         with self._policy_lock:
             if generation != self._policy_generation:
@@ -289,12 +298,26 @@ class Services:
                     self._policy_rows.clear()
                 # Rows read while a write went through are not kept (the next call reads
                 # again); they are still the freshest answer for this call.
-                if getattr(self.store, "policy_generation", None) == generation:
+                if getattr(self.store, "policy_generation", None) == own:
                     for key in missing:
                         self._policy_rows[key] = (now, fetched)
             for key in missing:
                 found[key] = fetched
         return found
+
+    def _shared_policy_generation(self, now: float) -> int | None:
+        """The store's shared policy generation, read at most every POLICY_CHECK seconds
+        (None: the store keeps none). A store that does not answer leaves the last value:
+        the cached rows stay good until POLICY_TTL, and the rows query says what is wrong."""
+        read = getattr(self.store, "shared_policy_generation", None)
+        if read is None or now - self._shared_checked < POLICY_CHECK:
+            return self._shared_generation
+        self._shared_checked = now
+        try:
+            self._shared_generation = int(read())
+        except StoreUnavailable:
+            pass
+        return self._shared_generation
 
     # -- trust ----------------------------------------------------------------------------
     def anchors(self) -> trust.TrustAnchors:

@@ -91,12 +91,18 @@ def _policy_write(
     method: Callable[Concatenate[SqlStore, _P], _R],
 ) -> Callable[Concatenate[SqlStore, _P], _R]:
     """Count a write to the policy tables (settings, domains, users and their properties) in
-    SqlStore.policy_generation, also when it fails halfway: a reader's cache of policy rows
-    (smimegate.milter.services) compares the count and reads again."""
+    SqlStore.policy_generation, also when it fails halfway, and in the store's shared
+    'policy' generation (sql/0008_generations.sql) in the write's own transaction: a reader's
+    cache of policy rows (smimegate.milter.services) compares the counts and reads again, in
+    this process at once, in the others (CLI, web admin, other nodes) within POLICY_CHECK.
+    The shared row is updated first: every policy write then locks it before its own rows,
+    so two concurrent transactions never wait on each other's rows in opposite orders."""
 
     def wrapper(store: SqlStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
-            return method(store, *args, **kwargs)
+            with store._db.atomic() as cur:
+                cur.run("UPDATE generations SET value = value + 1 WHERE name = 'policy'")
+                return method(store, *args, **kwargs)
         finally:
             store._policy_generation += 1
 
@@ -227,8 +233,15 @@ class SqlStore:
     @property
     def policy_generation(self) -> int:
         """How many policy writes (settings, domains, users) this object made. Writes by other
-        processes (the CLI) are not counted: caches keyed on it also expire by time."""
+        processes (the CLI) are not counted here: see shared_policy_generation."""
         return self._policy_generation
+
+    def shared_policy_generation(self) -> int:
+        """How many policy writes every process sharing the store made (sql/0008): one small
+        query, for caches to ask now and then. Raises StoreUnavailable."""
+        with self._db.connection() as cur:
+            row = cur.one("SELECT value FROM generations WHERE name = 'policy'")
+        return int(row[0]) if row is not None else 0
 
     # -- settings -------------------------------------------------------------------------
     def settings(self) -> dict[str, str]:

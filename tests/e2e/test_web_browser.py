@@ -28,7 +28,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from smimegate.milter.entity import message_entity
 from smimegate.milter.inbound import first_recipients
-from smimegate.milter.services import POLICY_TTL
+from smimegate.milter.services import POLICY_CHECK
 from tests.conftest import ROOT
 from tests.milter import client as mc
 from tests.milter.client import MilterClient
@@ -379,9 +379,10 @@ def test_a_domain_property_changed_in_the_browser_reaches_the_milter(
     page = set_encrypt_mode_mandatory(browser, server, "partner.test")
     shot(page, "52-domain-mandatory")
     page.close()
-    # The milter reads policy rows again within POLICY_TTL seconds (smimegate.milter.services):
-    # poll until it refuses, with a deadline past that.
-    deadline = time.monotonic() + POLICY_TTL + 20
+    # The milter drops its cached policy rows once it sees the store's shared generation move,
+    # which it reads every POLICY_CHECK seconds (smimegate.milter.services): poll until it
+    # refuses, with a deadline well past that (and short of the cache's POLICY_TTL).
+    deadline = time.monotonic() + POLICY_CHECK + 10
     attempt = 0
     while True:
         attempt += 1

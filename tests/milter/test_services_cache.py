@@ -3,7 +3,8 @@ decisions on signers, and private keys read back from the store.
 
 Policy rows: a write through the same store object is seen at once (SqlStore counts its policy
 writes); a write by another process (here: a second SqlStore on the same file, as the CLI is)
-within POLICY_TTL seconds, or at once after reload().
+once the shared generation is read again (POLICY_CHECK seconds), or at once after reload(),
+and at the latest after POLICY_TTL seconds (a store that keeps no shared generation).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from smimegate.milter import services as svc
 from smimegate.milter.services import Services
 from smimegate.smime.cms import cert_id
 from smimegate.smime.results import Layer, SignerResult
-from smimegate.store.base import NotFound
+from smimegate.store.base import NotFound, StoreUnavailable
 from smimegate.store.keys import ensure_master_key
 from smimegate.store.sql import SqlStore
 from tests.helpers.testpki import TestCA
@@ -78,6 +79,8 @@ def test_other_process_writes_after_reload_or_ttl(stores: tuple[SqlStore, SqlSto
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     store, cli = stores
     services = Services(store)
+    # Without the shared generation (a store that keeps none) only the TTL and reload() help.
+    monkeypatch.setattr(services, "_shared_policy_generation", lambda now: None)
     assert sign_mode(services) == "clear"
     cli.set_user_property(ALICE, "sign_mode", "opaque")
     assert sign_mode(services) == "clear"  # cached: POLICY_TTL seconds at most
@@ -89,6 +92,50 @@ def test_other_process_writes_after_reload_or_ttl(stores: tuple[SqlStore, SqlSto
     while sign_mode(services) != "clear":  # the other process's write shows after the TTL
         assert time.monotonic() < deadline, "policy cache never expired"
         time.sleep(0.02)
+
+
+def test_other_process_writes_within_policy_check(stores: tuple[SqlStore, SqlStore],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's or the web admin's write moves the store's shared generation; the milter
+    reads it every POLICY_CHECK seconds (not per message) and then reads the rows again."""
+    store, cli = stores
+    services = Services(store)
+    reads: list[int] = []
+    shared = store.shared_policy_generation
+
+    def counted() -> int:
+        reads.append(1)
+        return shared()
+
+    monkeypatch.setattr(store, "shared_policy_generation", counted)
+    assert sign_mode(services) == "clear"
+    assert sign_mode(services) == "clear"
+    assert len(reads) == 1  # once per POLICY_CHECK, not per lookup
+    before = cli.shared_policy_generation()
+    cli.set_user_property(ALICE, "sign_mode", "opaque")
+    assert cli.shared_policy_generation() == before + 1
+    monkeypatch.setattr(svc, "POLICY_CHECK", 0.0)
+    assert sign_mode(services) == "opaque"  # long before POLICY_TTL
+    assert len(reads) == 2
+    with pytest.raises(NotFound):  # a failed write changes nothing and counts nothing shared
+        cli.remove_user("nobody@inside.test")
+    assert cli.shared_policy_generation() == before + 1
+
+
+def test_shared_generation_unreadable_keeps_the_cache(stores: tuple[SqlStore, SqlStore],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that does not answer the generation query leaves the cached rows in use (they
+    expire by POLICY_TTL as before); nothing is raised on the message's path for it."""
+    store, _ = stores
+    services = Services(store)
+    assert sign_mode(services) == "clear"
+
+    def down() -> int:
+        raise StoreUnavailable("store down")
+
+    monkeypatch.setattr(store, "shared_policy_generation", down)
+    monkeypatch.setattr(svc, "POLICY_CHECK", 0.0)
+    assert sign_mode(services) == "clear"
 
 
 def test_policies_of_a_mixed_list_and_the_null_sender(stores: tuple[SqlStore, SqlStore]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
 from cryptography import x509
@@ -94,6 +95,25 @@ def test_domain_removal_keeps_users_and_cascades_properties(store: SqlStore) -> 
     assert store.get_user("a@example.com").properties == {"phone": "1"}
     store.add_domain("example.com")
     assert store.get_domain("example.com").properties == {}
+
+
+def test_shared_policy_generation_counts_every_writer(
+        store: SqlStore, open_store: Callable[..., SqlStore]) -> None:
+    """Policy writes of any SqlStore on the database (another process: the CLI, the web
+    admin) move the shared generation the milter's cache watches (sql/0008); a write that
+    fails, or one to another table, does not; both stores read the same value."""
+    other = open_store()
+    start = store.shared_policy_generation()
+    other.add_domain("example.com", {"locality": "internal"})
+    other.set_setting("encrypt_mode", "allow")
+    assert store.shared_policy_generation() == start + 2
+    with pytest.raises(NotFound):
+        other.remove_user("nobody@example.com")
+    other.add_certificate(TestCA().issue("x@outside.test").cert)
+    with other.atomic():  # a write inside a larger transaction counts with it
+        other.add_user("alice@example.com")
+        other.set_user_property("alice@example.com", "sign_mode", "opaque")
+    assert store.shared_policy_generation() == other.shared_policy_generation() == start + 4
 
 
 def test_policy_rows(store: SqlStore) -> None:
