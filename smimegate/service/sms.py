@@ -3,6 +3,7 @@ file; the auth header file is named, never read) and a test message to a number.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from smimegate.service import audit
@@ -22,10 +23,11 @@ def transport(config: Config) -> list[tuple[str, str]]:
     facts: list[tuple[str, str]] = [("Transport", conf.transport)]
     if conf.transport == "http":
         facts += [("URL", _shown_url(conf.url)), ("Method", conf.method),
-                  ("Content-Type", conf.content_type), ("Body template", conf.body_template),
+                  ("Content-Type", conf.content_type),
+                  ("Body template", _shown_template(conf.body_template)),
                   ("Auth header file", conf.auth_header_file or "none")]
     elif conf.transport == "command":
-        facts.append(("Command", " ".join(conf.command)))
+        facts.append(("Command", _shown_command(conf.command)))
     else:
         facts.append(("File", str(conf.file)))
     facts.append(("Timeout", f"{conf.timeout:g} s"))
@@ -39,6 +41,23 @@ def _shown_url(url: str) -> str:
 
     shown = safe_url(url)
     return shown if shown == url else f"{shown} (user info and query not shown)"
+
+
+def _shown_template(template: str) -> str:
+    """Which placeholders the body template uses, not its text: many gateways take their API
+    key in the body ({"apikey": "...", "to": "{phone}"}), as others do in the URL's query."""
+    used = [p for p in ("{phone}", "{text}") if p in template]
+    return (f"{len(template)} characters with {' and '.join(used) or 'no placeholder'} "
+            "(text not shown: it may hold an API key)")
+
+
+def _shown_command(command: Sequence[str]) -> str:
+    """The program, not its arguments: a token passed on the command line would be shown."""
+    if not command:
+        return "none"
+    rest = len(command) - 1
+    return command[0] + (f" ({rest} argument{'s' if rest != 1 else ''} not shown: they may "
+                         "hold credentials)" if rest else "")
 
 
 def send_test(store: Store, config: Config, actor: Actor, phone: str) -> str:

@@ -9,6 +9,7 @@ import urllib.parse
 from typing import Any
 
 import anyio
+import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -168,6 +169,29 @@ def test_the_sms_tab_shows_no_key_from_the_gateway_url(site: Site) -> None:
         assert answer.status_code == 200
         assert "https://sms.example/api/send (user info and query not shown)" in answer.text
         assert "TOPSECRET" not in answer.text and "s3cret" not in answer.text
+
+
+@pytest.mark.parametrize(("section", "shown"), [
+    ('transport = "http"\nurl = "https://sms.example/send"\n'
+     'body_template = \'{"apikey": "TOPSECRET", "to": "{phone}", "text": "{text}"}\'\n',
+     "with {phone} and {text} (text not shown: it may hold an API key)"),
+    ('transport = "command"\n'
+     'command = ["/usr/local/bin/sms", "--token=TOPSECRET", "{phone}", "{text}"]\n',
+     "/usr/local/bin/sms (3 arguments not shown: they may hold credentials)"),
+])
+def test_the_sms_tab_shows_no_key_from_the_body_or_the_command(site: Site, section: str,
+                                                               shown: str) -> None:
+    """Gateways take API keys in the POST body too, and a command may carry a token: the
+    SMS tab and /api/v1/sms say what is configured without them, to auditors as to admins."""
+    text = site.config_path.read_text(encoding="utf-8") + "[sms]\n" + section
+    app = build_app(site.store, cfg.loads(text))
+    page = TestClient(app, follow_redirects=False)
+    sign_in(page, "alice")
+    api = TestClient(app, headers={"authorization": f"Bearer {site.auditor_token}"})
+    for answer in (page.get("/sms"), api.get("/api/v1/sms")):
+        assert answer.status_code == 200
+        assert shown in answer.text.replace("&#34;", '"')
+        assert "TOPSECRET" not in answer.text
 
 
 def test_wrong_passwords_are_in_the_audit_log_without_what_was_typed(site: Site) -> None:
