@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from smimegate.config import Config
 from smimegate.delivery.errors import DeliveryError
 from smimegate.delivery.pfxmail import new_message_id
-from smimegate.delivery.queue import Job, Outcome, PfxMailJob, SmsJob, attempt
+from smimegate.delivery.queue import Job, Outcome, PfxMailJob, SmsJob, attempt, lease_for
 from smimegate.delivery.sms import sms_text
 from smimegate.policy.properties import PolicyError, validate
 from smimegate.store.base import NotFound, Store
 
-# Items are queued this far in the future and tried by deliver itself, so that a worker
-# running at the same moment does not send them a second time; if this process dies first,
-# the worker takes them over after this delay.
+# Items are queued this far in the future and claimed by deliver itself (Store.claim_item,
+# for lease_for(config) seconds, however long the attempt takes), so that a worker running at
+# the same moment never sends them a second time; if this process dies first, the worker
+# takes them over once both the delay and the claim have run out.
 _OWN_ATTEMPT_GRACE = dt.timedelta(minutes=5)
 
 
@@ -94,4 +95,12 @@ def deliver(
         jobs.append(SmsJob(email, phone_for(store, email), sms_text(email, password)))
     at = dt.datetime.now(dt.UTC) + _OWN_ATTEMPT_GRACE
     ids = [store.enqueue(job.kind, job.payload(), at=at) for job in jobs]
-    return DeliveryReport(tuple(attempt(store, config, store.get_queue_item(i)) for i in ids))
+    outcomes = []
+    for item_id, job in zip(ids, jobs, strict=True):
+        item = store.claim_item(item_id, lease=lease_for(config))
+        if item is None:  # a worker holds it (this process was slower than the delay)
+            outcomes.append(Outcome(item_id, job.kind, job.recipient, False,
+                                    "being sent by the queue worker", at))
+        else:
+            outcomes.append(attempt(store, config, item))
+    return DeliveryReport(tuple(outcomes))

@@ -13,6 +13,8 @@ import pytest
 
 from smimegate.config import QueueConfig
 from smimegate.delivery import DeliveryError
+from smimegate.delivery import pfx as pfx_delivery
+from smimegate.delivery import queue as queue_mod
 from smimegate.delivery.pfx import deliver, phone_for
 from smimegate.delivery.queue import (
     PFX_MAIL,
@@ -158,6 +160,36 @@ def test_deliver_sends_mail_and_sms_and_logs_no_secret(
     assert PASSWORD not in text
     assert len(caplog.records) == 2
     assert all("result=sent" in r.getMessage() for r in caplog.records)
+
+
+def test_deliver_claims_what_it_sends(store: SqlStore, make_config: MakeConfig, pfx: bytes,
+                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """deliver() holds each item while it sends it (status running, a lease): a queue worker
+    claiming at that moment does not get it, even with the items due at once (no delay), and
+    an item a worker got first is left to the worker. A PKCS#12 or its password never goes
+    out twice."""
+    store.add_user(EMAIL, {"phone": PHONE})
+    monkeypatch.setattr(pfx_delivery, "_OWN_ATTEMPT_GRACE", dt.timedelta(0))
+    real_send = queue_mod.send
+    seen: list[tuple[list[str], list[int]]] = []
+
+    def send_while_a_worker_claims(job: object, *args: object) -> None:
+        seen.append(([i.status for i in store.list_queue()],
+                     [i.id for i in store.claim(limit=10, lease=60)]))
+        real_send(job, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(queue_mod, "send", send_while_a_worker_claims)
+    with smtp_server() as (port, sink):
+        config = load(sms_file_config(make_config, port, tmp_path))
+        mail, sms = deliver(store=store, config=config, email=EMAIL, pfx=pfx,
+                            password=PASSWORD, send_pfx=True, sms_password=True).outcomes
+    # While the mail went out it was ours; the worker took only the SMS item, still pending.
+    assert seen == [(["running", "pending"], [sms.item_id])]
+    assert mail.sent and len(sink.messages) == 1
+    assert not sms.sent and sms.error == "being sent by the queue worker"
+    assert not (tmp_path / "sms.txt").exists()  # deliver did not send what the worker holds
+    (held,) = store.list_queue()
+    assert held.id == sms.item_id and held.status == "running"
 
 
 def test_deliver_with_relay_down_queues_the_mail(
