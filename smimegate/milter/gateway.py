@@ -445,12 +445,16 @@ class Gateway:
         if decision.subject is not None:
             edits.append(HeaderEdit("change", "Subject", 1, hdr.encode_subject(decision.subject)))
         new_entity = entity
+        # Whether new_entity is CRLF throughout by construction (RFC 8551 3.1.1): what
+        # hprotect.protect and smime sign return is, and is then not scanned again.
+        canonical = False
         signing = decision.sign and bool(signers)
         detached = decision.sign_mode != "opaque"
         if self.config.milter.header_protection and (group.treatment.encrypt or signing):
             try:
                 new_entity, hp_edits, hp_facts = _protect(run, entity, decision.subject,
                                                           group.treatment.encrypt)
+                canonical = True
             except Malformed as exc:
                 # Signed or encrypted as before rather than not at all; said once.
                 self._warn(run, f"header protection skipped: {exc}")
@@ -462,7 +466,7 @@ class Gateway:
         if signing and len(signers) == 1:
             identity = signers[0]
             new_entity = smime_sign.sign(new_entity, identity.key, identity.certificate,
-                                         identity.chain, detached=detached)
+                                         identity.chain, detached=detached, canonical=canonical)
         elif signing:
             # pqc = prefer with a classic and an ML-DSA key: classic first, so that the
             # countersignature arrangement countersigns the classic SignerInfo.
@@ -470,7 +474,7 @@ class Gateway:
                 "parallel" if decision.sign_arrangement == "parallel" else "countersignature")
             new_entity = smime_sign.sign_several(
                 new_entity, [smime_sign.Signer(i.key, i.certificate, i.chain) for i in signers],
-                arrangement=arrangement, detached=detached)
+                arrangement=arrangement, detached=detached, canonical=canonical)
         # Issue 9 item 9: the revocation status of each certificate used, signer first.
         revocation = [i.revocation for i in signers] if signing else []
         if group.treatment.encrypt:
@@ -491,9 +495,8 @@ class Gateway:
                     kem_targets += target.kind == "ml-kem"
                     revocation.append(target.revocation)
             cipher = group.treatment.cipher or smime_encrypt.DEFAULT_CIPHER
-            # What smime sign returned is CRLF throughout (RFC 8551 3.1.1): not scanned again.
             new_entity = smime_encrypt.encrypt(new_entity, targets, cipher=cipher,
-                                               canonical=signing)
+                                               canonical=canonical or signing)
             facts += [("rcpt_certs", len(targets)), ("cipher", cipher)]
             if kem_targets:
                 facts.append(("kem_certs", kem_targets))

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import functools
 import html
 import re
 from collections.abc import Callable, Sequence
@@ -104,7 +105,8 @@ def _display(value: str) -> str:
 # -- outbound -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Protected:
-    """What ``protect`` made: the payload to sign or encrypt, and the outer header changes
+    """What ``protect`` made: the payload to sign or encrypt, CRLF throughout (RFC 8551 3.1.1:
+    smime.sign and smime.encrypt may take it with canonical=True), and the outer header changes
     (field name, 1-based occurrence, new value; None removes it) in message order."""
 
     entity: bytes
@@ -261,6 +263,17 @@ def _after_body_tag(text: str, element: str) -> str:
     return text[:at] + element + text[at:]
 
 
+@functools.lru_cache(maxsize=64)
+def _writes_crlf(charset: str) -> bool:
+    """Whether text whose line ends are CRLF has CRLF line ends once encoded in ``charset``: so
+    for US-ASCII and its supersets (ISO 8859, UTF-8, the CJK multi-byte sets, whose bytes of
+    other characters are never CR or LF), not for UTF-16, UTF-32 or EBCDIC."""
+    try:
+        return "\r\n".encode(charset) == b"\r\n"
+    except (LookupError, ValueError):
+        return False
+
+
 def _decoded_text(entity: mime.Entity) -> tuple[str, str, str] | None:
     """(text, charset, transfer encoding) of a text part, None when it cannot be decoded."""
     encoding = mime.transfer_encoding(entity)
@@ -302,7 +315,7 @@ def _rewrite_text(entity: mime.Entity, change: Callable[[str], str], params: dic
         data = new_text.encode(charset)
     except (LookupError, ValueError):
         data = new_text.encode("utf-8", "surrogateescape")
-        settings["charset"] = "utf-8"
+        settings["charset"] = charset = "utf-8"
     new_encoding = encoding
     if encoding == "7bit" and not data.isascii():
         new_encoding = "quoted-printable"
@@ -313,8 +326,12 @@ def _rewrite_text(entity: mime.Entity, change: Callable[[str], str], params: dic
             body += b"\r\n"
     elif new_encoding == "quoted-printable":
         body = body_encode(data.decode("latin-1"), maxlinelen=76, eol="\r\n").encode("ascii")
+    elif _writes_crlf(charset):
+        body = data  # canonical text in an ASCII-compatible charset: canonical bytes
     else:
-        body = data
+        # UTF-16 and the like: canonicalised as bytes, as signing the payload would, so that
+        # protect's payload is CRLF throughout whatever the charset (see Protected).
+        body = mime.canonicalize(data)
     head = b""
     has_cte = False
     for name, value in entity.headers:

@@ -52,6 +52,22 @@ def test_protect_without_content_type_and_non_text_body() -> None:
     assert not out.legacy_display and mime.parse_entity(out.entity).body == b"JVBE\r\n"
 
 
+@pytest.mark.parametrize("part", [
+    ENTITY.replace(b"\r\n", b"\n"),
+    b"Content-Type: text/html; charset=utf-8\n\n<html><body>\n<p>x</p>\n</body></html>\n",
+    b"Content-Type: text/plain; charset=utf-16\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    + "Text.\r\nMore.\r\n".encode("utf-16"),
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"VGV4dC4KTW9yZS4K\r\n",
+])
+def test_protect_payload_is_canonical(part: bytes) -> None:
+    # The gateway signs and encrypts the payload with canonical=True (no second scan).
+    headers = [*HEADERS, ("Cc", "carol@y.test")]
+    for encrypted in (False, True):
+        payload = hprotect.protect(part, headers, encrypted=encrypted).entity
+        assert mime.canonicalize(payload) == payload
+
+
 def test_restore_placeholder_and_hp_outer() -> None:
     payload = hprotect.protect(ENTITY, HEADERS, encrypted=True).entity
     outer = [("From", "Alice <alice@x.test>"), ("To", "bob@y.test"), ("Subject", "[...]"),

@@ -261,6 +261,9 @@ def test_signed_entity_is_canonical(pki: dict[str, object], detached: bool) -> N
     signed = sign(CONTENT.replace(b"\r\n", b"\n") + b"no line end", ident.key, ident.cert,
                   detached=detached)
     assert mime.canonicalize(signed) == signed
+    # canonical=True: the caller vouches for CRLF; the same bytes are signed and carried.
+    again = sign(CONTENT, ident.key, ident.cert, detached=detached, canonical=True)
+    assert verify(again)[0] == CONTENT
 
 
 @pytest.mark.parametrize("kind", ["ec-p256", "ed25519"])
