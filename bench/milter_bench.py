@@ -30,7 +30,9 @@ the milter's CPU per message (the supervisor and its workers: bench/cost_bench.t
 the cores it kept busy, the load generator's own CPU per message (it shares the machine), how
 busy the host's CPUs were and how much of them other processes took meanwhile, how the
 workers shared the work, and the scaling factor against workers = 1 of the same run (issue 11
-aims at 1.8 for 2 workers on 2 cores). Every reply is checked, on its raw bytes: SMFIR_CONTINUE
+aims at 1.8 for 2 workers on 2 cores). Each workers value above 1 runs twice: as configured
+by default (``[milter] cpu_affinity = true``, each worker pinned to a CPU of its own) and
+"unpinned" (false, the kernel places the threads), unless ``--no-unpinned``. Every reply is checked, on its raw bytes: SMFIR_CONTINUE
 at every step, and at end of message a header edit saying encrypted (outbound), resp.
 verified and trusted (inbound). Prints, never asserts.
 """
@@ -128,11 +130,17 @@ def main() -> None:
     parser.add_argument("--mixes", default="outbound,inbound,mixed")
     parser.add_argument("--rounds", type=int, default=3,
                         help="measurements of each row; the best is printed")
+    parser.add_argument("--no-unpinned", dest="unpinned", action="store_false",
+                        help="leave out the rows of workers > 1 with cpu_affinity = false")
     args = parser.parse_args()
     counts = list(dict.fromkeys(int(w) for w in args.workers.split(",")))
+    # (label, workers, [milter] cpu_affinity): the default (pinned) and, for comparison, the
+    # kernel's placement of the same workers.
+    setups = [(str(w), w, True) for w in counts] + (
+        [(f"{w} unpinned", w, False) for w in counts if w > 1] if args.unpinned else [])
 
     base = open_dir("smimegate-milterbench-")
-    daemons: dict[int, tuple[Daemon, Load]] = {}
+    daemons: dict[str, tuple[Daemon, Load]] = {}
     try:
         (base / "pki").mkdir()
         pki = make_pki(base / "pki")
@@ -155,35 +163,36 @@ def main() -> None:
 
         # One milter per workers value, all running (idle ones cost nothing), measured in
         # turn round after round: background load that comes and goes hits each alike.
-        for workers in counts:
-            folder = base / f"workers-{workers}"
+        for label, workers, pinned in setups:
+            folder = base / f"workers-{label.replace(' ', '-')}"
             folder.mkdir()
             spec = (f"unix:{folder / 'milter.sock'}" if args.socket == "unix"
                     else f"inet:{free_port()}@127.0.0.1")
             config_path = milter_config(folder, socket=spec, reinject_port=1, store=base)
             config_path.write_text(config_path.read_text().replace(
-                "[milter]\n", f"[milter]\nworkers = {workers}\n"))
+                "[milter]\n", f"[milter]\nworkers = {workers}\n"
+                f"cpu_affinity = {'true' if pinned else 'false'}\n"))
             daemon = start([PYTHON, "-m", "smimegate", "-c", str(config_path), "milter"],
                            folder / "milter.log", spec)
             load = Load(spec, args.connections, args.per_connection)
-            daemons[workers] = daemon, load
+            daemons[label] = daemon, load
             wait_workers(daemon, workers)
             for mix in chosen.values():  # warm every worker (imports, caches, connections),
                 load.run(max(4 * args.connections * workers, 40), mix)  # record the kinds
                 if load.failures:
                     raise SystemExit("warming up:\n" + "\n".join(load.failures))
 
-        results: dict[tuple[int, str], Figures] = {}
+        results: dict[tuple[str, str], Figures] = {}
         for round_ in range(args.rounds):
             for name, mix in chosen.items():
-                for workers, (daemon, load) in daemons.items():
+                for label, (daemon, load) in daemons.items():
                     figures = measure(daemon, load, args.messages, mix)
-                    print(f"  (round {round_ + 1}: workers={workers} {name}: "
+                    print(f"  (round {round_ + 1}: workers={label} {name}: "
                           f"{figures.rate:.0f} msg/s, others {figures.others * 100:.0f}%)",
                           file=sys.stderr)
-                    best = results.get((workers, name))
+                    best = results.get((label, name))
                     if best is None or figures.rate > best.rate:
-                        results[workers, name] = figures
+                        results[label, name] = figures
         for daemon, _ in daemons.values():
             daemon.stop(signal.SIGTERM, timeout=60)
         daemons.clear()
@@ -191,18 +200,20 @@ def main() -> None:
         print(f"milter over {args.socket}:, {args.messages} messages of {args.size} bytes per "
               f"row, {args.connections} connections, {args.per_connection} messages each, best "
               f"of {args.rounds} rounds; {cores} cores")
-        print(f"  {'workers':>7} {'mix':9} {'msg/s':>7} {'scaling':>7} {'milter ms/msg':>13} "
+        print(f"  {'workers':>12} {'mix':9} {'msg/s':>7} {'scaling':>7} {'milter ms/msg':>13} "
               f"{'milter cores':>12} {'client ms/msg':>13} {'host busy':>9} {'others':>6}  "
               "worker split")
-        for (workers, name), f in results.items():
-            base_rate = results[counts[0], name].rate
-            print(f"  {workers:7d} {name:9} {f.rate:7.1f} {f.rate / base_rate:6.2f}x "
+        for (label, name), f in sorted(results.items(), key=lambda kv: (
+                [s[0] for s in setups].index(kv[0][0]), list(chosen).index(kv[0][1]))):
+            base_rate = results[setups[0][0], name].rate
+            print(f"  {label:>12} {name:9} {f.rate:7.1f} {f.rate / base_rate:6.2f}x "
                   f"{f.milter_cpu * 1000:13.2f} {f.rate * f.milter_cpu:12.2f} "
                   f"{f.client_cpu * 1000:13.2f} "
                   f"{f.busy * 100:8.0f}% {f.others * 100:5.0f}%  "
                   + "/".join(f"{s * 100:.0f}" for s in f.split))
         print(f"  scaling: msg/s against workers={counts[0]} of the same mix (aim for 2 workers "
-              "on 2 cores: 1.8x); milter cores: CPU seconds the milter used per second (one "
+              "on 2 cores: 1.8x); unpinned: the same workers with [milter] cpu_affinity = false "
+              "(the kernel places their threads; pinned is the default); milter cores: CPU seconds the milter used per second (one "
               "process stays near 1, its GIL); others: the host's CPU taken by other processes "
               "meanwhile, which no number of workers can use; worker split: each worker's share "
               "of the workers' CPU time (%), how evenly the kernel spread the connections")

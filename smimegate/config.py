@@ -391,6 +391,15 @@ class MilterConfig:
         "run in one worker. 1: a single process, no supervisor.",
         check=_at_least(0),
     )
+    cpu_affinity: bool = opt(
+        True,
+        "With more than one worker: worker i runs on the i-th CPU this process may run on "
+        "(wrapping round), all its threads with it. A worker's libmilter threads hand the GIL "
+        "to each other at every callback; spread over several cores each hand-over wakes a "
+        "thread on another core, with cold caches, and costs CPU the other workers need "
+        "(bench/milter_bench.py prints both). false: the kernel places the workers. Read "
+        "when a worker starts; ignored with workers = 1.",
+    )
     stats_interval: int = opt(
         30,
         "Seconds between two writes of each worker's message counters, latency histogram, "

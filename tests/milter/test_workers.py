@@ -57,6 +57,21 @@ def _wait_workers(daemon: Daemon, count: int) -> dict[int, int]:
     return _workers(daemon)
 
 
+def _cpus(status: Path) -> set[int]:
+    """The CPUs a process or thread may run on (Cpus_allowed_list of /proc/.../status)."""
+    listed = re.search(r"^Cpus_allowed_list:\s*(\S+)$", status.read_text(), re.M)
+    assert listed is not None
+    cpus: set[int] = set()
+    for part in listed.group(1).split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def _thread_cpus(pid: int) -> list[set[int]]:
+    return [_cpus(task / "status") for task in Path(f"/proc/{pid}/task").iterdir()]
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -195,6 +210,15 @@ def test_two_workers_serve_one_socket_and_stop_cleanly(tmp_path: Path, kind: str
         with ExitStack() as stack:
             held = _connection_per_worker(spec, set(pids.values()), stack, daemon)
             assert len(held) == 2
+            # [milter] cpu_affinity (default): each worker, every thread of it (libmilter's
+            # for the connection held open too), on a CPU of its own, taken in turn from the
+            # supervisor's.
+            allowed = sorted(_cpus(Path(f"/proc/{daemon.proc.pid}/status")))
+            for index, pid in pids.items():
+                mine = {allowed[index % len(allowed)]}
+                assert all(cpus == mine for cpus in _thread_cpus(pid)), (index, mine)
+                assert f"worker={index} pid={pid} uid={os.getuid()} jobs=no cpu={min(mine)}" \
+                    in daemon.output()
         assert daemon.stop(signal.SIGTERM, timeout=30) == 0
     finally:
         daemon.stop()
@@ -360,6 +384,21 @@ def test_a_worker_that_cannot_start_stops_start_up(tmp_path: Path) -> None:
     assert not (tmp_path / "milter.sock").exists()
 
 
+def test_cpu_affinity_false_leaves_the_workers_to_the_kernel(tmp_path: Path) -> None:
+    spec = _spec("unix", tmp_path)
+    config = write_config(tmp_path, spec, workers=2, cpu_affinity=False)
+    daemon = start(fake_argv(config), tmp_path / "milter.log", spec)
+    try:
+        pids = _wait_workers(daemon, 2)
+        allowed = _cpus(Path(f"/proc/{daemon.proc.pid}/status"))
+        for pid in pids.values():
+            assert all(cpus == allowed for cpus in _thread_cpus(pid))
+        assert daemon.output().count("cpu=any") == 2
+        assert daemon.stop(signal.SIGTERM, timeout=30) == 0
+    finally:
+        daemon.stop()
+
+
 def test_workers_1_is_one_process(tmp_path: Path) -> None:
     spec = _spec("inet", tmp_path)
     config = write_config(tmp_path, spec, workers=1)
@@ -369,6 +408,8 @@ def test_workers_1_is_one_process(tmp_path: Path) -> None:
             assert int(_message(c)["pid"]) == daemon.proc.pid
         children = Path(f"/proc/{daemon.proc.pid}/task/{daemon.proc.pid}/children").read_text()
         assert children.split() == []
+        # As before workers existed: not pinned (cpu_affinity is for workers > 1).
+        assert _cpus(Path(f"/proc/{daemon.proc.pid}/status")) == os.sched_getaffinity(0)
         assert daemon.stop(signal.SIGTERM, timeout=30) == 0
     finally:
         daemon.stop()
