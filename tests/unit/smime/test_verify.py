@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from smimegate.smime import mime
 from smimegate.smime.errors import Malformed
 from smimegate.smime.sign import assemble, build_signer_info, sign_der
-from smimegate.smime.verify import verify, verify_der
+from smimegate.smime.verify import _signing_time, verify, verify_der
 from tests.helpers.testpki import Identity, TestCA
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
@@ -279,3 +279,22 @@ def test_thunderbird_messages(digest: str) -> None:
 def test_not_a_signed_entity() -> None:
     with pytest.raises(Malformed, match="not a signed entity"):
         verify(b"Content-Type: text/plain\r\n\r\nhello\r\n")
+
+
+@pytest.mark.parametrize("value", [
+    b"\x17\x0d260102030405Z", b"\x17\x0d491231235959Z", b"\x17\x0d500101000000Z",
+    b"\x17\x0b2601020304Z", b"\x17\x11260102030405+0100", b"\x18\x0f20260102030405Z",
+])
+def test_signing_time_read_as_asn1crypto_reads_it(value: bytes) -> None:
+    # verify reads the usual DER UTCTime itself (issue 11 point 2); the same datetime.
+    expected = acms.Time.load(value).native
+    got = _signing_time(value)
+    assert got == expected and got.tzinfo == expected.tzinfo
+
+
+@pytest.mark.parametrize("value", [b"\x17\x0d991301000000Z", b"\x17\x0d260230000000Z"])
+def test_impossible_signing_time_raises_as_asn1crypto(value: bytes) -> None:
+    with pytest.raises(ValueError):
+        _ = acms.Time.load(value).native
+    with pytest.raises(ValueError):
+        _signing_time(value)
