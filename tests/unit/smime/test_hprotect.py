@@ -59,6 +59,9 @@ def test_protect_without_content_type_and_non_text_body() -> None:
     + "Text.\r\nMore.\r\n".encode("utf-16"),
     b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
     b"VGV4dC4KTW9yZS4K\r\n",
+    # UTF-7 writes a LF as "+AAo-" too: decoded, it is a bare line end to canonicalise.
+    b"Content-Type: text/plain; charset=utf-7\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    b"Text.+AAo-More.\r\n",
 ])
 def test_protect_payload_is_canonical(part: bytes) -> None:
     # The gateway signs and encrypts the payload with canonical=True (no second scan).
