@@ -95,10 +95,13 @@ def _crlf_value(value: str) -> bytes:
 def _display(value: str) -> str:
     """A header value for people: folding undone, RFC 2047 encoded-words decoded."""
     raw = _FOLDING.sub("", value).strip()
-    try:
-        text = str(make_header(decode_header(raw)))
-    except (HeaderParseError, LookupError, UnicodeError, ValueError):
-        text = raw
+    if "=?" not in raw:
+        text = raw  # no encoded-word (RFC 2047 2): email.header would return it as it is
+    else:
+        try:
+            text = str(make_header(decode_header(raw)))
+        except (HeaderParseError, LookupError, UnicodeError, ValueError):
+            text = raw
     return " ".join(text.split())
 
 
