@@ -156,15 +156,23 @@ def format_fields(fields: Fields) -> str:
             raise SecretFieldError(f"log field {name!r} looks like a secret; it is never logged")
         if value is None:
             continue
+        if type(value) is str and _PLAIN.fullmatch(value):
+            # Most values: printable without blanks, written as they are (format_value), and
+            # without the blank that every PEM private key's BEGIN line has.
+            out.append(f"{name}={value}")
+            continue
         if isinstance(value, str | bytes) and _has_private_key(str(value)):
             raise SecretFieldError(f"log field {name!r} holds a private key; it is never logged")
         out.append(f"{name}={format_value(value)}")
     return " ".join(out)
 
 
+_QUEUE_ID = re.compile(r"[A-Za-z0-9]+")
+
+
 def _queue_id(queue_id: str | None) -> str:
     qid = queue_id or NOQUEUE
-    if not re.fullmatch(r"[A-Za-z0-9]+", qid):
+    if not _QUEUE_ID.fullmatch(qid):
         # Queue ids come from the MTA ({i} macro); keep the line parseable whatever arrives.
         return format_value(qid) if qid else NOQUEUE
     return qid
