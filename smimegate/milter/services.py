@@ -51,6 +51,7 @@ from smimegate.pki.crlstore import CrlKeeper
 from smimegate.pki.trustcache import TrustCache
 from smimegate.policy import EffectivePolicy, resolve
 from smimegate.smime import kem, mldsa, mlkem512
+from smimegate.smime.certmemo import per_certificate
 from smimegate.smime.results import Layer, SignerResult
 from smimegate.store.base import Capabilities, InvalidData, PolicyRows, Store, StoreUnavailable
 from smimegate.store.certinfo import cert_info
@@ -579,7 +580,7 @@ def _is_ml_dsa(key: object) -> bool:
     return mldsa.parameter_set(key) is not None
 
 
-@functools.lru_cache(maxsize=1024)
+@per_certificate(maxsize=1024)
 def _fingerprint(cert: x509.Certificate) -> str:
     """The store's key of a certificate: SHA-256 of the DER, lower-case hex. Remembered: the
     same few certificates come with message after message, three times each per inbound

@@ -7,12 +7,13 @@ changes whether the certificate chain is trusted (issue 4, item 1).
 
 from __future__ import annotations
 
-import functools
 from email.utils import parseaddr
 
 from asn1crypto import core
 from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+from smimegate.smime.certmemo import per_certificate
 
 # RFC 8398 3: id-on-SmtpUTF8Mailbox, an otherName holding an internationalized mailbox.
 SMTP_UTF8_MAILBOX = ObjectIdentifier("1.3.6.1.5.5.7.8.9")
@@ -20,7 +21,7 @@ SMTP_UTF8_MAILBOX = ObjectIdentifier("1.3.6.1.5.5.7.8.9")
 __all__ = ["address_match", "certificate_addresses", "normalize_address"]
 
 
-@functools.lru_cache(maxsize=1024)
+@per_certificate(maxsize=1024)
 def certificate_addresses(cert: x509.Certificate) -> tuple[str, ...]:
     """Every mail address in ``cert``, as written there, without duplicates, SAN first.
     Remembered per certificate: a signer's comes with each of its messages, and reading the

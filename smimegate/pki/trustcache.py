@@ -23,7 +23,6 @@ so two threads may both compute the same entry once.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import threading
 import time
@@ -34,6 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from smimegate.pki import trust
+from smimegate.smime.certmemo import per_certificate
 from smimegate.smime.results import Layer
 
 __all__ = ["TrustCache"]
@@ -49,7 +49,7 @@ def _digest(certs: Sequence[x509.Certificate]) -> bytes:
     return h.digest()
 
 
-@functools.lru_cache(maxsize=1024)
+@per_certificate(maxsize=1024)
 def _cert_digest(cert: x509.Certificate) -> bytes:
     """SHA-256 of a certificate's DER, remembered per certificate: every inbound message asks
     for its signer's and the certificates it carries (bench/cost_bench.py)."""

@@ -21,6 +21,7 @@ from cryptography import x509
 
 from smimegate import dn
 from smimegate.smime.ber import der_header
+from smimegate.smime.certmemo import per_certificate
 from smimegate.smime.errors import Malformed, SmimeError
 from smimegate.smime.results import CertId
 
@@ -85,7 +86,7 @@ def to_asn1(cert: x509.Certificate) -> ax509.Certificate:
     return ax509.Certificate.load(cert.public_bytes(Encoding.DER))
 
 
-@functools.lru_cache(maxsize=128)
+@per_certificate(maxsize=128)
 def issuer_and_serial_der(cert: x509.Certificate) -> bytes:
     """IssuerAndSerialNumber DER (RFC 5652 10.2.4) of a certificate. Cached: the same few
     certificates sign and receive message after message."""
@@ -211,7 +212,7 @@ def cert_id(cert: x509.Certificate) -> CertId:
                   ski=subject_key_identifier(cert))
 
 
-@functools.lru_cache(maxsize=256)
+@per_certificate(maxsize=256)
 def _issuer(cert: x509.Certificate) -> str:
     # Per certificate: matching a signer or recipient asks again with every message.
     return name_to_str(to_asn1(cert).issuer)

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from smimegate.smime import algorithms as alg
 from smimegate.smime import keytrans, mime, mldsa
 from smimegate.smime.ber import der_header
+from smimegate.smime.certmemo import per_certificate
 from smimegate.smime.cms import issuer_and_serial_der, tlv
 from smimegate.smime.errors import Unsupported
 
@@ -348,7 +349,7 @@ def _digest(name: str, content: bytes) -> bytes:
     return hasher.finalize()
 
 
-@functools.lru_cache(maxsize=64)
+@per_certificate(maxsize=64)
 def _certificate_der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
