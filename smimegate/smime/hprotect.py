@@ -89,6 +89,8 @@ def _injected(name: str) -> bool:
 def _crlf_value(value: str) -> bytes:
     """A header value as the milter gave it (folded with LF or CRLF) in CRLF form."""
     data = value.encode("utf-8", "surrogateescape")
+    if "\n" not in value and "\r" not in value:
+        return data  # one line, most values: 0.1 us instead of 0.65 (bench/cost_bench.py)
     return mime.canonicalize(data).strip(b"\r\n")
 
 
