@@ -377,7 +377,7 @@ class Services:
             answer = self._discover(address, blocked, candidates)
         if not candidates:
             return EncryptionChoice(None, ())
-        kem_fps = {fp for fp, cert in candidates.items() if _is_ml_kem(cert)}
+        kem_fps = {fp for fp, cert in candidates.items() if is_ml_kem(cert)}
         classic = {fp: c for fp, c in candidates.items() if fp not in kem_fps}
         chosen, reasons, revocation, answer = self._pick(address, classic, answer, from_dns)
         capabilities = self._capabilities(chosen, candidates) if chosen is not None else ()
@@ -568,7 +568,7 @@ class Services:
                 self._encryption.discard(email)
 
 
-def _is_ml_kem(cert: x509.Certificate) -> bool:
+def is_ml_kem(cert: x509.Certificate) -> bool:
     """An ML-KEM certificate (RFC 9936); one whose key cryptography cannot load is not."""
     try:
         return isinstance(mlkem512.certificate_public_key(cert), kem.PublicKey)

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 
 from smimegate.config import Config
 from smimegate.milter.outbound import OutboundPlan, encryption_targets, may_encrypt, plan_outbound
-from smimegate.milter.services import Services, configured_services
+from smimegate.milter.services import Services, configured_services, is_ml_kem
 from smimegate.policy import (
     Decision,
     EffectivePolicy,
@@ -231,7 +231,7 @@ def _certificates(services: Services, plan: OutboundPlan | None, decision: Recip
         why = ("not considered: " + "; ".join(REASONS.get(r, r) for r in decision.reasons)
                if plan is not None and not may_encrypt(policy) else
                "not considered: only outbound mail is encrypted")
-        return [{**_describe(r.certificate()), "kind": None, "used": False,
+        return [{**_describe(r.certificate()), "kind": _kind(r.certificate()), "used": False,
                  "why": "blocked in the store" if r.blocked else why}
                 for r in stored.values()]
     used = {_fingerprint(t.certificate): t for t in (
@@ -247,15 +247,20 @@ def _certificates(services: Services, plan: OutboundPlan | None, decision: Recip
                     "why": "" if target is not None else _unused_why(kind, decision, policy)})
     for fingerprint, reason in choice.skipped:
         record = stored.get(fingerprint)
-        described = (_describe(record.certificate()) if record is not None
-                     else {"fingerprint": fingerprint})
-        out.append({**described, "kind": None, "used": False,
-                    "why": reason})
+        described = (_describe(record.certificate()) | {"kind": _kind(record.certificate())}
+                     if record is not None else {"fingerprint": fingerprint, "kind": None})
+        out.append({**described, "used": False, "why": reason})
     seen = {c["fingerprint"] for c in out}
-    out.extend({**_describe(r.certificate()), "kind": None, "used": False,
+    out.extend({**_describe(r.certificate()), "kind": _kind(r.certificate()), "used": False,
                 "why": "blocked in the store"}
                for r in stored.values() if r.blocked and r.fingerprint not in seen)
     return out
+
+
+def _kind(cert: x509.Certificate) -> str:
+    """The kind of recipient info a certificate could give, as the gateway tells them apart
+    (milter/services.py): an ML-KEM key (RFC 9936) or a classic one."""
+    return "ml-kem" if is_ml_kem(cert) else "classic"
 
 
 def _unused_why(kind: str, decision: RecipientDecision, policy: EffectivePolicy) -> str:

@@ -183,6 +183,8 @@ def test_expired_certificate_is_skipped_for_an_older_valid_one(world: World) -> 
     assert certs[serial(world, "grace-valid")]["used"] is True
     assert "expired" in certs[serial(world, "grace-expired")]["why"]
     assert certs[serial(world, "grace-old")]["why"] == "a newer certificate was chosen"
+    # Skipped ones say what kind of key they hold, as chosen ones do.
+    assert {c["kind"] for c in certs.values()} == {"classic"}
 
 
 def test_revoked_certificate_is_not_used(world: World) -> None:
@@ -190,6 +192,7 @@ def test_revoked_certificate_is_not_used(world: World) -> None:
     rita = recipient(answer, RITA)
     assert rita["action"] == "clear" and rita["reasons"] == ["no-certificate"]
     assert "revoked" in rita["certificates"][0]["why"]
+    assert rita["certificates"][0]["kind"] == "classic"
     assert agree(world, RITA, subject="[encrypt] x")["refusal"] is not None
 
 
