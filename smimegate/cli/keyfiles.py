@@ -1,7 +1,8 @@
 """Key and certificate files named on the command line (``message inspect --key/--cert/--trust``).
 
 ``--key`` takes a private key in PEM or DER (PKCS#8, or traditional OpenSSL/PKCS#1/SEC1, also
-encrypted PEM with a password), a PEM file holding both key and certificate, or a PKCS#12 file
+encrypted PEM with a password; ML-KEM-512 unencrypted PKCS#8 only, as smimegate.smime.mlkem512
+reads it), a PEM file holding both key and certificate, or a PKCS#12 file
 (DER, or PEM-armoured as some tools write it). PKCS#12 files are read by smimegate.pki.certfile
 like ``cert import`` reads them, so every key they hold is used (RFC 9216's files hold a signing
 and an encryption key). A key without its own certificate takes the next ``--cert``.
@@ -21,19 +22,29 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, rsa, x25519
 
 from smimegate.cli.common import OperationFailed, UsageError
 from smimegate.pki import certfile
+from smimegate.smime import mlkem512
 from smimegate.smime.cms import name_to_str, to_asn1
 
-# Key types the engine can decrypt or sign with (DESIGN.md "Choices").
+# Key types the engine can decrypt or sign with (DESIGN.md "Choices"): the post-quantum ones
+# too (issue 14), ML-KEM-512 by smimegate.smime.mlkem512 since cryptography has none, so that
+# a PKCS#12 file from ``cert issue --key-type ml-kem-768`` or ``ml-dsa-65`` opens here as well.
 _KEY_TYPES = (
     rsa.RSAPrivateKey,
     ec.EllipticCurvePrivateKey,
     x25519.X25519PrivateKey,
     ed25519.Ed25519PrivateKey,
+    mlkem.MLKEM768PrivateKey,
+    mlkem.MLKEM1024PrivateKey,
+    mlkem512.MLKEM512PrivateKey,
+    mldsa.MLDSA44PrivateKey,
+    mldsa.MLDSA65PrivateKey,
+    mldsa.MLDSA87PrivateKey,
 )
 
 
@@ -66,11 +77,11 @@ def load_key_file(path: str, password: str | None) -> list[KeyFile]:
     secret = password.encode("utf-8") if password is not None else None
     try:
         if b"-----BEGIN" in data:
-            key = serialization.load_pem_private_key(data, secret)
+            key = mlkem512.load_pem_private_key(data, secret)
             certs = x509.load_pem_x509_certificates(data) if b"CERTIFICATE-----" in data else []
             return [KeyFile(path, _check_key_type(path, key), certs[0] if certs else None)]
         try:
-            key = serialization.load_der_private_key(data, secret)
+            key = mlkem512.load_der_private_key(data, secret)
         except ValueError:
             return _load_pkcs12(path, data, password)
         return [KeyFile(path, _check_key_type(path, key), None)]
@@ -80,6 +91,8 @@ def load_key_file(path: str, password: str | None) -> list[KeyFile]:
         raise UsageError(f"--key {path}: {exc} (use --password or --password-file)") from exc
     except ValueError as exc:
         raise UsageError(f"--key {path}: not a private key we can read ({exc})") from exc
+    except UnsupportedAlgorithm as exc:
+        raise UsageError(f"--key {path}: a key algorithm we do not read ({exc})") from exc
 
 
 def _pem_body(data: bytes, label: str, path: str) -> bytes:
@@ -133,6 +146,15 @@ def _public_der(key: Any) -> bytes:
     return der
 
 
+def _certificate_public_der(cert: x509.Certificate) -> bytes:
+    """The certificate's SubjectPublicKeyInfo as the key object writes it (ML-KEM-512 too);
+    b"" when its key is of a kind no loader here reads (it then matches no key)."""
+    try:
+        return _public_der(mlkem512.certificate_public_key(cert))
+    except (UnsupportedAlgorithm, ValueError):
+        return b""
+
+
 def pair_keys(
     key_files: Sequence[KeyFile], certs: Sequence[x509.Certificate]
 ) -> list[tuple[x509.Certificate, Any]]:
@@ -149,7 +171,7 @@ def pair_keys(
             if not spare:
                 raise UsageError(f"--key {item.path} has no certificate: add a --cert for it")
             cert = spare.pop(0)
-        if _public_der(item.key.public_key()) != _public_der(cert.public_key()):
+        if _public_der(item.key.public_key()) != _certificate_public_der(cert):
             raise UsageError(
                 f"--key {item.path} does not belong to certificate "
                 f"{name_to_str(to_asn1(cert).subject)}"

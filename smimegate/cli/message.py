@@ -65,7 +65,8 @@ def register(subparsers: Any) -> None:
     inspect.add_argument(
         "--key", action="append", default=[], metavar="KEY",
         help="private key for decryption: PEM/DER (PKCS#8 or traditional), PEM with key and "
-        "certificate, or PKCS#12; repeatable",
+        "certificate, or PKCS#12; RSA, EC, X25519, ML-KEM-512/768/1024 (and the signing kinds "
+        "a PKCS#12 may also hold); repeatable",
     )
     inspect.add_argument(
         "--cert", action="append", default=[], metavar="CERT",

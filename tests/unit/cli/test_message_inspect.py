@@ -261,3 +261,63 @@ def test_protected_headers_as_the_milter_adds_them(capsys):
     assert code == 0
     assert out.splitlines()[-1] == (
         "X-Smimegate-Info-Protected-Headers-1: from, to, date, subject, message-id")
+
+
+@pytest.mark.parametrize("kind", ["ml-kem-512", "ml-kem-768", "ml-kem-1024"])
+@pytest.mark.parametrize("form", ["pem", "der"])
+def test_ml_kem_key_files(tmp_path, capsys, kind, form):
+    # Post-quantum recipients (issue 14): their PKCS#8 keys open a message like classic ones,
+    # ML-KEM-512 included although cryptography cannot load it (smimegate.smime.mlkem512).
+    ca = TestCA()
+    bob, alice = ca.issue("bob@b.test", kind), ca.issue("alice@a.test")
+    message = tmp_path / "msg.eml"
+    message.write_bytes(b"Subject: x\r\n" + encrypt(sign(TEXT, alice.key, alice.cert),
+                                                    [bob.cert]))
+    encoding = serialization.Encoding.PEM if form == "pem" else serialization.Encoding.DER
+    key = tmp_path / "bob.key"
+    key.write_bytes(bob.key.private_bytes(encoding, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    cert = tmp_path / "bob.crt"
+    cert.write_bytes(bob.cert.public_bytes(serialization.Encoding.PEM))
+    code, out, err = run(capsys, str(message), "--key", str(key), "--cert", str(cert))
+    assert (code, err) == (0, "")
+    assert _verified(out)
+    # A key of another kind is still refused by name.
+    other = tmp_path / "other.crt"
+    other.write_bytes(alice.cert.public_bytes(serialization.Encoding.PEM))
+    code, _out, err = run(capsys, str(message), "--key", str(key), "--cert", str(other))
+    assert code == 2 and "does not belong to certificate" in err
+
+
+def test_pkcs12_with_ml_dsa_and_ml_kem_keys(tmp_path, capsys):
+    # What `cert issue --key-type ml-dsa-65` / `ml-kem-768` hand out (modern PKCS#12): a file
+    # holding a post-quantum signing key is read, not refused for its key type.
+    from smimegate.pki.pkcs12 import make_pkcs12
+
+    ca = TestCA()
+    signing, bob = ca.issue("bob@b.test", "ml-dsa-65"), ca.issue("bob@b.test", "ml-kem-768")
+    alice = ca.issue("alice@a.test")
+    message = tmp_path / "msg.eml"
+    message.write_bytes(b"Subject: x\r\n" + encrypt(sign(TEXT, alice.key, alice.cert),
+                                                    [bob.cert]))
+    files = []
+    for name, ident in (("sign", signing), ("enc", bob)):
+        path = tmp_path / f"{name}.p12"
+        path.write_bytes(make_pkcs12(ident.key, ident.cert, [ca.cert], "pw"))
+        files += ["--key", str(path)]
+    code, out, err = run(capsys, str(message), *files, "--password", "pw")
+    assert (code, err) == (0, "")
+    assert _verified(out)
+
+
+def test_unknown_key_algorithm_is_one_line(tmp_path, capsys, bob_encrypted):
+    # An Ed448 key is well formed, but no S/MIME operation of ours takes it: one line, exit 2.
+    from cryptography.hazmat.primitives.asymmetric import ed448
+
+    path = tmp_path / "ed448.key"
+    path.write_bytes(ed448.Ed448PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    code, _out, err = run(capsys, str(bob_encrypted), "--key", str(path),
+                          "--cert", str(R9216 / "bob.encrypt.crt"))
+    assert code == 2 and err.count("\n") == 1 and str(path) in err
