@@ -156,6 +156,12 @@ def _host_port(value: str) -> str:
     return value
 
 
+def _web_host(value: str) -> str:
+    if value == "*" or re.fullmatch(r"[A-Za-z0-9.\-]+|[0-9A-Fa-f:.]+", value):
+        return value
+    raise ValueError(f'expected a host name, an IP address or "*", got "{value}"')
+
+
 def _reinject(value: str) -> str:
     if not value.startswith("smtp:"):
         raise ValueError(f'expected smtp:HOST:PORT, got "{value}"')
@@ -588,6 +594,15 @@ class WebConfig:
         path=True,
     )
     tls_key: str = opt("", "PEM private key of tls_cert.", path=True)
+    allowed_hosts: tuple[str, ...] = opt(
+        (),
+        "Host names the web interface answers to besides localhost, 127.0.0.1, ::1, the host "
+        "of listen and the names of tls_cert: a request whose Host header names another is "
+        "refused (400), so that a site whose name an attacker points at this server (DNS "
+        "rebinding) cannot reach it. Give the public name when a proxy forwards it; \"*\" "
+        "answers to any.",
+        check=_web_host,
+    )
     session_idle: int = opt(
         1800, "Seconds without a request after which a web session ends.", check=_at_least(60)
     )

@@ -16,7 +16,7 @@ from smimegate.config import Config
 from smimegate.service.sessions import Limits
 from smimegate.store import SqlStore
 from smimegate.web import api, api_ops, api_pki, metrics, pages
-from smimegate.web.security import ASGIApp, SecurityHeaders
+from smimegate.web.security import LOOPBACK_NAMES, ASGIApp, SecurityHeaders
 
 MAX_BODY = 1024 * 1024  # forms and JSON are small; certificate uploads come later
 
@@ -49,8 +49,43 @@ class _App(Starlette):
     inside Starlette's error and body-limit middleware, whose 500 and 413 answers would then
     go out without CSP, nosniff, no-store or HSTS (ASVS 14.4: every response)."""
 
+    allowed_hosts: frozenset[str] | None = None
+
     def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeaders(super().build_middleware_stack())
+        return SecurityHeaders(super().build_middleware_stack(), self.allowed_hosts)
+
+
+def allowed_hosts(config: Config) -> frozenset[str] | None:
+    """The host names the server answers to (security.SecurityHeaders); None: any.
+
+    Loopback, the host of ``listen`` (unless a wildcard address), the DNS names and addresses
+    of ``tls_cert`` (what a browser checks the server against anyway), and ``allowed_hosts``.
+    """
+    web = config.web
+    if "*" in web.allowed_hosts:
+        return None
+    names = set(LOOPBACK_NAMES) | {h.lower().rstrip(".") for h in web.allowed_hosts}
+    listen_host = web.listen.rpartition(":")[0].strip("[]").lower()
+    if listen_host not in ("0.0.0.0", "::", ""):
+        names.add(listen_host)
+    if web.tls_cert:
+        names |= _certificate_names(web.tls_cert)
+    return frozenset(names)
+
+
+def _certificate_names(path: str) -> set[str]:
+    """The subjectAltName DNS names and IP addresses of the first certificate of a PEM file;
+    none when it cannot be read (the TLS set-up itself reports that)."""
+    from cryptography import x509  # noqa: PLC0415 - only with TLS
+
+    try:
+        with open(path, "rb") as pem:
+            cert = x509.load_pem_x509_certificate(pem.read())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return set()
+    return ({name.lower().rstrip(".") for name in san.get_values_for_type(x509.DNSName)}
+            | {str(ip) for ip in san.get_values_for_type(x509.IPAddress)})
 
 
 def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> Starlette:
@@ -98,5 +133,6 @@ def build_app(store: SqlStore, config: Config, *, close_store: bool = False) -> 
     app = _App(routes=routes, exception_handlers={HTTPException: _http_error,
                                                   Exception: _http_error},
                lifespan=lifespan, max_body_size=MAX_BODY)
+    app.allowed_hosts = allowed_hosts(config)
     app.state.web = pages.Web(store, config, limits_of(config), pages.templates())
     return app

@@ -8,6 +8,11 @@ level 2 is the yardstick: the numbers below are its requirements).
   prefix (3.4.1 to 3.4.4), so no other site or subdomain can set or read them.
 - A change (POST, PUT, DELETE) whose Origin header names another site is refused before any
   handler runs, in addition to the CSRF token of each form (ASVS 4.2.2).
+- A request whose Host header is not one of the server's own names (``[web] allowed_hosts``,
+  loopback, the listen address, the TLS certificate's names) is refused (400) before any
+  handler runs: DNS rebinding (ASVS 14.5.2's spirit) would otherwise let a page of an
+  attacker's site, its name pointed at 127.0.0.1, talk to an admin interface on loopback
+  in the admin's browser (the login form, the REST API with a stolen token).
 """
 
 from __future__ import annotations
@@ -44,18 +49,40 @@ _HEADERS: tuple[tuple[bytes, bytes], ...] = (
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_name(header: str) -> str:
+    """The name of a Host header value (RFC 9110 7.2: host [":" port], an IPv6 address in
+    brackets), lower case, without a trailing dot."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0].rstrip(".") if ":" in host else host.rstrip(".")
+
+
 class SecurityHeaders:
     """ASGI middleware: the headers above on every response; ``Cache-Control: no-store``
-    except on /static/; HSTS over HTTPS. Refuses a change whose Origin is another site."""
+    except on /static/; HSTS over HTTPS. Refuses a request for a host name not in
+    ``allowed_hosts`` (None: any) and a change whose Origin is another site."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, allowed_hosts: frozenset[str] | None = None) -> None:
         self.app = app
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request = Request(scope)
+        host = request.headers.get("host")
+        # No Host header (HTTP/1.0) is no browser's request, and so no rebinding.
+        if (self.allowed_hosts is not None and host is not None
+                and host_name(host) not in self.allowed_hosts):
+            response = Response("host not served here: add it to [web] allowed_hosts\n",
+                                status_code=400, media_type="text/plain")
+            await self._with_headers(response, scope, receive, send)
+            return
         if request.method not in _SAFE_METHODS and not same_origin(request):
             response = Response("cross-site request refused\n", status_code=403,
                                 media_type="text/plain")

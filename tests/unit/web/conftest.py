@@ -51,7 +51,9 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
     ensure_master_key(key)
     config_path = tmp_path / "smimegate.toml"
     config_path.write_text(f'[store]\nurl = "{url}"\nmaster_key_file = "{key}"\n'
-                           "[web]\nlogin_failures_per_user = 3\n", encoding="utf-8")
+                           "[web]\nlogin_failures_per_user = 3\n"
+                           # TestClient sends Host: testserver.
+                           'allowed_hosts = ["testserver"]\n', encoding="utf-8")
     store = SqlStore.open(url, key, check_schema=False, create=True)
     store.migrate()
     accounts.add(store, SETUP, "alice", "admin", PASSWORD)

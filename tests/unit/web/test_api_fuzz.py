@@ -129,7 +129,9 @@ def fuzz_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestCl
                        '[smtp]\nrelay = "127.0.0.1:9"\ntimeout = 1\n'
                        f'[sms]\ntransport = "file"\nfile = "{tmp / "sms.txt"}"\n'
                        "[crl]\nfetch_timeout = 1\n")
-    client = TestClient(build_app(store, config), raise_server_exceptions=True)
+    # localhost: a name every configuration answers to ([web] allowed_hosts).
+    client = TestClient(build_app(store, config), raise_server_exceptions=True,
+                        base_url="http://localhost")
     names = {"fingerprint": [r.fingerprint for r in store.list_certificates()],
              "name": [ca.name], "id": ["1", "2"]}
     yield (client, accounts.new_token(store, SETUP, "alice"),

@@ -5,11 +5,14 @@ caller may change, safe download names, a new session id at re-authentication.""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import urllib.parse
 from typing import Any
 
 import anyio
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -17,7 +20,9 @@ from starlette.testclient import TestClient
 
 from smimegate import config as cfg
 from smimegate.service import accounts, audit, cas, users
-from smimegate.web.app import build_app
+from smimegate.web.app import allowed_hosts, build_app
+from smimegate.web.security import host_name
+from tests.helpers.testpki import TestCA
 from tests.unit.web.conftest import PASSWORD, SETUP, Site, csrf_of, sign_in
 
 
@@ -304,3 +309,74 @@ def test_removing_an_account_ends_its_sessions_and_tokens_at_once(site: Site) ->
     accounts.remove(site.store, SETUP, "otto")
     assert client.get("/dashboard").headers["location"] == "/login"
     assert site.api(site.auditor_token).get("/api/v1/domains").status_code == 401
+
+
+def _with_web(site: Site, **web: Any) -> cfg.Config:
+    return dataclasses.replace(site.app_config,
+                               web=dataclasses.replace(site.app_config.web, **web))
+
+
+@pytest.mark.parametrize("site", ["sqlite"], indirect=True)
+def test_a_host_not_served_here_is_refused_before_anything_runs(site: Site) -> None:
+    # DNS rebinding: a page of evil.example, its name pointed at 127.0.0.1, asks the admin
+    # interface on loopback; its requests carry Host: evil.example.
+    for url in ("http://evil.example", "http://evil.example:8080", "https://evil.example"):
+        page = site.client(url).get("/login")
+        assert page.status_code == 400 and "[web] allowed_hosts" in page.text
+        _secured(page.headers)
+        api = site.api(site.admin_token, url).get("/api/v1/domains")
+        assert api.status_code == 400
+        # A change is refused the same way, and changes nothing.
+        put = site.api(site.admin_token, url).put("/api/v1/settings/sign",
+                                                  json={"value": "no"})
+        assert put.status_code == 400
+    assert site.api(site.admin_token).get("/api/v1/settings").json()["sign"] == {
+        "value": "yes", "from": "default"}
+    # The names the configuration allows, and the loopback ones always.
+    for url in ("http://testserver", "http://TestServer.:8080", "http://localhost:8080",
+                "http://127.0.0.1", "http://[::1]:8080"):
+        assert site.client(url).get("/login").status_code == 200, url
+
+
+@pytest.mark.parametrize("site", ["sqlite"], indirect=True)
+def test_allowed_hosts_from_listen_tls_names_and_star(site: Site, tmp_path: Any) -> None:
+    config = _with_web(site, allowed_hosts=(), listen="192.0.2.8:8443")
+    assert allowed_hosts(config) == {"localhost", "127.0.0.1", "::1", "192.0.2.8"}
+    assert "0.0.0.0" not in (allowed_hosts(_with_web(site, listen="0.0.0.0:8080")) or {"*"})
+    # The names a browser checks the server's certificate against are its names.
+    ident = TestCA().issue("admin@a.test")
+    cert = (x509.CertificateBuilder().subject_name(ident.cert.subject)
+            .issuer_name(ident.cert.issuer).public_key(ident.key.public_key())
+            .serial_number(7).not_valid_before(ident.cert.not_valid_before_utc)
+            .not_valid_after(ident.cert.not_valid_after_utc)
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("Gate.Example.COM"),
+                x509.IPAddress(ipaddress.ip_address("2001:db8::7"))]), critical=False)
+            .sign(ident.key, hashes.SHA256()))
+    pem = tmp_path / "tls.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    with_tls = _with_web(site, tls_cert=str(pem), allowed_hosts=("proxy.example",))
+    assert (allowed_hosts(with_tls) or set()) >= {"gate.example.com", "2001:db8::7",
+                                                  "proxy.example", "localhost"}
+    client = TestClient(build_app(site.store, with_tls), base_url="http://[2001:db8::7]")
+    assert client.get("/login").status_code == 200
+    assert TestClient(build_app(site.store, with_tls),
+                      base_url="http://evil.example").get("/login").status_code == 400
+    # "*" answers to any name (a proxy that rewrites Host, tests).
+    anything = TestClient(build_app(site.store, _with_web(site, allowed_hosts=("*",))),
+                          base_url="http://evil.example")
+    assert anything.get("/login").status_code == 200
+
+
+def test_allowed_hosts_configuration_is_checked() -> None:
+    assert cfg.loads('[web]\nallowed_hosts = ["gate.example.com", "2001:db8::1", "*"]\n'
+                     ).web.allowed_hosts == ("gate.example.com", "2001:db8::1", "*")
+    with pytest.raises(cfg.ConfigError, match="allowed_hosts"):
+        cfg.loads('[web]\nallowed_hosts = ["https://gate.example.com/"]\n')
+
+
+def test_host_name_of_a_host_header() -> None:
+    assert host_name("Gate.Example.com.:8443") == "gate.example.com"
+    assert host_name("[2001:DB8::1]:8080") == "2001:db8::1"
+    assert host_name("[::1]") == "::1"
+    assert host_name("localhost") == "localhost"
