@@ -18,9 +18,8 @@ from smimegate.pki.passwords import generate_password
 from smimegate.pki.pkcs12 import DEFAULT_PROFILE, PROFILES
 from smimegate.pki.signing import ISSUE_KEY_TYPES, SIGNATURE_ALGORITHMS
 from smimegate.service import certificates as cert_service
-from smimegate.service.certificates import FORMATS, issuer_chain, normal_fingerprint
+from smimegate.service.certificates import FORMATS, normal_fingerprint
 from smimegate.service.errors import InvalidInput, OperationFailed
-from smimegate.store.certinfo import name_string
 from smimegate.web import views
 from smimegate.web.pages.base import (
     MAX_UPLOAD,
@@ -191,8 +190,8 @@ _CERT_FACTS = (
 def certificate(current: Page) -> Response:
     """One certificate as ``cert show --json`` describes it, with its stored issuer chain."""
     fingerprint = normal_fingerprint(current.request.path_params["fingerprint"])
-    record = current.store.get_certificate(fingerprint)
-    item = views.describe(current.store, record, current.web.config.crl.revocation_mode)
+    # The same answer as ``cert show --json`` and the API's certificate detail, path included.
+    item = cert_service.detail(current.store, fingerprint, current.web.config.crl.revocation_mode)
     facts = []
     for key, label in _CERT_FACTS:
         value = item[key]
@@ -203,23 +202,23 @@ def certificate(current: Page) -> Response:
         elif isinstance(value, list):
             value = ", ".join(value) or "-"
         facts.append((label, "-" if value is None else value))
-    chain = [name_string(c.subject) for c in issuer_chain(current.store,
-                                                              record.certificate())]
+    chain = [link["subject"] + (" (trusted root)" if link["trusted_root"] else "")
+             for link in item["path"]]
     error = None
     if current.request.method == "POST":
         try:
-            return _export(current, record.fingerprint)
+            return _export(current, item["fingerprint"])
         except InvalidInput as exc:
             error = exc
     f = functools.partial(form_field, current, error=error)
-    export_form = make_form("export", "Export", f"/certificates/{record.fingerprint}",
+    export_form = make_form("export", "Export", f"/certificates/{item['fingerprint']}",
                             "Export", [
         f("format", "Format", "select", FORMATS, default="pem"),
         f("password", "PKCS#12 password (format pfx)", "password"),
         f("profile", "PKCS#12 profile", "select", tuple(PROFILES), default=DEFAULT_PROFILE),
     ])
     return current.render("certificate.html", 400 if error else 200, title="Certificate",
-                          facts=facts, chain=chain, fingerprint=record.fingerprint,
+                          facts=facts, chain=chain, fingerprint=item["fingerprint"],
                           active="/certificates", forms=[export_form],
                           problem=unplaced(error, [export_form]))
 

@@ -300,7 +300,8 @@ def test_certificate_detail_chain_and_pem(site: Site) -> None:
     page = client.get(f"/certificates/{record.fingerprint}").text
     assert "dave@example.com" in page and "<dt>Trusted</dt><dd>yes</dd>" in page
     chain = page.split('<ol class="chain">')[1].split("</ol>")[0]
-    assert chain.strip() == "<li>O=smimegate tests, CN=smimegate Test Root</li>"
+    # The path of ``cert show --json`` (service detail), its trusted root marked.
+    assert chain.strip() == "<li>O=smimegate tests, CN=smimegate Test Root (trusted root)</li>"
     pem = client.get(f"/certificates/{record.fingerprint}.pem")
     assert pem.status_code == 200 and "attachment" in pem.headers["content-disposition"]
     assert x509.load_pem_x509_certificate(pem.content) == dave
