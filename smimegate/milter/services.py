@@ -406,8 +406,8 @@ class Services:
                 # is the recipient's certificate; no PKIX path. Asked again per the record's
                 # TTL (cached), so a record that is withdrawn stops the trust.
                 answer = answer or self.smimea.lookup(address)
-                dane = next((c for c in candidates.values() if answer.dane_ee_confirms(c)),
-                            None)
+                dane = next((c for c in candidates.values() if answer.dane_ee_confirms(c)
+                             and trust.encryption_problem(c) is None), None)
                 if dane is not None:
                     fingerprint = _fingerprint(dane)
                     return (dane, tuple(r for r in reasons if r[0] != fingerprint), "unknown",

@@ -300,6 +300,14 @@ def _extension_problem(cert: x509.Certificate) -> str | None:
     return None
 
 
+def encryption_problem(cert: x509.Certificate) -> str | None:
+    """Why cert cannot take a content-encryption key whatever trusts it (a critical extension
+    we do not understand, its key type, key usage or EKU), or None. For certificates trusted
+    without a path: a DANE-EE record (RFC 7671 5.1) vouches for the binding of key and
+    address, not for a signing-only key being used to encrypt (RFC 8550 4.4.2)."""
+    return _extension_problem(cert) or _usage_problem(cert, "encrypt")
+
+
 def _usage_problem(cert: x509.Certificate, purpose: Purpose) -> str | None:
     """Why cert's key, key usage or EKU do not fit purpose, or None (RFC 8550 4.4)."""
     try:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from cryptography import x509
 
 from smimegate.config import SmimeaConfig
 from smimegate.milter.edit import apply_outcome_to_message
@@ -31,6 +32,7 @@ ALICE = "alice@internal.test"
 DANE, DANE2 = "dane@signed.example", "dane2@signed.example"
 PKIX, PKIX_UNTRUSTED = "pkix@signed.example", "pkixbad@signed.example"
 INSECURE, BOGUS, NOBODY = "insecure@plain.example", "bogus@signed.example", "nobody@signed.example"
+SIGNONLY = "signonly@signed.example"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     ids = {a: stranger.issue(a, key_kind="ec-p256")
            for a in (DANE, DANE2, PKIX_UNTRUSTED, INSECURE, BOGUS)}
     ids[PKIX] = world.ca.issue(PKIX, key_kind="ec-p256")
+    # A DANE-EE record for a key that may only sign (no keyAgreement).
+    ids[SIGNONLY] = stranger.issue(SIGNONLY, key_kind="ec-p256", key_usage=x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+        encipher_only=False, decipher_only=False))
     lines = [zone_line(a, ident.cert, usage=1 if a.startswith("pkix") else 3)
              for a, ident in ids.items()]
     dns = DnssecSetup()
@@ -115,6 +122,14 @@ def test_dane_ee_is_not_trusted_by_dns_alone_when_turned_off(site: Site) -> None
     outcome, message = send_out(gateway(site, trust_dane_ee=False), DANE2)
     assert_plain(outcome, message)
     assert sources(site, DANE2) == ["smimea"]  # kept; it may be trusted by a path one day
+
+
+def test_dane_ee_does_not_make_a_signing_key_encrypt(site: Site) -> None:
+    # The DNS answer vouches for the key and the address (RFC 7671 5.1), not for using a
+    # key whose key usage forbids it to take a content-encryption key (RFC 8550 4.4.2).
+    outcome, message = send_out(gateway(site), SIGNONLY)
+    assert_plain(outcome, message)
+    assert sources(site, SIGNONLY) == ["smimea"]
 
 
 def test_pkix_ee_needs_a_trusted_path(site: Site) -> None:
