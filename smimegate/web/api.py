@@ -43,7 +43,7 @@ from smimegate.store import (
 from smimegate.web.openapi import document
 from smimegate.web.pages import Web
 from smimegate.web.pages.base import MAX_UPLOAD
-from smimegate.web.security import client_address, has_nul, nul_in_url
+from smimegate.web.security import client_address, has_nul, nul_in_url, store_failure
 
 _CHANGES = frozenset({"PUT", "POST", "DELETE", "PATCH"})
 
@@ -215,9 +215,9 @@ def _caller(web: Web, request: Request, reads: bool) -> Actor | Response:
     try:
         actor = accounts.token_actor(web.store, token.strip(), client_address(request))
     except StoreUnavailable as exc:
-        return error(503, str(exc))
+        return error(503, store_failure(exc))
     except StoreError as exc:
-        return error(409, str(exc))
+        return error(409, store_failure(exc))
     if actor is None:
         response = error(401, "unknown or revoked token")
         response.headers["www-authenticate"] = 'Bearer realm="smimegate", error="invalid_token"'

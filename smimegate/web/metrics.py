@@ -25,7 +25,7 @@ from smimegate.service import accounts, monitoring
 from smimegate.store import StoreError, StoreUnavailable
 from smimegate.store.operations import CrlSummary, operations_of
 from smimegate.web.pages.base import Web
-from smimegate.web.security import client_address
+from smimegate.web.security import client_address, store_failure
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -159,9 +159,12 @@ def _metrics(web: Web, request: Request) -> Response:
                       **{"www-authenticate": challenge})
     try:
         actor = accounts.token_actor(web.store, token.strip(), client_address(request))
-        if actor is None:
-            return _plain(401, "unknown or revoked token", **{
-                "www-authenticate": f'{challenge}, error="invalid_token"'})
+    except StoreError as exc:
+        return _plain(503 if isinstance(exc, StoreUnavailable) else 409, store_failure(exc))
+    if actor is None:
+        return _plain(401, "unknown or revoked token", **{
+            "www-authenticate": f'{challenge}, error="invalid_token"'})
+    try:
         body = render(web)
     except StoreUnavailable as exc:
         return _plain(503, str(exc))

@@ -17,6 +17,7 @@ level 2 is the yardstick: the numbers below are its requirements).
 
 from __future__ import annotations
 
+import logging
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -24,6 +25,10 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+from smimegate.store.base import StoreUnavailable
+
+_LOG = logging.getLogger("smimegate.web")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -111,6 +116,16 @@ class SecurityHeaders:
             response.headers[name.decode()] = value.decode()
         response.headers["cache-control"] = "no-store"
         await response(scope, receive, send)
+
+
+def store_failure(exc: Exception) -> str:
+    """What a caller not yet authenticated is told when the store fails: nothing of its
+    location or error text (a file path, a database host; ASVS 7.4.1), which goes to the
+    server's log instead."""
+    _LOG.warning(f"store failed before authentication: {exc}")
+    if isinstance(exc, StoreUnavailable):
+        return "the store is not answering; the server's log says why"
+    return "the store failed; the server's log says why"
 
 
 def has_nul(text: str) -> bool:

@@ -36,6 +36,7 @@ from smimegate.web.security import (
     has_nul,
     nul_in_url,
     set_cookie,
+    store_failure,
 )
 
 SESSION_COOKIE = "smimegate-session"
@@ -179,9 +180,9 @@ def _session_of(web: Web, request: Request, auditor_may_post: bool,
     except Forbidden as exc:
         return bare.message("Refused", f"{exc}: nothing was changed.", 403)
     except StoreUnavailable as exc:
-        return bare.message("Store unavailable", str(exc), 503)
+        return bare.message("Store unavailable", store_failure(exc), 503)
     except StoreError as exc:
-        return bare.message("Failed", str(exc), 409)
+        return bare.message("Failed", store_failure(exc), 409)
 
 
 def _signed_in(web: Web, request: Request, session: Session, form: dict[str, str],

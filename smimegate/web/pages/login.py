@@ -20,6 +20,7 @@ from smimegate.web.security import (
     get_cookie,
     has_nul,
     set_cookie,
+    store_failure,
 )
 
 
@@ -52,7 +53,7 @@ def _login(web: Web, request: Request, form: dict[str, str]) -> Response:
     except InvalidInput as exc:
         return _login_form(bare, token, status=401, error=str(exc), user=name)
     except StoreError as exc:
-        return _login_form(bare, token, status=503, error=str(exc), user=name)
+        return _login_form(bare, token, status=503, error=store_failure(exc), user=name)
     response = RedirectResponse("/dashboard", status_code=303)
     clear_cookie(response, request, LOGIN_COOKIE)
     set_cookie(response, request, SESSION_COOKIE, session_id)

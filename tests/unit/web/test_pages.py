@@ -4,12 +4,15 @@ page."""
 
 from __future__ import annotations
 
+import logging
 import re
 
+import pytest
 from cryptography import x509
 
 from smimegate.cli.main import main
-from smimegate.service import audit, domains, settings
+from smimegate.service import accounts, audit, domains, sessions, settings
+from smimegate.store.base import StoreError, StoreUnavailable
 from tests.helpers.testpki import TestCA
 from tests.unit.web.conftest import PASSWORD, Site, csrf_of, sign_in
 
@@ -321,6 +324,38 @@ def test_a_store_that_stops_answering_is_a_503_not_a_crash(site: Site) -> None:
     assert answer.status_code == 503 and answer.json()["error"]
     login = site.client().get("/login")
     assert login.status_code in (200, 503)
+
+
+SECRET_PATH = "/var/lib/smimegate/where-the-store-lives.db"
+
+
+@pytest.mark.parametrize("site", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("failure", [StoreUnavailable, StoreError])
+def test_a_failing_store_tells_the_unauthenticated_nothing_of_itself(
+        site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        failure: type[StoreError]) -> None:
+    # Before a caller is known, a store error's text (a file path, a database host) is not
+    # theirs to read (ASVS 7.4.1): it goes to the server's log.
+    client = site.client()
+    csrf = csrf_of(client.get("/login").text)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise failure(f"SQLite store {SECRET_PATH}: disk I/O error")
+
+    for name in ("current", "sign_in"):
+        monkeypatch.setattr(sessions, name, broken)
+    monkeypatch.setattr(accounts, "token_actor", broken)
+    with caplog.at_level(logging.WARNING, logger="smimegate.web"):
+        answers = [
+            client.get("/domains"),
+            client.post("/login", data={"csrf": csrf, "user": "alice", "password": PASSWORD}),
+            site.api(site.admin_token).get("/api/v1/domains"),
+            site.api(site.admin_token).get("/metrics"),
+        ]
+    for answer in answers:
+        assert answer.status_code in (409, 503), answer.text
+        assert SECRET_PATH not in answer.text and "log says why" in answer.text
+    assert SECRET_PATH in caplog.text
 
 
 def test_admins_page_adds_accounts_and_shows_secrets_once(site: Site) -> None:
