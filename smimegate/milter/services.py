@@ -550,8 +550,10 @@ class Services:
             seen = self._capabilities_seen.get(fingerprint)
         if seen is not None and (int(when) < seen[0] or (int(when), names) == seen):
             return  # the store holds a newer announcement, or this very one
-        info = cert_info(signer.certificate)
         try:
+            # Inside the try: a signature can verify with a certificate whose extensions do
+            # not parse (the key is all it needs); that certificate is not stored either.
+            info = cert_info(signer.certificate)
             changed = self.store.set_certificate_capabilities(
                 info.fingerprint, names,
                 dt.datetime.fromtimestamp(int(when), dt.UTC))

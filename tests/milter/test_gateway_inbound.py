@@ -7,9 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from smimegate.milter.edit import apply_header_edits, apply_outcome_to_message
 from smimegate.milter.transaction import Outcome
+from smimegate.smime.sign import sign as smime_sign
 from tests.milter.gateway_support import (
     AUTHSERV,
     World,
@@ -177,6 +180,33 @@ def test_signed_only_inbound_gets_signer_headers(world: World) -> None:
     assert names(headers) == [f"{P}Signer-ID-0-0", f"{P}Signer-Verified-0-0",
                               f"{P}Signer-Trusted-0-0"]
     assert outcome.new_body is None and "action=verify" in outcome.log_line
+
+
+def test_signer_certificate_with_broken_extensions_is_not_an_internal_error(
+        world: World) -> None:
+    # Found by fuzzing: a signature verifies with the signer certificate's key alone, so a
+    # certificate whose subjectAltName does not parse still gave a valid signer, and
+    # recording its SMIMECapabilities then failed the whole message (tempfail, forever).
+    ident = world.ca.issue("broken-san@external.test")
+    email = ident.email.encode()
+    der = ident.cert.public_bytes(serialization.Encoding.DER)
+    good = b"\x81" + bytes([len(email)]) + email
+    assert der.count(good) == 1
+    # The rfc822Name's length runs one byte past its SAN: the certificate loads, its
+    # extensions do not.
+    bad = x509.load_der_x509_certificate(der.replace(good, b"\x81" + bytes([len(email) + 1])
+                                                     + email))
+    with pytest.raises(ValueError):
+        bad.extensions  # noqa: B018 - the property is what fails
+    entity = b"Content-Type: text/plain\r\n\r\nsigned text\r\n"
+    raw = (b"From: broken-san@external.test\r\nTo: alice@internal.test\r\nSubject: s\r\n"
+           + smime_sign(entity, ident.key, bad))
+    outcome, headers, _message = deliver(world, raw, ALICE)
+    assert outcome.reply.kind == "continue", outcome.log_line
+    assert "result=internal" not in outcome.log_line
+    assert value(headers, f"{P}Signer-Verified-0-0") == "True"
+    assert value(headers, f"{P}Signer-Trusted-0-0") == "False"
+    assert world.store.find_certificates(ident.email) == []
 
 
 def broken_inner(world: World) -> bytes:
