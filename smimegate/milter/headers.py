@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from email.errors import HeaderParseError
+from email.errors import MessageError
 from email.header import Header, decode_header, make_header
 
 from smimegate.milter.transaction import HeaderEdit
@@ -130,7 +130,7 @@ def decode_subject(value: str) -> str:
         return raw
     try:
         return str(make_header(decode_header(raw)))
-    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+    except (MessageError, LookupError, UnicodeError, ValueError):
         return raw
 
 

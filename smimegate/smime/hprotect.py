@@ -37,7 +37,7 @@ import html
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from email.errors import HeaderParseError
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.quoprimime import body_encode
 from email.utils import getaddresses
@@ -102,7 +102,7 @@ def _display(value: str) -> str:
     else:
         try:
             text = str(make_header(decode_header(raw)))
-        except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        except (MessageError, LookupError, UnicodeError, ValueError):
             text = raw
     return " ".join(text.split())
 

@@ -121,6 +121,21 @@ def test_subject_trigger_in_encoded_word(legacy: World) -> None:
     assert edits[0].value == "=?utf-8?b?R3LDvMOfZQ==?="
 
 
+@pytest.mark.parametrize("protect", [True, False])
+@pytest.mark.parametrize("subject", ["=?ut\u00e9f-8?b?R3LDvMOfZQ==?= report",  # no charset
+                                     "=?x-unknown?q?abc?= report",  # unknown charset
+                                     "=?utf-8?q?caf=C3?= report"])  # bytes not UTF-8
+def test_an_undecodable_encoded_word_subject_is_sent_not_tempfailed(
+        world: World, legacy: World, protect: bool, subject: str) -> None:
+    # Found by fuzzing: a charset name Python's email package cannot even make a Charset of
+    # (email.errors.CharsetError, not a ValueError) failed the message as an internal error,
+    # so the sender's mail was tempfailed on every retry. The Subject is kept as written.
+    outcome, message = run(world if protect else legacy, ALICE, CAROL, subject=subject)
+    assert outcome.reply.kind == "continue", outcome.log_line
+    assert "action=sign+encrypt" in outcome.log_line
+    assert b"Hello there." in decrypt(world, "carol", message)
+
+
 def test_header_protection_off_signs_the_entity_as_it_was(legacy: World) -> None:
     # Byte for byte what was signed before header_protection existed: the Content-* fields
     # and the body, nothing injected.
