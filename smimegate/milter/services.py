@@ -57,6 +57,7 @@ from smimegate.store.base import Capabilities, InvalidData, PolicyRows, Store, S
 from smimegate.store.certinfo import cert_info
 from smimegate.store.ldap import DirectoryUser, DirectoryUsers
 from smimegate.store.policyrows import address_policy
+from smimegate.x509errors import X509_ERRORS
 
 CACHE_TTL = 60.0
 ANCHORS_MAX_AGE = 60.0
@@ -507,7 +508,7 @@ class Services:
         def keep() -> bool:
             try:
                 crl = x509.load_der_x509_crl(der)
-            except ValueError:
+            except X509_ERRORS:
                 return False
             keeper = CrlKeeper(self.store, extra_cas=[c for c in carried if _is_ca(c)])
             if keeper.verified(crl) is not True:

@@ -39,6 +39,7 @@ from smimegate.store.base import (
     Store,
 )
 from smimegate.store.certinfo import parse_serial, serial_hex
+from smimegate.x509errors import X509_ERRORS
 
 CA_SOURCE = "ca"
 ISSUED_SOURCE = "issued"
@@ -273,6 +274,6 @@ def import_crl(store: Store, data: bytes, *, source: str = "import") -> CrlRecor
     """
     try:
         crl = load_crl(data)
-    except ValueError as exc:
+    except X509_ERRORS as exc:
         raise PkiError(f"not a CRL in PEM or DER: {exc}") from None
     return CrlKeeper(store).keep(crl, source=source)

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from smimegate import dn
 from smimegate.pki import pfxread
 from smimegate.smime import mlkem512
+from smimegate.x509errors import X509_ERRORS
 
 
 class CertFileError(Exception):
@@ -139,10 +140,8 @@ def _unique(certs: list[x509.Certificate]) -> tuple[x509.Certificate, ...]:
     return tuple(seen.values())
 
 
-# What cryptography raises for a certificate it cannot read; the last three are not
-# ValueErrors.
-_CERT_ERRORS = (ValueError, x509.DuplicateExtension, x509.InvalidVersion,
-                x509.UnsupportedGeneralNameType)
+# What cryptography raises for a certificate it cannot read (smimegate.x509errors).
+_CERT_ERRORS = X509_ERRORS
 
 
 class _Items:

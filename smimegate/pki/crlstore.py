@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from smimegate.pki.crlindex import SIGNING_KEYS, name_key
 from smimegate.pki.paths import CaIndex, Node, node_of
 from smimegate.store.base import CrlRecord, InvalidData, Store
+from smimegate.x509errors import X509_ERRORS
 
 __all__ = ["BundleItem", "CrlKeeper", "read_bundle"]
 
@@ -49,13 +51,13 @@ def read_bundle(data: bytes) -> list[BundleItem]:
             return [BundleItem(1, None, "no PEM block 'X509 CRL' in the file")]
         try:
             return [BundleItem(1, x509.load_der_x509_crl(data))]
-        except ValueError as exc:
+        except X509_ERRORS as exc:
             return [BundleItem(1, None, f"not a CRL in DER or PEM: {exc}")]
     items: list[BundleItem] = []
     for number, block in enumerate(blocks, 1):
         try:
             items.append(BundleItem(number, x509.load_pem_x509_crl(block)))
-        except ValueError as exc:
+        except X509_ERRORS as exc:
             items.append(BundleItem(number, None, f"unreadable CRL: {exc}"))
     return items
 
@@ -108,9 +110,15 @@ class CrlKeeper:
             if not node.crl_sign or (aki is not None and node.ski is not None
                                      and aki != node.ski):
                 continue
-            key = node.cert.public_key()
-            if isinstance(key, SIGNING_KEYS) and crl.is_signature_valid(key):
-                return True
+            try:
+                key = node.cert.public_key()
+                if isinstance(key, SIGNING_KEYS) and crl.is_signature_valid(key):
+                    return True
+            except X509_ERRORS + (UnsupportedAlgorithm,):
+                # A stored CA certificate whose key does not parse (cert import keeps what
+                # it can read; a message can carry anything) signs nothing: the others of
+                # that name are still tried.
+                continue
         return False
 
     def keep(self, crl: x509.CertificateRevocationList | bytes, source: str) -> CrlRecord:
@@ -120,6 +128,12 @@ class CrlKeeper:
         if not isinstance(crl, x509.CertificateRevocationList):
             try:
                 crl = x509.load_der_x509_crl(bytes(crl))
-            except ValueError as exc:
+            except X509_ERRORS as exc:
                 raise InvalidData(f"malformed CRL: {exc}") from None
-        return self._store.add_crl(crl, source=source, verified=self.verified(crl))
+        try:
+            # The CRL's issuer name and extensions are parsed here first (cryptography
+            # reads them when asked, not at load).
+            verified = self.verified(crl)
+        except X509_ERRORS as exc:
+            raise InvalidData(f"malformed CRL: {exc}") from None
+        return self._store.add_crl(crl, source=source, verified=verified)

@@ -47,6 +47,7 @@ from smimegate.pki.crlstore import CrlKeeper
 from smimegate.pki.httpclient import HttpError, exchange
 from smimegate.store.base import InvalidData, Store, StoreError
 from smimegate.store.certinfo import crl_info
+from smimegate.x509errors import X509_ERRORS
 
 __all__ = [
     "CLOCK_SKEW",
@@ -348,7 +349,7 @@ def fetch_url(
         try:
             crl = load_crl(data)
             fingerprint = crl_info(crl).fingerprint
-        except (ValueError, InvalidData):
+        except X509_ERRORS + (InvalidData,):
             raise FetchError("not a CRL (neither DER nor PEM)") from None
         stale = _check_times(crl, moment)
     except FetchError as exc:

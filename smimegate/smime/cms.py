@@ -24,6 +24,7 @@ from smimegate.smime.ber import der_header
 from smimegate.smime.certmemo import per_certificate
 from smimegate.smime.errors import Malformed, SmimeError
 from smimegate.smime.results import CertId
+from smimegate.x509errors import X509_ERRORS
 
 # Upper bound for one CMS object we accept; the milter's size limit is lower (RFC-less sanity).
 MAX_DER_BYTES = 256 * 1024 * 1024
@@ -190,8 +191,7 @@ def to_crypto(cert: ax509.Certificate) -> x509.Certificate:
     (parsed_der); Malformed if cryptography refuses it."""
     try:
         return x509.load_der_x509_certificate(parsed_der(cert))
-    except (ValueError, x509.InvalidVersion) as exc:
-        # InvalidVersion (a version field other than v1-v3) is not a ValueError.
+    except X509_ERRORS as exc:
         raise Malformed(f"certificate: {exc}") from exc
 
 

@@ -16,6 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from smimegate import dn
 from smimegate.store.base import InvalidData
+from smimegate.x509errors import X509_ERRORS
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def cert_info(cert: x509.Certificate | bytes) -> CertInfo:
             is_ca=is_ca,
             emails=tuple(dict.fromkeys(e.strip().lower() for e in emails if "@" in e)),
         )
-    except ValueError as exc:
+    except X509_ERRORS as exc:
         raise InvalidData(f"malformed certificate: {exc}") from None
 
 
@@ -200,5 +201,5 @@ def crl_info(crl: x509.CertificateRevocationList | bytes) -> CrlInfo:
             delta_base=base,
             entries=len(crl),
         )
-    except ValueError as exc:
+    except X509_ERRORS as exc:
         raise InvalidData(f"malformed CRL: {exc}") from None

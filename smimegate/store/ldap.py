@@ -52,6 +52,7 @@ from smimegate.store.ldapconn import (
     strip_binary,
     user_filter,
 )
+from smimegate.x509errors import X509_ERRORS
 
 log = logging.getLogger("smimegate.ldap")
 
@@ -127,7 +128,7 @@ def parse_certificates(value: bytes, where: str = "") -> list[x509.Certificate]:
     no certificates."""
     try:
         return [x509.load_der_x509_certificate(value)]
-    except ValueError:
+    except X509_ERRORS:
         pass  # not a bare certificate: try PKCS#7 next
     try:
         return list(pkcs7.load_der_pkcs7_certificates(value))
@@ -135,7 +136,7 @@ def parse_certificates(value: bytes, where: str = "") -> list[x509.Certificate]:
         pass  # neither: maybe PEM text, as some tools write it
     try:
         return list(x509.load_pem_x509_certificates(value))
-    except ValueError:
+    except X509_ERRORS:
         log.warning("ldap: %s: a certificate value is neither DER, PKCS#7 nor PEM; ignored",
                     where)
         return []

@@ -734,8 +734,14 @@ class SqlStore:
                  source, _now(), verified, info.scope,
                  str(info.delta_base) if info.delta_base is not None else None, info.entries),
             )
-            if verified is not None:
-                # Stored unverified before: now we know.
+            if verified is True:
+                # Stored before as unchecked (NULL), or as not verifying (False) with the CA
+                # certificates known then, e.g. only an older key of that name: a signature
+                # that verifies now settles it.
+                cur.run("UPDATE crls SET verified = ? WHERE fingerprint = ?",
+                        (verified, info.fingerprint))
+            elif verified is not None:
+                # Stored unchecked before: now we know.
                 cur.run("UPDATE crls SET verified = ? WHERE fingerprint = ? AND verified IS NULL",
                         (verified, info.fingerprint))
             if not verified:

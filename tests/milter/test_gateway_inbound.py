@@ -3,12 +3,15 @@ harvesting signer certificates, stripping forged headers."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import re
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms as acms
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from smimegate.milter.edit import apply_header_edits, apply_outcome_to_message
 from smimegate.milter.transaction import Outcome
@@ -207,6 +210,31 @@ def test_signer_certificate_with_broken_extensions_is_not_an_internal_error(
     assert value(headers, f"{P}Signer-Verified-0-0") == "True"
     assert value(headers, f"{P}Signer-Trusted-0-0") == "False"
     assert world.store.find_certificates(ident.email) == []
+
+
+def test_a_crl_of_an_unknown_version_in_a_signed_message_is_not_an_internal_error(
+        world: World) -> None:
+    # Found by fuzzing: a validly signed message may carry CRLs (RFC 5652 5.1), which we
+    # keep. cryptography's InvalidVersion for a CRL version other than v1/v2 is no
+    # ValueError; it escaped, and the sender's message was tempfailed on every retry.
+    now = dt.datetime.now(dt.UTC)
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(world.ca.cert.subject)
+           .last_update(now).next_update(now + dt.timedelta(days=7))
+           .sign(world.ca.key, hashes.SHA256())).public_bytes(serialization.Encoding.DER)
+    version = crl.index(b"\x02\x01\x01") + 2  # the TBSCertList's version, v2
+    carol = world.ids["carol"]
+    entity = smime_sign(b"Content-Type: text/plain\r\n\r\nhi\r\n", carol.key, carol.cert,
+                        detached=False)
+    head, _sep, b64 = entity.partition(b"\r\n\r\n")
+    info = acms.ContentInfo.load(base64.b64decode(b64))
+    info["content"]["crls"] = acms.RevocationInfoChoices(
+        [acms.RevocationInfoChoice.load(crl[:version] + b"\x11" + crl[version + 1:])])
+    raw = (b"From: carol@external.test\r\nTo: alice@internal.test\r\nSubject: s\r\n" + head
+           + b"\r\n\r\n" + base64.encodebytes(info.dump(force=True)).replace(b"\n", b"\r\n"))
+    outcome, headers, _message = deliver(world, raw, ALICE)
+    assert outcome.reply.kind == "continue", outcome.log_line
+    assert value(headers, f"{P}Signer-Verified-0-0") == "True"
+    assert world.store.list_crls() == []
 
 
 def broken_inner(world: World) -> bytes:

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from smimegate.policy import resolve
 from smimegate.store.ldap import DirectoryUsers, normalise_dn, parse_certificates
@@ -177,6 +178,10 @@ def test_parse_certificates_pem_and_garbage(ca: TestCA) -> None:
     cert = ca.issue("k@example.com")
     assert parse_certificates(cert.cert_pem()) == [cert.cert]
     assert parse_certificates(b"\x30\x03\x02\x01\x00") == []
+    # A version other than v1-v3: cryptography's InvalidVersion is no ValueError.
+    der = cert.cert.public_bytes(Encoding.DER)
+    bad = der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x11", 1)
+    assert bad != der and parse_certificates(bad) == []
 
 
 def test_positive_and_negative_cache(tree: Tree) -> None:

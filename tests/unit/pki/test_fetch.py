@@ -213,11 +213,16 @@ def test_404_timeout_garbage_future_and_delta_are_reported(pub, tmp_path):
         )
         pub.files["/delta.crl"] = fs.der(delta)
         pub.files["/stale.crl"] = fs.der(fs.crl(this_update=now - dt.timedelta(days=10), days=2))
+        # Version 18 (v2 is 1): cryptography raises InvalidVersion, which is no ValueError.
+        good = fs.der(fs.crl())
+        at = good.index(b"\x02\x01\x01") + 2
+        pub.files["/badversion.crl"] = good[:at] + b"\x11" + good[at + 1:]
         closed = fs.free_port()
         report = _fetch(
             store, pub.url("/missing.crl"), pub.url("/slow.crl"), pub.url("/garbage.crl"),
             pub.url("/future.crl"), pub.url("/delta.crl"), f"http://127.0.0.1:{closed}/x.crl",
-            "ftp://example.org/x.crl", pub.url("/stale.crl"), timeout=0.5,
+            "ftp://example.org/x.crl", pub.url("/stale.crl"), pub.url("/badversion.crl"),
+            timeout=0.5,
         )
         details = {o.url.rsplit("/", 1)[-1]: (o.status, o.detail) for o in report.outcomes}
         assert details["missing.crl"] == ("failed", "HTTP 404 Not Found")
@@ -233,7 +238,8 @@ def test_404_timeout_garbage_future_and_delta_are_reported(pub, tmp_path):
             "ftp://example.org/x.crl", "failed", "unsupported URL scheme 'ftp'")
         # A stale CRL is still the best we have: kept, and said so.
         assert details["stale.crl"][0] == "fetched" and "(stale" in details["stale.crl"][1]
-        assert report.summary() == "2 fetched, 0 unchanged, 6 failed"
+        assert details["badversion.crl"] == ("failed", "not a CRL (neither DER nor PEM)")
+        assert report.summary() == "2 fetched, 0 unchanged, 7 failed"
         assert not report.all_failed
     finally:
         store.close()

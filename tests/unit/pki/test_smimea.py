@@ -119,3 +119,16 @@ def test_cert_smimea_refuses_unknown_users_and_bad_fields(cli: Cli) -> None:  # 
     assert result.code == 2
     assert "invalid choice: 5" in result.err
 
+
+
+def test_a_record_whose_certificate_has_an_unknown_version_gives_none() -> None:
+    # RDATA from the DNS is anyone's: cryptography's InvalidVersion (a version other than
+    # v1-v3) is no ValueError, and it escaped to the message's path.
+    from smimegate.pki.smimealookup import SmimeaLookup
+
+    der = pkibuild.ee(pkibuild.root(), "v@example.test").cert.public_bytes(Encoding.DER)
+    bad = der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x11", 1)
+    assert bad != der
+    records = (SmimeaRecord(3, 0, 0, bad), SmimeaRecord(3, 0, 0, der))
+    found = SmimeaLookup("x._smimecert.example.test", "secure", records).certificates()
+    assert [cert.public_bytes(Encoding.DER) for _usage, cert in found] == [der]

@@ -4,8 +4,12 @@ key export in the audit log, auditors refused changes and private keys (SQLite, 
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from smimegate import config as cfg
 from smimegate.service import audit, cas, certificates, crls, queues, roots
@@ -120,3 +124,50 @@ def test_queue_delete_claims_first(store: SqlStore) -> None:
     assert _actions(store) == ["queue.delete"]
     with pytest.raises(InvalidInput):
         queues.listing(store, "nonsense")
+
+
+def _crl_of(ca: TestCA) -> bytes:
+    now = dt.datetime.now(dt.UTC)
+    return (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
+            .last_update(now).next_update(now + dt.timedelta(days=7))
+            .add_extension(x509.CRLNumber(1), critical=False)
+            .sign(ca.key, hashes.SHA256()).public_bytes(Encoding.DER))
+
+
+def test_crl_import_of_what_cryptography_reads_only_in_part(store: SqlStore) -> None:
+    # Found by fuzzing: cryptography parses a CRL's version and names when asked, and its
+    # InvalidVersion is no ValueError; both escaped crl import instead of naming the item.
+    ca = TestCA()
+    good = _crl_of(ca)
+    version = good.index(b"\x02\x01\x01") + 2  # the TBSCertList's version, v2
+    bad_version = good[:version] + b"\x11" + good[version + 1:]
+    name = ca.cert.subject.public_bytes()
+    # The issuer Name's outer length one too large: it swallows the next byte.
+    bad_name = good.replace(name, bytes([name[0], name[1] + 1]) + name[2:], 1)
+    for data in (bad_version, bad_name):
+        (item,) = crls.import_data(store, ADMIN, data, "odd.crl")
+        assert item.record is None and item.note
+    assert store.list_crls() == []
+
+
+def test_crl_import_survives_a_stored_ca_whose_key_does_not_parse(store: SqlStore) -> None:
+    # Found by fuzzing: cert import keeps a certificate whose key does not parse (it cannot
+    # know), and a message's certificate set can carry one with a real CA's name; checking
+    # a CRL of that name then failed on it, so no CRL of that CA could be imported.
+    ca = TestCA()
+    der = ca.cert.public_bytes(Encoding.DER)
+    spki = ca.key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    # The key's BIT STRING content damaged inside, lengths intact: loads, key does not.
+    inner = spki.index(b"\x30\x82", 4)
+    broken = x509.load_der_x509_certificate(
+        der.replace(spki, spki[:inner] + b"\x31" + spki[inner + 1:], 1))
+    with pytest.raises(ValueError):
+        broken.public_key()
+    store.add_certificate(broken)
+    # Only the broken one of that name: the CRL is kept, not verified.
+    (item,) = crls.import_data(store, ADMIN, _crl_of(ca), "first.crl")
+    assert item.record is not None and item.record.verified is False
+    # With the real CA beside it, a CRL of that name verifies.
+    store.add_root(ca.cert)
+    (item,) = crls.import_data(store, ADMIN, _crl_of(ca), "ca.crl")
+    assert item.record is not None and item.record.verified is True

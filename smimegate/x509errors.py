@@ -1,0 +1,21 @@
+"""What cryptography raises for a certificate or CRL it cannot read.
+
+Loading is lazy: ``load_der_x509_certificate`` and ``load_der_x509_crl`` check the outer
+structure, and the version, the names and the extensions are parsed when first asked for.
+Most problems are ValueErrors, but a version other than v1-v3 (``InvalidVersion``), an
+extension given twice (``DuplicateExtension``, RFC 5280 4.2) and a GeneralName of an unknown
+kind (``UnsupportedGeneralNameType``) are not. Everything that reads a certificate or CRL
+from outside (a message, an upload, a download, the DNS, the directory) catches all four,
+so that none of them reaches a message's path as an internal error.
+"""
+
+from __future__ import annotations
+
+from cryptography import x509
+
+X509_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
