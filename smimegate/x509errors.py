@@ -19,3 +19,12 @@ X509_ERRORS: tuple[type[Exception], ...] = (
     x509.DuplicateExtension,
     x509.UnsupportedGeneralNameType,
 )
+
+
+def check_readable(cert: x509.Certificate) -> x509.Certificate:
+    """``cert`` once its version, names and extensions have parsed: what comes from outside
+    is checked here, where it enters, so that nothing later meets a certificate that fails
+    when asked for its issuer or key usage (RFC 5280 4.2: a certificate with an extension
+    that cannot be read, or one given twice, is not to be used). Raises one of X509_ERRORS."""
+    _ = cert.version, cert.subject, cert.issuer, cert.extensions
+    return cert

@@ -594,5 +594,5 @@ def _fingerprint(cert: x509.Certificate) -> str:
 def _is_ca(cert: x509.Certificate) -> bool:
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except (x509.ExtensionNotFound, ValueError):
+    except X509_ERRORS + (x509.ExtensionNotFound,):
         return False

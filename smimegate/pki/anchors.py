@@ -38,6 +38,7 @@ from smimegate.pki.paths import Node
 from smimegate.pki.revocation import signed_by_named
 from smimegate.pki.trust import REVOCATION_MODES, OcspLookup, RevocationMode, TrustAnchors
 from smimegate.store.base import CertificateRecord, Store, StoreError
+from smimegate.x509errors import X509_ERRORS, check_readable
 
 __all__ = ["CachedAnchors", "crl_verified", "load_anchors"]
 
@@ -52,8 +53,8 @@ def _certificates(records: Iterable[CertificateRecord]) -> list[x509.Certificate
         if record.blocked:
             continue
         try:
-            out.append(record.certificate())
-        except ValueError:
+            out.append(check_readable(record.certificate()))
+        except X509_ERRORS:
             # The store parsed it when it was added; a newer cryptography may be stricter.
             # One unreadable certificate must not take every trust decision down with it.
             continue
@@ -69,7 +70,7 @@ def _crls(store: Store, previous: TrustAnchors | None) -> list[IndexedCrl]:
     for record in store.get_crls([fp for fp in wanted if fp not in held]):
         try:
             out.append(parse_crl(record.der, source=record.source, verified=record.verified))
-        except ValueError:
+        except X509_ERRORS:
             continue  # as for certificates above
     return out
 

@@ -50,6 +50,7 @@ from pyhanko_certvalidator.revinfo.validate_crl import verify_crl
 from smimegate.pki.crlindex import CrlIndex, IndexedCrl, SignatureMemo, name_key, parse_crl
 from smimegate.pki.paths import CaIndex, Node
 from smimegate.smime.cms import parsed_der
+from smimegate.x509errors import X509_ERRORS
 
 __all__ = [
     "CrlFetcher", "LinkStatus", "OcspAnswer", "OcspLookup", "link_status", "signed_by_named",
@@ -276,7 +277,7 @@ def _fetched(node: Node, fetcher: CrlFetcher) -> list[IndexedCrl]:
     for crl in got:
         try:
             out.append(parse_crl(crl, source="fetch"))
-        except ValueError:
+        except X509_ERRORS:
             continue
     return out
 

@@ -33,7 +33,7 @@ import dns.rdatatype
 from cryptography import x509
 
 from smimegate.pki.smimea import SmimeaError, SmimeaRecord, owner_name, record_matches
-from smimegate.x509errors import X509_ERRORS
+from smimegate.x509errors import X509_ERRORS, check_readable
 
 __all__ = ["FAILURE_TTL", "SmimeaLookup", "SmimeaResolver", "parse_resolver"]
 
@@ -69,7 +69,8 @@ class SmimeaLookup:
         for record in self.records:
             if record.usage in (1, 3) and record.selector == 0 and record.matching == 0:
                 try:
-                    found.append((record.usage, x509.load_der_x509_certificate(record.data)))
+                    found.append((record.usage, check_readable(
+                        x509.load_der_x509_certificate(record.data))))
                 except X509_ERRORS:
                     _LOG.info("smimea: %s: a record's data is not a certificate", self.owner)
         return found

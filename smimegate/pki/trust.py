@@ -80,6 +80,7 @@ from smimegate.pki.revocation import (
 from smimegate.smime import mlkem512
 from smimegate.smime.cms import parsed_der
 from smimegate.smime.results import Layer, SignerResult
+from smimegate.x509errors import X509_ERRORS
 
 __all__ = [
     "REVOCATION_MODES",
@@ -292,7 +293,7 @@ def _extension_problem(cert: x509.Certificate) -> str | None:
     """
     try:
         extensions = list(cert.extensions)
-    except ValueError:
+    except X509_ERRORS:  # a duplicate one too (RFC 5280 4.2)
         return "unreadable certificate extensions"
     for ext in extensions:
         if ext.critical and ext.oid not in _UNDERSTOOD_CRITICAL:

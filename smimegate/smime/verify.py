@@ -63,6 +63,7 @@ from smimegate.smime.cms import (
 )
 from smimegate.smime.errors import Malformed, SmimeError, Unsupported
 from smimegate.smime.results import CertId, Layer, SignerResult
+from smimegate.x509errors import X509_ERRORS, check_readable
 
 _DATA = "1.2.840.113549.1.7.1"
 _SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -696,6 +697,10 @@ def _load_certificate(der: bytes) -> x509.Certificate:
     """A certificate carried in a SignedData, by its DER: the same few come with every message
     of a correspondent. Raises Malformed, ValueError, UnsupportedAlgorithm (not cached)."""
     cert = to_crypto(ax509.Certificate.load(der))  # parsed_der of it is der itself
+    try:
+        check_readable(cert)
+    except X509_ERRORS as exc:
+        raise Malformed(f"certificate: {exc}") from None
     # cryptography loads lazily; a key it cannot use (e.g. DSA parameters inherited from the
     # issuer, RFC 3279 2.3.2) only fails here.
     mlkem512.certificate_public_key(cert)  # an ML-KEM-512 encryption certificate is harvested too

@@ -52,7 +52,7 @@ from smimegate.store.ldapconn import (
     strip_binary,
     user_filter,
 )
-from smimegate.x509errors import X509_ERRORS
+from smimegate.x509errors import X509_ERRORS, check_readable
 
 log = logging.getLogger("smimegate.ldap")
 
@@ -127,7 +127,7 @@ def parse_certificates(value: bytes, where: str = "") -> list[x509.Certificate]:
     SignedData (as userSMIMECertificate holds them). An unreadable value is logged and gives
     no certificates."""
     try:
-        return [x509.load_der_x509_certificate(value)]
+        return [check_readable(x509.load_der_x509_certificate(value))]
     except X509_ERRORS:
         pass  # not a bare certificate: try PKCS#7 next
     try:
@@ -135,7 +135,7 @@ def parse_certificates(value: bytes, where: str = "") -> list[x509.Certificate]:
     except ValueError:
         pass  # neither: maybe PEM text, as some tools write it
     try:
-        return list(x509.load_pem_x509_certificates(value))
+        return [check_readable(c) for c in x509.load_pem_x509_certificates(value)]
     except X509_ERRORS:
         log.warning("ldap: %s: a certificate value is neither DER, PKCS#7 nor PEM; ignored",
                     where)

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import cms as acms
+from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from smimegate.milter.edit import apply_header_edits, apply_outcome_to_message
 from smimegate.milter.transaction import Outcome
 from smimegate.smime.sign import sign as smime_sign
+from tests.helpers.testpki import TestCA
 from tests.milter.gateway_support import (
     AUTHSERV,
     World,
@@ -190,6 +192,7 @@ def test_signer_certificate_with_broken_extensions_is_not_an_internal_error(
     # Found by fuzzing: a signature verifies with the signer certificate's key alone, so a
     # certificate whose subjectAltName does not parse still gave a valid signer, and
     # recording its SMIMECapabilities then failed the whole message (tempfail, forever).
+    # Also a certificate with an extension given twice, beside the signer's.
     ident = world.ca.issue("broken-san@external.test")
     email = ident.email.encode()
     der = ident.cert.public_bytes(serialization.Encoding.DER)
@@ -207,9 +210,34 @@ def test_signer_certificate_with_broken_extensions_is_not_an_internal_error(
     outcome, headers, _message = deliver(world, raw, ALICE)
     assert outcome.reply.kind == "continue", outcome.log_line
     assert "result=internal" not in outcome.log_line
-    assert value(headers, f"{P}Signer-Verified-0-0") == "True"
-    assert value(headers, f"{P}Signer-Trusted-0-0") == "False"
+    # The certificate is read whole where it comes in (x509errors.check_readable): one
+    # whose extensions do not parse is no certificate to verify with (RFC 5280 4.2).
+    assert value(headers, f"{P}Signer-Verified-0-0") == "False"
+    assert "signer certificate unreadable" in value(headers, f"{P}Signer-Trusted-Info-0-0")
     assert world.store.find_certificates(ident.email) == []
+
+
+def test_a_carried_certificate_with_a_duplicate_extension_is_set_aside(world: World) -> None:
+    # Found by fuzzing: cryptography's DuplicateExtension (RFC 5280 4.2: at most one of each)
+    # is no ValueError; a validly signed message carrying such a certificate in its set was
+    # tempfailed on every retry while the gateway looked for CA certificates to keep.
+    other = TestCA("Other CA")
+    cert = ax509.Certificate.load(other.cert.public_bytes(serialization.Encoding.DER))
+    extensions = list(cert["tbs_certificate"]["extensions"])
+    cert["tbs_certificate"]["extensions"] = ax509.Extensions([*extensions, extensions[0]])
+    carol = world.ids["carol"]
+    entity = smime_sign(b"Content-Type: text/plain\r\n\r\nhi\r\n", carol.key, carol.cert,
+                        detached=False)
+    head, _sep, b64 = entity.partition(b"\r\n\r\n")
+    info = acms.ContentInfo.load(base64.b64decode(b64))
+    info["content"]["certificates"] = acms.CertificateSet(
+        [*info["content"]["certificates"], acms.CertificateChoices.load(cert.dump(force=True))])
+    raw = (b"From: carol@external.test\r\nTo: alice@internal.test\r\nSubject: s\r\n" + head
+           + b"\r\n\r\n" + base64.encodebytes(info.dump(force=True)).replace(b"\n", b"\r\n"))
+    outcome, headers, _message = deliver(world, raw, ALICE)
+    assert outcome.reply.kind == "continue", outcome.log_line
+    assert value(headers, f"{P}Signer-Verified-0-0") == "True"
+    assert all("Other CA" not in r.subject for r in world.store.list_certificates())
 
 
 def test_a_crl_of_an_unknown_version_in_a_signed_message_is_not_an_internal_error(
