@@ -511,9 +511,9 @@ class Services:
             except X509_ERRORS:
                 return False
             keeper = CrlKeeper(self.store, extra_cas=[c for c in carried if _is_ca(c)])
-            if keeper.verified(crl) is not True:
-                return False
             try:
+                if keeper.verified(crl) is not True:
+                    return False
                 self.store.add_crl(crl, source="message", verified=True)
             except InvalidData:
                 return False

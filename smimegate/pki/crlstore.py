@@ -97,14 +97,19 @@ class CrlKeeper:
     def verified(self, crl: x509.CertificateRevocationList) -> bool | None:
         """What ``verified`` the store records for crl now: whether a CA certificate of its
         issuer's name signed it (key identifier, cRLSign, signature); None when none is
-        known."""
-        named = self._index().named(name_key(crl.issuer))
+        known. Raises InvalidData when its issuer name cannot be read."""
+        try:
+            # cryptography parses the issuer name when asked, not at load.
+            issuer = name_key(crl.issuer)
+        except X509_ERRORS as exc:
+            raise InvalidData(f"malformed CRL: {exc}") from None
+        named = self._index().named(issuer)
         if not named:
             return None
         try:
             aki = crl.extensions.get_extension_for_class(
                 x509.AuthorityKeyIdentifier).value.key_identifier
-        except (x509.ExtensionNotFound, ValueError):
+        except X509_ERRORS + (x509.ExtensionNotFound,):
             aki = None
         for node in named:
             if not node.crl_sign or (aki is not None and node.ski is not None
@@ -130,10 +135,4 @@ class CrlKeeper:
                 crl = x509.load_der_x509_crl(bytes(crl))
             except X509_ERRORS as exc:
                 raise InvalidData(f"malformed CRL: {exc}") from None
-        try:
-            # The CRL's issuer name and extensions are parsed here first (cryptography
-            # reads them when asked, not at load).
-            verified = self.verified(crl)
-        except X509_ERRORS as exc:
-            raise InvalidData(f"malformed CRL: {exc}") from None
-        return self._store.add_crl(crl, source=source, verified=verified)
+        return self._store.add_crl(crl, source=source, verified=self.verified(crl))

@@ -4,6 +4,7 @@ harvesting signer certificates, stripping forged headers."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import re
 from pathlib import Path
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from smimegate.milter.edit import apply_header_edits, apply_outcome_to_message
 from smimegate.milter.transaction import Outcome
 from smimegate.smime.sign import sign as smime_sign
+from smimegate.smime.verify import verify_der
 from tests.helpers.testpki import TestCA
 from tests.milter.gateway_support import (
     AUTHSERV,
@@ -240,28 +242,41 @@ def test_a_carried_certificate_with_a_duplicate_extension_is_set_aside(world: Wo
     assert all("Other CA" not in r.subject for r in world.store.list_certificates())
 
 
+@pytest.mark.parametrize("damage", ["version", "issuer"])
 def test_a_crl_of_an_unknown_version_in_a_signed_message_is_not_an_internal_error(
-        world: World) -> None:
+        world: World, damage: str) -> None:
     # Found by fuzzing: a validly signed message may carry CRLs (RFC 5652 5.1), which we
     # keep. cryptography's InvalidVersion for a CRL version other than v1/v2 is no
-    # ValueError; it escaped, and the sender's message was tempfailed on every retry.
+    # ValueError, and an issuer name that does not parse is only found when read; both
+    # escaped, and the sender's message was tempfailed on every retry.
     now = dt.datetime.now(dt.UTC)
-    crl = (x509.CertificateRevocationListBuilder().issuer_name(world.ca.cert.subject)
-           .last_update(now).next_update(now + dt.timedelta(days=7))
-           .sign(world.ca.key, hashes.SHA256())).public_bytes(serialization.Encoding.DER)
-    version = crl.index(b"\x02\x01\x01") + 2  # the TBSCertList's version, v2
+    good = (x509.CertificateRevocationListBuilder().issuer_name(world.ca.cert.subject)
+            .last_update(now).next_update(now + dt.timedelta(days=7))
+            .sign(world.ca.key, hashes.SHA256())).public_bytes(serialization.Encoding.DER)
+    if damage == "version":
+        at = good.index(b"\x02\x01\x01") + 2  # the TBSCertList's version, v2
+        bad = good[:at] + b"\x11" + good[at + 1:]
+    else:  # the issuer's CN not UTF-8 (as the fuzzer made it): read only when asked for
+        bad = good.replace(b"smimegate Test Root", b"sm\xb7megate Test Root", 1)
+    assert bad != good
     carol = world.ids["carol"]
     entity = smime_sign(b"Content-Type: text/plain\r\n\r\nhi\r\n", carol.key, carol.cert,
                         detached=False)
     head, _sep, b64 = entity.partition(b"\r\n\r\n")
     info = acms.ContentInfo.load(base64.b64decode(b64))
-    info["content"]["crls"] = acms.RevocationInfoChoices(
-        [acms.RevocationInfoChoice.load(crl[:version] + b"\x11" + crl[version + 1:])])
+    info["content"]["crls"] = acms.RevocationInfoChoices([acms.RevocationInfoChoice.load(good)])
+    # The damaged CRL in place of the good one, as long: every outer length still holds.
+    der = info.dump(force=True).replace(good, bad)
     raw = (b"From: carol@external.test\r\nTo: alice@internal.test\r\nSubject: s\r\n" + head
-           + b"\r\n\r\n" + base64.encodebytes(info.dump(force=True)).replace(b"\n", b"\r\n"))
+           + b"\r\n\r\n" + base64.encodebytes(der).replace(b"\n", b"\r\n"))
     outcome, headers, _message = deliver(world, raw, ALICE)
     assert outcome.reply.kind == "continue", outcome.log_line
     assert value(headers, f"{P}Signer-Verified-0-0") == "True"
+    # asn1crypto may already leave a CRL it cannot dump out (verify._crls); the keeping
+    # itself must refuse the damaged one quietly too, as the fuzzer reached it.
+    _content, layer = verify_der(base64.b64decode(b64))
+    layer = dataclasses.replace(layer, crls=(bad,))
+    assert world.gateway.services.import_signers([layer]) >= 0
     assert world.store.list_crls() == []
 
 
