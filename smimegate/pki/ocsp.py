@@ -66,6 +66,7 @@ from cryptography.x509.oid import (
 from smimegate import __version__
 from smimegate.config import CrlConfig
 from smimegate.pki.httpclient import HttpError, exchange
+from smimegate.x509errors import X509_ERRORS
 
 __all__ = [
     "CLOCK_SKEW",
@@ -137,7 +138,7 @@ def responder_url(cert: x509.Certificate) -> str | None:
     """
     try:
         aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    except (x509.ExtensionNotFound, ValueError):
+    except X509_ERRORS + (x509.ExtensionNotFound,):
         return None
     for desc in aia:
         location = desc.access_location
@@ -247,8 +248,10 @@ def _delegate_problem(
         return "responder certificate not issued by the certificate's CA"
     try:
         eku = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except (x509.ExtensionNotFound, ValueError):
+    except x509.ExtensionNotFound:
         return "responder certificate lacks id-kp-OCSPSigning"
+    except X509_ERRORS:  # an extension given twice too (RFC 5280 4.2)
+        return "responder certificate extensions unreadable"
     if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
         return "responder certificate lacks id-kp-OCSPSigning"
     if not delegate.not_valid_before_utc <= now <= delegate.not_valid_after_utc:
@@ -377,7 +380,7 @@ def _evaluate(der: bytes, request: ocsp.OCSPRequest, nonce: bytes, issuer: x509.
               now: dt.datetime, skew: dt.timedelta, url: str) -> OcspResult:
     try:
         response = ocsp.load_der_ocsp_response(der)
-    except ValueError:
+    except X509_ERRORS:
         raise _Refused("malformed response") from None
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
         raise _Refused(f"responder answered {response.response_status.name.lower()}")
@@ -392,7 +395,7 @@ def _evaluate(der: bytes, request: ocsp.OCSPRequest, nonce: bytes, issuer: x509.
         if unknown is not None:
             raise _Refused(f"unsupported critical extension {unknown.dotted_string}")
         _check_times(single, nonce_echoed, now, skew)
-    except ValueError as exc:  # cryptography parses the inner parts lazily
+    except X509_ERRORS as exc:  # cryptography parses the inner parts lazily
         raise _Refused(f"malformed response ({exc})") from None
     status = single.certificate_status
     if status == ocsp.OCSPCertStatus.GOOD:

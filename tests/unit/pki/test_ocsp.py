@@ -13,7 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from asn1crypto import ocsp as aocsp
+from asn1crypto import x509 as ax509
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp as xocsp
 
@@ -196,6 +200,32 @@ def test_responder_without_ocsp_signing_refused(
     reason = _refused(server, ca, alice, openssl_responder(
         tmp_path, ca, not_delegated, [index_line(alice.cert)], "-ndays", "1"))
     assert reason.endswith("responder certificate lacks id-kp-OCSPSigning")
+
+
+def test_responder_certificate_with_a_duplicate_extension_refused(
+        server: OcspServer, ca: Issued) -> None:
+    # cryptography's DuplicateExtension (RFC 5280 4.2: at most one of each) is no ValueError;
+    # from a responder's certificate it escaped the client, which never raises for a bad
+    # answer. The certificates of a BasicOCSPResponse are outside the signed part.
+    alice = leaf(ca, server.url)
+    delegate = responder_cert(ca)
+    built = built_responder(ca, delegate)
+
+    def respond(request: bytes) -> bytes:
+        answer = aocsp.OCSPResponse.load(built(request))
+        basic = answer["response_bytes"]["response"].parsed
+        cert = basic["certs"][0]
+        tbs = cert["tbs_certificate"]
+        extensions = list(tbs["extensions"])
+        tbs["extensions"] = ax509.Extensions([*extensions, extensions[0]])
+        # Signed again by the CA: a CA that issues such a certificate, not a forgery.
+        cert["signature_value"] = ca.key.sign(tbs.dump(force=True), ec.ECDSA(hashes.SHA256()))
+        basic["certs"] = [ax509.Certificate.load(cert.dump(force=True))]
+        answer["response_bytes"]["response"] = basic
+        return bytes(answer.dump(force=True))
+
+    reason = _refused(server, ca, alice, respond)
+    assert reason.endswith("responder certificate extensions unreadable"), reason
 
 
 def test_delegate_of_another_ca_refused(server: OcspServer, ca: Issued, tmp_path: Path) -> None:
