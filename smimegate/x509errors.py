@@ -28,3 +28,6 @@ def check_readable(cert: x509.Certificate) -> x509.Certificate:
     that cannot be read, or one given twice, is not to be used). Raises one of X509_ERRORS."""
     _ = cert.version, cert.subject, cert.issuer, cert.extensions
     return cert
+
+# For ``extensions.get_extension_for_class``: the extension absent, or the set unreadable.
+EXTENSION_LOOKUP_ERRORS: tuple[type[Exception], ...] = (x509.ExtensionNotFound, *X509_ERRORS)

@@ -57,7 +57,7 @@ from smimegate.store.base import Capabilities, InvalidData, PolicyRows, Store, S
 from smimegate.store.certinfo import cert_info
 from smimegate.store.ldap import DirectoryUser, DirectoryUsers
 from smimegate.store.policyrows import address_policy
-from smimegate.x509errors import X509_ERRORS
+from smimegate.x509errors import EXTENSION_LOOKUP_ERRORS, X509_ERRORS
 
 CACHE_TTL = 60.0
 ANCHORS_MAX_AGE = 60.0
@@ -594,5 +594,5 @@ def _fingerprint(cert: x509.Certificate) -> str:
 def _is_ca(cert: x509.Certificate) -> bool:
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except X509_ERRORS + (x509.ExtensionNotFound,):
+    except EXTENSION_LOOKUP_ERRORS:
         return False

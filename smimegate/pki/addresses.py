@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from smimegate.smime.certmemo import per_certificate
+from smimegate.x509errors import EXTENSION_LOOKUP_ERRORS
 
 # RFC 8398 3: id-on-SmtpUTF8Mailbox, an otherName holding an internationalized mailbox.
 SMTP_UTF8_MAILBOX = ObjectIdentifier("1.3.6.1.5.5.7.8.9")
@@ -35,7 +36,7 @@ def certificate_addresses(cert: x509.Certificate) -> tuple[str, ...]:
     found: list[str] = []
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (x509.ExtensionNotFound, ValueError):
+    except EXTENSION_LOOKUP_ERRORS:
         san = None
     if san is not None:
         found.extend(san.get_values_for_type(x509.RFC822Name))

@@ -23,7 +23,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from smimegate.pki.crlindex import SIGNING_KEYS, name_key
 from smimegate.pki.paths import CaIndex, Node, node_of
 from smimegate.store.base import CrlRecord, InvalidData, Store
-from smimegate.x509errors import X509_ERRORS
+from smimegate.x509errors import EXTENSION_LOOKUP_ERRORS, X509_ERRORS
 
 __all__ = ["BundleItem", "CrlKeeper", "read_bundle"]
 
@@ -109,7 +109,7 @@ class CrlKeeper:
         try:
             aki = crl.extensions.get_extension_for_class(
                 x509.AuthorityKeyIdentifier).value.key_identifier
-        except X509_ERRORS + (x509.ExtensionNotFound,):
+        except EXTENSION_LOOKUP_ERRORS:
             aki = None
         for node in named:
             if not node.crl_sign or (aki is not None and node.ski is not None

@@ -47,7 +47,7 @@ from smimegate.pki.crlstore import CrlKeeper
 from smimegate.pki.httpclient import HttpError, exchange
 from smimegate.store.base import InvalidData, Store, StoreError
 from smimegate.store.certinfo import crl_info
-from smimegate.x509errors import X509_ERRORS
+from smimegate.x509errors import EXTENSION_LOOKUP_ERRORS, X509_ERRORS
 
 __all__ = [
     "CLOCK_SKEW",
@@ -133,7 +133,7 @@ def distribution_points(cert: x509.Certificate) -> list[str]:
     """
     try:
         ext = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints)
-    except (x509.ExtensionNotFound, ValueError):
+    except EXTENSION_LOOKUP_ERRORS:
         return []
     urls: list[str] = []
     for point in ext.value:

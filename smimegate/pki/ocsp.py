@@ -66,7 +66,7 @@ from cryptography.x509.oid import (
 from smimegate import __version__
 from smimegate.config import CrlConfig
 from smimegate.pki.httpclient import HttpError, exchange
-from smimegate.x509errors import X509_ERRORS
+from smimegate.x509errors import EXTENSION_LOOKUP_ERRORS, X509_ERRORS
 
 __all__ = [
     "CLOCK_SKEW",
@@ -138,7 +138,7 @@ def responder_url(cert: x509.Certificate) -> str | None:
     """
     try:
         aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    except X509_ERRORS + (x509.ExtensionNotFound,):
+    except EXTENSION_LOOKUP_ERRORS:
         return None
     for desc in aia:
         location = desc.access_location

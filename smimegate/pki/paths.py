@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from smimegate.pki.crlindex import SignatureMemo, name_key
+from smimegate.x509errors import EXTENSION_LOOKUP_ERRORS
 
 __all__ = ["MAX_DEPTH", "MAX_PATHS", "CaIndex", "Node", "candidate_paths", "node_of"]
 
@@ -33,7 +34,7 @@ MAX_PATHS = 8
 def _ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
     try:
         return cert.extensions.get_extension_for_class(kind).value
-    except (x509.ExtensionNotFound, ValueError):
+    except EXTENSION_LOOKUP_ERRORS:
         return None
 
 

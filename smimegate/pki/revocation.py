@@ -50,7 +50,7 @@ from pyhanko_certvalidator.revinfo.validate_crl import verify_crl
 from smimegate.pki.crlindex import CrlIndex, IndexedCrl, SignatureMemo, name_key, parse_crl
 from smimegate.pki.paths import CaIndex, Node
 from smimegate.smime.cms import parsed_der
-from smimegate.x509errors import X509_ERRORS
+from smimegate.x509errors import EXTENSION_LOOKUP_ERRORS, X509_ERRORS
 
 __all__ = [
     "CrlFetcher", "LinkStatus", "OcspAnswer", "OcspLookup", "link_status", "signed_by_named",
@@ -102,11 +102,11 @@ def _declared(cert: x509.Certificate) -> bool:
         return True
     except x509.ExtensionNotFound:
         pass
-    except ValueError:
+    except X509_ERRORS:
         return True
     try:
         aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    except (x509.ExtensionNotFound, ValueError):
+    except EXTENSION_LOOKUP_ERRORS:
         return False
     return any(d.access_method == AuthorityInformationAccessOID.OCSP for d in aia)
 
@@ -115,7 +115,7 @@ def _crl_issuer_names(cert: x509.Certificate) -> list[str]:
     """Name keys of the cRLIssuer fields of cert's distribution points (indirect CRLs)."""
     try:
         points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    except (x509.ExtensionNotFound, ValueError):
+    except EXTENSION_LOOKUP_ERRORS:
         return []
     keys: list[str] = []
     for point in points:
