@@ -502,9 +502,9 @@ class SmimeaConfig:
     )
     trust_dane_ee: bool = opt(
         True,
-        "Certificates of usage 3 (DANE-EE) records are trusted by the DNSSEC answer alone (their "
-        "key usage and EKU must still allow encryption); false: they must pass the same path validation as any other (usage 1, PKIX-EE, "
-        "always must).",
+        "Certificates of usage 3 (DANE-EE) records are trusted by the DNSSEC answer alone "
+        "(their key usage and EKU must still allow encryption); false: they must pass the "
+        "same path validation as any other (usage 1, PKIX-EE, always must).",
     )
 
 

@@ -131,8 +131,8 @@ def parse_certificates(value: bytes, where: str = "") -> list[x509.Certificate]:
     except X509_ERRORS:
         pass  # not a bare certificate: try PKCS#7 next
     try:
-        return list(pkcs7.load_der_pkcs7_certificates(value))
-    except ValueError:
+        return [check_readable(c) for c in pkcs7.load_der_pkcs7_certificates(value)]
+    except X509_ERRORS:
         pass  # neither: maybe PEM text, as some tools write it
     try:
         return [check_readable(c) for c in x509.load_pem_x509_certificates(value)]
