@@ -10,9 +10,9 @@ level 2 is the yardstick: the numbers below are its requirements).
   handler runs, in addition to the CSRF token of each form (ASVS 4.2.2).
 - A request whose Host header is not one of the server's own names (``[web] allowed_hosts``,
   loopback, the listen address, the TLS certificate's names) is refused (400) before any
-  handler runs: DNS rebinding (ASVS 14.5.2's spirit) would otherwise let a page of an
-  attacker's site, its name pointed at 127.0.0.1, talk to an admin interface on loopback
-  in the admin's browser (the login form, the REST API with a stolen token).
+  handler runs: DNS rebinding would otherwise let a page of an attacker's site, its name
+  pointed at 127.0.0.1, talk to an admin interface on loopback in the admin's browser (the
+  login form, /metrics, the REST API with a token).
 """
 
 from __future__ import annotations
