@@ -97,7 +97,11 @@ def test_stop_signal_lets_the_message_in_flight_finish(
 
 def _in_progress_at_stop(daemon: Daemon) -> tuple[int, int]:
     """(processes that began their stop, transactions they counted in progress then)."""
-    counts = re.findall(r"smimegate: stopping; signal=SIGTERM in_progress=(\d+)",
+    # signal=none: now and then libmilter's own signal thread (mi_signal_thread sigwait()s for
+    # SIGHUP, SIGTERM and SIGINT, unblocking them while it waits) takes the signal in a worker
+    # before Python's handler does; smfi_main then returns by itself and the worker stops and
+    # drains the same way. Seen in 1 of 15 runs on a loaded machine.
+    counts = re.findall(r"smimegate: stopping; signal=(?:SIGTERM|none) in_progress=(\d+)",
                         daemon.output())
     return len(counts), sum(int(n) for n in counts)
 
@@ -115,17 +119,28 @@ def test_open_transaction_finishes_and_new_ones_are_refused(tmp_path: Path) -> N
             while _in_progress_at_stop(daemon) != (daemon.serving(), 2):
                 assert time.monotonic() < deadline, daemon.output()
                 time.sleep(0.02)
+            # Whether the two are in two workers: each then counted one.
+            split = re.findall(r"stopping; signal=(?:SIGTERM|none) in_progress=(\d+)",
+                               daemon.output()) == ["1", "1"]
             # The first one goes on after the signal and gets its reply.
             first.body(b"body\r\n")
             done = first.eom()
             assert done.reply.cmd == mc.SMFIR_CONTINUE
             assert [a.name for a in done.of("addheader")] == ["X-Smimegate-Info-Seen"]
-            # A new transaction on that connection is refused at its first recipient.
-            refused = first.message("a@inside.test", ["bob@outside.test"], HEADERS, b"x\r\n",
-                                    queue_id="QLATE")
-            (rcpt,) = refused.rcpts
-            assert rcpt is not None and rcpt.text is not None
-            assert rcpt.text.startswith("451 4.3.2 "), rcpt.text
+            # A new transaction on that connection is refused at its first recipient. When
+            # the first connection's worker holds nothing else, it may finish its stop (the
+            # MTA's next command shows its last reply was written) before it answers: the
+            # connection closes, which the MTA answers with its milter_default_action
+            # (tempfail) as well. This race is the likely cause of one failure seen under load.
+            try:
+                refused = first.message("a@inside.test", ["bob@outside.test"], HEADERS,
+                                        b"x\r\n", queue_id="QLATE")
+            except (mc.ProtocolError, OSError):
+                assert split, "the connection closed although its worker holds a transaction"
+            else:
+                (rcpt,) = refused.rcpts
+                assert rcpt is not None and rcpt.text is not None
+                assert rcpt.text.startswith("451 4.3.2 "), rcpt.text
             assert daemon.proc.poll() is None  # the second one still holds the stop
             second.body(b"body\r\n")
             assert second.eom().reply.cmd == mc.SMFIR_CONTINUE
@@ -135,7 +150,8 @@ def test_open_transaction_finishes_and_new_ones_are_refused(tmp_path: Path) -> N
     out = daemon.output()
     assert "QOPEN1: smimegate: fake result=ok" in out
     assert "QOPEN2: smimegate: fake result=ok" in out
-    assert "QLATE: smimegate: action=rcpt-refused" in out and "QLATE: smimegate: fake" not in out
+    assert "QLATE: smimegate: fake" not in out
+    assert split or "QLATE: smimegate: action=rcpt-refused" in out
     assert "smimegate: drained; finished=yes cut=0" in out
 
 
