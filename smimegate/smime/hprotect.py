@@ -43,6 +43,7 @@ from email.quoprimime import body_encode
 from email.utils import getaddresses
 from typing import Literal
 
+from smimegate.marker import MARKER_HEADER
 from smimegate.smime import mime
 from smimegate.smime.errors import Malformed
 from smimegate.smime.results import Layer
@@ -65,7 +66,7 @@ _ADDRESS_FIELDS = frozenset({"from", "sender", "reply-to", "to", "cc"})
 _TRANSPORT = frozenset({
     "received", "return-path", "delivered-to", "x-original-to", "dkim-signature",
     "authentication-results", "arc-seal", "arc-message-signature",
-    "arc-authentication-results", "x-smimegate-reinjected",
+    "arc-authentication-results", MARKER_HEADER.lower(),
 })
 HP_OUTER = "HP-Outer"
 LEGACY_CLASS = "header-protection-legacy-display"
