@@ -23,7 +23,6 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, rsa, x25519
 
 from smimegate.cli.common import OperationFailed, UsageError
@@ -139,18 +138,11 @@ def load_certificates(path: str) -> list[x509.Certificate]:
         raise UsageError(str(exc)) from exc
 
 
-def _public_der(key: Any) -> bytes:
-    der: bytes = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return der
-
-
-def _certificate_public_der(cert: x509.Certificate) -> bytes:
-    """The certificate's SubjectPublicKeyInfo as the key object writes it (ML-KEM-512 too);
-    b"" when its key is of a kind no loader here reads (it then matches no key)."""
+def _certificate_spki(cert: x509.Certificate) -> bytes:
+    """certfile.certificate_spki, or b"" when cert's key is of a kind no loader here reads
+    (it then matches no key)."""
     try:
-        return _public_der(mlkem512.certificate_public_key(cert))
+        return certfile.certificate_spki(cert)
     except (UnsupportedAlgorithm, ValueError):
         return b""
 
@@ -171,7 +163,7 @@ def pair_keys(
             if not spare:
                 raise UsageError(f"--key {item.path} has no certificate: add a --cert for it")
             cert = spare.pop(0)
-        if _public_der(item.key.public_key()) != _certificate_public_der(cert):
+        if certfile.key_spki(item.key) != _certificate_spki(cert):
             raise UsageError(
                 f"--key {item.path} does not belong to certificate "
                 f"{name_to_str(to_asn1(cert).subject)}"

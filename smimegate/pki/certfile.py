@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from smimegate import dn
 from smimegate.pki import pfxread
 from smimegate.smime import mlkem512
-from smimegate.x509errors import X509_ERRORS
+from smimegate.x509errors import X509_ERRORS, check_readable
 
 
 class CertFileError(Exception):
@@ -101,7 +101,8 @@ _KEY_LABELS = {b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"}
 MAX_SIZE = 16 * 1024 * 1024  # a certificate file is kilobytes; refuse to read a disk image
 
 
-def _public_der(key: Any) -> bytes:
+def key_spki(key: Any) -> bytes:
+    """The DER SubjectPublicKeyInfo of a private key's public key."""
     return bytes(
         key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -109,7 +110,9 @@ def _public_der(key: Any) -> bytes:
     )
 
 
-def _cert_public_der(cert: x509.Certificate) -> bytes:
+def certificate_spki(cert: x509.Certificate) -> bytes:
+    """The DER SubjectPublicKeyInfo of cert's key as a key object writes it (ML-KEM-512 too,
+    which cryptography cannot load). Raises UnsupportedAlgorithm or ValueError."""
     return bytes(mlkem512.certificate_public_key(cert).public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     ))
@@ -125,8 +128,8 @@ def pair_keys(
     """
     pairs: list[KeyPair] = []
     for key in keys:
-        public = _public_der(key)
-        matching = [c for c in certs if _cert_public_der(c) == public]
+        public = key_spki(key)
+        matching = [c for c in certs if certificate_spki(c) == public]
         if not matching:
             raise CertFileError(f"{path}: a private key in the file has no certificate in it")
         pairs.extend(KeyPair(key, c) for c in matching)
@@ -138,10 +141,6 @@ def _unique(certs: list[x509.Certificate]) -> tuple[x509.Certificate, ...]:
     for cert in certs:
         seen.setdefault(cert.public_bytes(serialization.Encoding.DER), cert)
     return tuple(seen.values())
-
-
-# What cryptography raises for a certificate it cannot read (smimegate.x509errors).
-_CERT_ERRORS = X509_ERRORS
 
 
 class _Items:
@@ -156,11 +155,10 @@ class _Items:
     def add(self, der: bytes) -> None:
         self.count += 1
         try:
-            cert = x509.load_der_x509_certificate(der)
-            # cryptography parses these lazily: a bad extension or name would otherwise
+            # Read whole (x509errors.check_readable): a bad extension or name would otherwise
             # surface later, in the store, without the certificate's place in the file.
-            _ = cert.extensions, cert.subject, cert.issuer
-        except _CERT_ERRORS as exc:
+            cert = check_readable(x509.load_der_x509_certificate(der))
+        except X509_ERRORS as exc:
             self.unreadable.append(Unreadable(self.count, _subject_of(der), _why(der, exc)))
         else:
             self.certs.append(cert)
@@ -288,7 +286,7 @@ def _first_element(der: bytes) -> bytes:
 def _read_der(data: bytes, path: str, password: str | None) -> CertFile:
     try:
         return CertFile(path, "der", (x509.load_der_x509_certificate(data),))
-    except _CERT_ERRORS:
+    except X509_ERRORS:
         pass
     if pfxread.looks_like_pfx(data):
         return _read_pkcs12(data, path, password)
