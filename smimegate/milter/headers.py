@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from email.errors import MessageError
-from email.header import Header, decode_header, make_header
+from email.header import Header
 
 from smimegate.milter.transaction import HeaderEdit
 from smimegate.pki.addresses import certificate_addresses
+from smimegate.smime.mime import decode_words
 from smimegate.smime.results import Layer, serial_hex
 
 # RFC 5322 2.1.1: lines SHOULD stay below 78 characters.
@@ -123,15 +123,7 @@ def find(headers: Sequence[tuple[str, str]], name: str) -> str | None:
 
 def decode_subject(value: str) -> str:
     """A Subject as text: RFC 2047 encoded-words decoded, folding undone. Never raises."""
-    raw = unfold(value)
-    if "=?" not in raw:
-        # No encoded-word (RFC 2047 2 starts each with "=?"): email.header would give it back
-        # as it is, after 2 us of work per message (bench/cost_bench.py).
-        return raw
-    try:
-        return str(make_header(decode_header(raw)))
-    except (MessageError, LookupError, UnicodeError, ValueError):
-        return raw
+    return decode_words(unfold(value))
 
 
 def encode_subject(text: str) -> str:

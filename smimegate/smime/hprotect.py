@@ -37,8 +37,6 @@ import html
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from email.errors import MessageError
-from email.header import decode_header, make_header
 from email.quoprimime import body_encode
 from email.utils import getaddresses
 from typing import Literal
@@ -97,15 +95,7 @@ def _crlf_value(value: str) -> bytes:
 
 def _display(value: str) -> str:
     """A header value for people: folding undone, RFC 2047 encoded-words decoded."""
-    raw = _FOLDING.sub("", value).strip()
-    if "=?" not in raw:
-        text = raw  # no encoded-word (RFC 2047 2): email.header would return it as it is
-    else:
-        try:
-            text = str(make_header(decode_header(raw)))
-        except (MessageError, LookupError, UnicodeError, ValueError):
-            text = raw
-    return " ".join(text.split())
+    return " ".join(mime.decode_words(_FOLDING.sub("", value).strip()).split())
 
 
 # -- outbound -----------------------------------------------------------------------------------
