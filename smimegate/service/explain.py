@@ -231,7 +231,7 @@ def _certificates(services: Services, plan: OutboundPlan | None, decision: Recip
         why = ("not considered: " + "; ".join(REASONS.get(r, r) for r in decision.reasons)
                if plan is not None and not may_encrypt(policy) else
                "not considered: only outbound mail is encrypted")
-        return [{**_describe(r.certificate()), "kind": _kind(r.certificate()), "used": False,
+        return [{**_with_kind(r.certificate()), "used": False,
                  "why": "blocked in the store" if r.blocked else why}
                 for r in stored.values()]
     used = {_fingerprint(t.certificate): t for t in (
@@ -247,20 +247,19 @@ def _certificates(services: Services, plan: OutboundPlan | None, decision: Recip
                     "why": "" if target is not None else _unused_why(kind, decision, policy)})
     for fingerprint, reason in choice.skipped:
         record = stored.get(fingerprint)
-        described = (_describe(record.certificate()) | {"kind": _kind(record.certificate())}
-                     if record is not None else {"fingerprint": fingerprint, "kind": None})
+        described = (_with_kind(record.certificate()) if record is not None
+                     else {"fingerprint": fingerprint, "kind": None})
         out.append({**described, "used": False, "why": reason})
     seen = {c["fingerprint"] for c in out}
-    out.extend({**_describe(r.certificate()), "kind": _kind(r.certificate()), "used": False,
-                "why": "blocked in the store"}
+    out.extend({**_with_kind(r.certificate()), "used": False, "why": "blocked in the store"}
                for r in stored.values() if r.blocked and r.fingerprint not in seen)
     return out
 
 
-def _kind(cert: x509.Certificate) -> str:
-    """The kind of recipient info a certificate could give, as the gateway tells them apart
-    (milter/services.py): an ML-KEM key (RFC 9936) or a classic one."""
-    return "ml-kem" if is_ml_kem(cert) else "classic"
+def _with_kind(cert: x509.Certificate) -> dict[str, Any]:
+    """_describe(cert) and the kind of recipient info it could give, as the gateway tells
+    them apart (milter/services.py): an ML-KEM key (RFC 9936) or a classic one."""
+    return {**_describe(cert), "kind": "ml-kem" if is_ml_kem(cert) else "classic"}
 
 
 def _unused_why(kind: str, decision: RecipientDecision, policy: EffectivePolicy) -> str:
