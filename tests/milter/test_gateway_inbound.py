@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import cms as acms
-from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
@@ -20,6 +19,7 @@ from smimegate.milter.transaction import Outcome
 from smimegate.smime.sign import sign as smime_sign
 from smimegate.smime.verify import verify_der
 from tests.helpers.testpki import TestCA
+from tests.helpers.x509damage import crl_with_version, with_an_extension_twice
 from tests.milter.gateway_support import (
     AUTHSERV,
     World,
@@ -224,16 +224,14 @@ def test_a_carried_certificate_with_a_duplicate_extension_is_set_aside(world: Wo
     # is no ValueError; a validly signed message carrying such a certificate in its set was
     # tempfailed on every retry while the gateway looked for CA certificates to keep.
     other = TestCA("Other CA")
-    cert = ax509.Certificate.load(other.cert.public_bytes(serialization.Encoding.DER))
-    extensions = list(cert["tbs_certificate"]["extensions"])
-    cert["tbs_certificate"]["extensions"] = ax509.Extensions([*extensions, extensions[0]])
+    twice = with_an_extension_twice(other.cert.public_bytes(serialization.Encoding.DER))
     carol = world.ids["carol"]
     entity = smime_sign(b"Content-Type: text/plain\r\n\r\nhi\r\n", carol.key, carol.cert,
                         detached=False)
     head, _sep, b64 = entity.partition(b"\r\n\r\n")
     info = acms.ContentInfo.load(base64.b64decode(b64))
     info["content"]["certificates"] = acms.CertificateSet(
-        [*info["content"]["certificates"], acms.CertificateChoices.load(cert.dump(force=True))])
+        [*info["content"]["certificates"], acms.CertificateChoices.load(twice)])
     raw = (b"From: carol@external.test\r\nTo: alice@internal.test\r\nSubject: s\r\n" + head
            + b"\r\n\r\n" + base64.encodebytes(info.dump(force=True)).replace(b"\n", b"\r\n"))
     outcome, headers, _message = deliver(world, raw, ALICE)
@@ -254,8 +252,7 @@ def test_a_crl_of_an_unknown_version_in_a_signed_message_is_not_an_internal_erro
             .last_update(now).next_update(now + dt.timedelta(days=7))
             .sign(world.ca.key, hashes.SHA256())).public_bytes(serialization.Encoding.DER)
     if damage == "version":
-        at = good.index(b"\x02\x01\x01") + 2  # the TBSCertList's version, v2
-        bad = good[:at] + b"\x11" + good[at + 1:]
+        bad = crl_with_version(good, 0x11)
     else:  # the issuer's CN not UTF-8 (as the fuzzer made it): read only when asked for
         bad = good.replace(b"smimegate Test Root", b"sm\xb7megate Test Root", 1)
     assert bad != good

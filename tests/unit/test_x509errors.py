@@ -4,7 +4,6 @@ the readers of outside data that must not let it escape (found by fuzzing the ga
 from __future__ import annotations
 
 import pytest
-from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -13,21 +12,12 @@ from smimegate.pki.fetch import distribution_points
 from smimegate.pki.ocsp import responder_url
 from smimegate.x509errors import EXTENSION_LOOKUP_ERRORS, X509_ERRORS, check_readable
 from tests.helpers.testpki import TestCA
+from tests.helpers.x509damage import cert_with_version, with_an_extension_twice
 
 
 def _with_an_extension_twice(cert: x509.Certificate) -> x509.Certificate:
-    """cert with its first extension given again (RFC 5280 4.2 forbids it): it loads, and
-    fails when its extensions are read. The CA signature no longer holds; nothing here
-    checks it."""
-    parsed = ax509.Certificate.load(cert.public_bytes(Encoding.DER))
-    extensions = list(parsed["tbs_certificate"]["extensions"])
-    parsed["tbs_certificate"]["extensions"] = ax509.Extensions([*extensions, extensions[0]])
-    return x509.load_der_x509_certificate(parsed.dump(force=True))
-
-
-def _of_version(cert: x509.Certificate, version: int) -> bytes:
-    der = cert.public_bytes(Encoding.DER)
-    return der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01" + bytes([version]), 1)
+    """It loads, and fails when its extensions are read; nothing here checks its signature."""
+    return x509.load_der_x509_certificate(with_an_extension_twice(cert.public_bytes(Encoding.DER)))
 
 
 def test_the_errors_that_are_no_value_errors() -> None:
@@ -37,7 +27,8 @@ def test_the_errors_that_are_no_value_errors() -> None:
         twice.extensions  # noqa: B018 - reading is what fails
     assert not isinstance(caught.value, ValueError)  # why ValueError alone is not enough
     with pytest.raises(X509_ERRORS) as caught:
-        x509.load_der_x509_certificate(_of_version(ident.cert, 0x11))
+        x509.load_der_x509_certificate(
+            cert_with_version(ident.cert.public_bytes(Encoding.DER), 0x11))
     assert not isinstance(caught.value, ValueError)
     with pytest.raises(X509_ERRORS):
         check_readable(twice)

@@ -20,6 +20,7 @@ from smimegate.store.ldapconn import (
     user_filter,
 )
 from tests.helpers.testpki import TestCA
+from tests.helpers.x509damage import cert_with_version
 from tests.unit.ldap.conftest import Tree, der, p7
 
 
@@ -180,7 +181,7 @@ def test_parse_certificates_pem_and_garbage(ca: TestCA) -> None:
     assert parse_certificates(b"\x30\x03\x02\x01\x00") == []
     # A version other than v1-v3: cryptography's InvalidVersion is no ValueError.
     der = cert.cert.public_bytes(Encoding.DER)
-    bad = der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x11", 1)
+    bad = cert_with_version(der, 0x11)
     assert bad != der and parse_certificates(bad) == []
 
 

@@ -27,6 +27,7 @@ from smimegate.service import audit
 from smimegate.store import SqlStore
 from smimegate.store.keys import ensure_master_key
 from smimegate.store.operations import operations_of
+from tests.helpers.x509damage import crl_with_version
 from tests.unit.pki import fetch_support as fs
 from tests.unit.pki.ca_support import ca_pair
 
@@ -214,9 +215,7 @@ def test_404_timeout_garbage_future_and_delta_are_reported(pub, tmp_path):
         pub.files["/delta.crl"] = fs.der(delta)
         pub.files["/stale.crl"] = fs.der(fs.crl(this_update=now - dt.timedelta(days=10), days=2))
         # Version 18 (v2 is 1): cryptography raises InvalidVersion, which is no ValueError.
-        good = fs.der(fs.crl())
-        at = good.index(b"\x02\x01\x01") + 2
-        pub.files["/badversion.crl"] = good[:at] + b"\x11" + good[at + 1:]
+        pub.files["/badversion.crl"] = crl_with_version(fs.der(fs.crl()), 0x11)
         closed = fs.free_port()
         report = _fetch(
             store, pub.url("/missing.crl"), pub.url("/slow.crl"), pub.url("/garbage.crl"),

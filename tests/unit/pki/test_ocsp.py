@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp as xocsp
 
 from smimegate.pki.ocsp import OcspCache, OcspClient, OcspResult, responder_url
+from tests.helpers.x509damage import with_an_extension_twice
 from tests.unit.pki import pkibuild
 from tests.unit.pki.fetch_support import free_port
 from tests.unit.pki.ocsp_support import (
@@ -214,13 +215,10 @@ def test_responder_certificate_with_a_duplicate_extension_refused(
     def respond(request: bytes) -> bytes:
         answer = aocsp.OCSPResponse.load(built(request))
         basic = answer["response_bytes"]["response"].parsed
-        cert = basic["certs"][0]
-        tbs = cert["tbs_certificate"]
-        extensions = list(tbs["extensions"])
-        tbs["extensions"] = ax509.Extensions([*extensions, extensions[0]])
         # Signed again by the CA: a CA that issues such a certificate, not a forgery.
-        cert["signature_value"] = ca.key.sign(tbs.dump(force=True), ec.ECDSA(hashes.SHA256()))
-        basic["certs"] = [ax509.Certificate.load(cert.dump(force=True))]
+        twice = with_an_extension_twice(
+            basic["certs"][0].dump(), lambda tbs: ca.key.sign(tbs, ec.ECDSA(hashes.SHA256())))
+        basic["certs"] = [ax509.Certificate.load(twice)]
         answer["response_bytes"]["response"] = basic
         return bytes(answer.dump(force=True))
 

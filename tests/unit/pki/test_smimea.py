@@ -23,6 +23,7 @@ from smimegate.pki.smimea import (
     record_matches,
     zone_line,
 )
+from tests.helpers.x509damage import cert_with_version
 from tests.unit.cli.admin_support import Cli, cli  # noqa: F401
 from tests.unit.pki import pkibuild
 
@@ -127,7 +128,7 @@ def test_a_record_whose_certificate_has_an_unknown_version_gives_none() -> None:
     from smimegate.pki.smimealookup import SmimeaLookup
 
     der = pkibuild.ee(pkibuild.root(), "v@example.test").cert.public_bytes(Encoding.DER)
-    bad = der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x11", 1)
+    bad = cert_with_version(der, 0x11)
     assert bad != der
     records = (SmimeaRecord(3, 0, 0, bad), SmimeaRecord(3, 0, 0, der))
     found = SmimeaLookup("x._smimecert.example.test", "secure", records).certificates()

@@ -16,6 +16,7 @@ from smimegate.service import audit, cas, certificates, crls, queues, roots
 from smimegate.service.errors import Forbidden, InvalidInput, OperationFailed
 from smimegate.store import NotFound, SqlStore
 from tests.helpers.testpki import TestCA
+from tests.helpers.x509damage import crl_with_version
 from tests.unit.service.conftest import ADMIN, AUDITOR
 
 CONFIG = cfg.loads("")
@@ -139,8 +140,7 @@ def test_crl_import_of_what_cryptography_reads_only_in_part(store: SqlStore) -> 
     # InvalidVersion is no ValueError; both escaped crl import instead of naming the item.
     ca = TestCA()
     good = _crl_of(ca)
-    version = good.index(b"\x02\x01\x01") + 2  # the TBSCertList's version, v2
-    bad_version = good[:version] + b"\x11" + good[version + 1:]
+    bad_version = crl_with_version(good, 0x11)
     name = ca.cert.subject.public_bytes()
     # The issuer Name's outer length one too large: it swallows the next byte.
     bad_name = good.replace(name, bytes([name[0], name[1] + 1]) + name[2:], 1)
