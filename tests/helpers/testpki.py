@@ -123,6 +123,20 @@ class TestCA:
     def cert_pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
+    def crl_der(self, *revoked: int, number: int | None = None) -> bytes:
+        """A CRL of this CA valid for a week from now, listing the ``revoked`` serials."""
+        now = dt.datetime.now(dt.UTC)
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(self.cert.subject)
+                   .last_update(now).next_update(now + dt.timedelta(days=7)))
+        for serial in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now)
+                .build())
+        if number is not None:
+            builder = builder.add_extension(x509.CRLNumber(number), critical=False)
+        return builder.sign(self.key, _sign_hash(self.key)).public_bytes(
+            serialization.Encoding.DER)
+
     def issue(
         self,
         email: str,

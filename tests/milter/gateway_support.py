@@ -4,14 +4,18 @@ helpers to feed messages to the gateway as an MTA would (tests of the gateway he
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from asn1crypto import cms as acms
 
 from smimegate import config as cfg
 from smimegate.cli.message_process import split_headers
 from smimegate.milter.gateway import Gateway
 from smimegate.milter.transaction import Envelope
+from smimegate.smime.mime import decode_smime_body, parse_entity
+from smimegate.smime.sign import sign
 from smimegate.store import SqlStore
 from smimegate.store.keys import ensure_master_key
 from tests.helpers.testpki import Identity, TestCA
@@ -115,3 +119,20 @@ def openssl(*args: str, data: bytes = b"") -> bytes:
     done = subprocess.run(["openssl", *args], input=data, capture_output=True, check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     return done.stdout
+
+
+def signed_carrying(ident: Identity, text: bytes, certificates: Sequence[bytes] = (),
+                    crls: Sequence[bytes] = ()) -> bytes:
+    """The DER of a ContentInfo(SignedData) of ``text`` signed by ``ident`` (opaque), with
+    more certificates and CRLs (DER) in its sets: outside what is signed (RFC 5652 5.1), as a
+    sender's client may add any. mime.build_pkcs7_mime(der, "signed-data") makes it a part."""
+    entity = sign(text, ident.key, ident.cert, detached=False)
+    info = acms.ContentInfo.load(decode_smime_body(parse_entity(entity)))
+    if certificates:
+        info["content"]["certificates"] = acms.CertificateSet(
+            [*info["content"]["certificates"],
+             *(acms.CertificateChoices.load(c) for c in certificates)])
+    if crls:
+        info["content"]["crls"] = acms.RevocationInfoChoices(
+            [acms.RevocationInfoChoice.load(c) for c in crls])
+    return bytes(info.dump(force=True))

@@ -28,16 +28,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import datetime as dt
 import functools
 import re
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms as acms
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -45,8 +41,16 @@ from hypothesis import strategies as st
 from smimegate.cli.common import OperationFailed
 from smimegate.milter.edit import apply_outcome_to_message
 from smimegate.smime.encrypt import encrypt
+from smimegate.smime.mime import build_pkcs7_mime
 from smimegate.smime.sign import sign
-from tests.milter.gateway_support import World, envelope, make_world, parse, plain
+from tests.milter.gateway_support import (
+    World,
+    envelope,
+    make_world,
+    parse,
+    plain,
+    signed_carrying,
+)
 
 ALICE, CAROL = "alice@internal.test", "carol@external.test"
 OUTSIDE = "198.51.100.7"
@@ -78,21 +82,9 @@ def _seeds(root: Path) -> Seeds:
     signed = sign(text, carol.key, carol.cert)
     opaque = sign(text, carol.key, carol.cert, detached=False)
     # The CA certificate and a CRL in the SignedData (RFC 5652 5.1), as some clients send.
-    now = dt.datetime.now(dt.UTC)
-    crl = (x509.CertificateRevocationListBuilder().issuer_name(world.ca.cert.subject)
-           .last_update(now).next_update(now + dt.timedelta(days=7))
-           .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(7)
-                                    .revocation_date(now).build())
-           .add_extension(x509.CRLNumber(4), critical=False)
-           .sign(world.ca.key, hashes.SHA256())).public_bytes(Encoding.DER)
-    mime_head, _sep, b64 = opaque.partition(b"\r\n\r\n")
-    info = acms.ContentInfo.load(base64.b64decode(b64))
-    info["content"]["certificates"] = acms.CertificateSet(
-        [*info["content"]["certificates"],
-         acms.CertificateChoices.load(world.ca.cert.public_bytes(Encoding.DER))])
-    info["content"]["crls"] = acms.RevocationInfoChoices([acms.RevocationInfoChoice.load(crl)])
-    chained = (mime_head + b"\r\n\r\n"
-               + base64.encodebytes(info.dump(force=True)).replace(b"\n", b"\r\n"))
+    chained = build_pkcs7_mime(signed_carrying(
+        carol, text, certificates=[world.ca.cert.public_bytes(Encoding.DER)],
+        crls=[world.ca.crl_der(7, number=4)]), "signed-data")
     headers, body = parse(plain(ALICE, CAROL, "secret subject"))
     ours = world.gateway.process(envelope(ALICE, CAROL, auth="alice"), headers, body)
     inbound = (head + signed, head + opaque, head + encrypt(text, [alice.cert]),

@@ -3,19 +3,17 @@ harvesting signer certificates, stripping forged headers."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import datetime as dt
 import re
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms as acms
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
 from smimegate.milter.edit import apply_header_edits, apply_outcome_to_message
 from smimegate.milter.transaction import Outcome
+from smimegate.smime.mime import build_pkcs7_mime
 from smimegate.smime.sign import sign as smime_sign
 from smimegate.smime.verify import verify_der
 from tests.helpers.testpki import TestCA
@@ -28,6 +26,7 @@ from tests.milter.gateway_support import (
     openssl,
     parse,
     plain,
+    signed_carrying,
 )
 
 ALICE, BOB = "alice@internal.test", "bob@internal.test"
@@ -219,21 +218,18 @@ def test_signer_certificate_with_broken_extensions_is_not_an_internal_error(
     assert world.store.find_certificates(ident.email) == []
 
 
+HI = b"Content-Type: text/plain\r\n\r\nhi\r\n"
+FROM_CAROL = b"From: carol@external.test\r\nTo: alice@internal.test\r\nSubject: s\r\n"
+
+
 def test_a_carried_certificate_with_a_duplicate_extension_is_set_aside(world: World) -> None:
     # Found by fuzzing: cryptography's DuplicateExtension (RFC 5280 4.2: at most one of each)
     # is no ValueError; a validly signed message carrying such a certificate in its set was
     # tempfailed on every retry while the gateway looked for CA certificates to keep.
     other = TestCA("Other CA")
     twice = with_an_extension_twice(other.cert.public_bytes(serialization.Encoding.DER))
-    carol = world.ids["carol"]
-    entity = smime_sign(b"Content-Type: text/plain\r\n\r\nhi\r\n", carol.key, carol.cert,
-                        detached=False)
-    head, _sep, b64 = entity.partition(b"\r\n\r\n")
-    info = acms.ContentInfo.load(base64.b64decode(b64))
-    info["content"]["certificates"] = acms.CertificateSet(
-        [*info["content"]["certificates"], acms.CertificateChoices.load(twice)])
-    raw = (b"From: carol@external.test\r\nTo: alice@internal.test\r\nSubject: s\r\n" + head
-           + b"\r\n\r\n" + base64.encodebytes(info.dump(force=True)).replace(b"\n", b"\r\n"))
+    der = signed_carrying(world.ids["carol"], HI, certificates=[twice])
+    raw = FROM_CAROL + build_pkcs7_mime(der, "signed-data")
     outcome, headers, _message = deliver(world, raw, ALICE)
     assert outcome.reply.kind == "continue", outcome.log_line
     assert value(headers, f"{P}Signer-Verified-0-0") == "True"
@@ -247,31 +243,21 @@ def test_a_crl_of_an_unknown_version_in_a_signed_message_is_not_an_internal_erro
     # keep. cryptography's InvalidVersion for a CRL version other than v1/v2 is no
     # ValueError, and an issuer name that does not parse is only found when read; both
     # escaped, and the sender's message was tempfailed on every retry.
-    now = dt.datetime.now(dt.UTC)
-    good = (x509.CertificateRevocationListBuilder().issuer_name(world.ca.cert.subject)
-            .last_update(now).next_update(now + dt.timedelta(days=7))
-            .sign(world.ca.key, hashes.SHA256())).public_bytes(serialization.Encoding.DER)
+    good = world.ca.crl_der()
     if damage == "version":
         bad = crl_with_version(good, 0x11)
     else:  # the issuer's CN not UTF-8 (as the fuzzer made it): read only when asked for
         bad = good.replace(b"smimegate Test Root", b"sm\xb7megate Test Root", 1)
     assert bad != good
-    carol = world.ids["carol"]
-    entity = smime_sign(b"Content-Type: text/plain\r\n\r\nhi\r\n", carol.key, carol.cert,
-                        detached=False)
-    head, _sep, b64 = entity.partition(b"\r\n\r\n")
-    info = acms.ContentInfo.load(base64.b64decode(b64))
-    info["content"]["crls"] = acms.RevocationInfoChoices([acms.RevocationInfoChoice.load(good)])
+    good_der = signed_carrying(world.ids["carol"], HI, crls=[good])
     # The damaged CRL in place of the good one, as long: every outer length still holds.
-    der = info.dump(force=True).replace(good, bad)
-    raw = (b"From: carol@external.test\r\nTo: alice@internal.test\r\nSubject: s\r\n" + head
-           + b"\r\n\r\n" + base64.encodebytes(der).replace(b"\n", b"\r\n"))
+    raw = FROM_CAROL + build_pkcs7_mime(good_der.replace(good, bad), "signed-data")
     outcome, headers, _message = deliver(world, raw, ALICE)
     assert outcome.reply.kind == "continue", outcome.log_line
     assert value(headers, f"{P}Signer-Verified-0-0") == "True"
     # asn1crypto may already leave a CRL it cannot dump out (verify._crls); the keeping
     # itself must refuse the damaged one quietly too, as the fuzzer reached it.
-    _content, layer = verify_der(base64.b64decode(b64))
+    _content, layer = verify_der(good_der)
     layer = dataclasses.replace(layer, crls=(bad,))
     assert world.gateway.services.import_signers([layer]) >= 0
     assert world.store.list_crls() == []

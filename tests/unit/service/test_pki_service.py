@@ -4,11 +4,8 @@ key export in the audit log, auditors refused changes and private keys (SQLite, 
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from smimegate import config as cfg
@@ -127,19 +124,11 @@ def test_queue_delete_claims_first(store: SqlStore) -> None:
         queues.listing(store, "nonsense")
 
 
-def _crl_of(ca: TestCA) -> bytes:
-    now = dt.datetime.now(dt.UTC)
-    return (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
-            .last_update(now).next_update(now + dt.timedelta(days=7))
-            .add_extension(x509.CRLNumber(1), critical=False)
-            .sign(ca.key, hashes.SHA256()).public_bytes(Encoding.DER))
-
-
 def test_crl_import_of_what_cryptography_reads_only_in_part(store: SqlStore) -> None:
     # Found by fuzzing: cryptography parses a CRL's version and names when asked, and its
     # InvalidVersion is no ValueError; both escaped crl import instead of naming the item.
     ca = TestCA()
-    good = _crl_of(ca)
+    good = ca.crl_der(number=1)
     bad_version = crl_with_version(good, 0x11)
     name = ca.cert.subject.public_bytes()
     # The issuer Name's outer length one too large: it swallows the next byte.
@@ -165,9 +154,9 @@ def test_crl_import_survives_a_stored_ca_whose_key_does_not_parse(store: SqlStor
         broken.public_key()
     store.add_certificate(broken)
     # Only the broken one of that name: the CRL is kept, not verified.
-    (item,) = crls.import_data(store, ADMIN, _crl_of(ca), "first.crl")
+    (item,) = crls.import_data(store, ADMIN, ca.crl_der(number=1), "first.crl")
     assert item.record is not None and item.record.verified is False
     # With the real CA beside it, a CRL of that name verifies.
     store.add_root(ca.cert)
-    (item,) = crls.import_data(store, ADMIN, _crl_of(ca), "ca.crl")
+    (item,) = crls.import_data(store, ADMIN, ca.crl_der(number=1), "ca.crl")
     assert item.record is not None and item.record.verified is True
