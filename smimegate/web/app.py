@@ -17,6 +17,7 @@ from smimegate.service.sessions import Limits
 from smimegate.store import SqlStore
 from smimegate.web import api, api_ops, api_pki, metrics, pages
 from smimegate.web.security import LOOPBACK_NAMES, ASGIApp, SecurityHeaders
+from smimegate.x509errors import EXTENSION_LOOKUP_ERRORS
 
 MAX_BODY = 1024 * 1024  # forms and JSON are small; certificate uploads come later
 
@@ -82,7 +83,7 @@ def _certificate_names(path: str) -> set[str]:
         with open(path, "rb") as pem:
             cert = x509.load_pem_x509_certificate(pem.read())
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (OSError, ValueError, x509.ExtensionNotFound):
+    except EXTENSION_LOOKUP_ERRORS + (OSError,):
         return set()
     return ({name.lower().rstrip(".") for name in san.get_values_for_type(x509.DNSName)}
             | {str(ip) for ip in san.get_values_for_type(x509.IPAddress)})
