@@ -693,6 +693,7 @@ def serve(runtime: Runtime, listener: Listener,
     to ``[milter] stop_timeout`` as configured then). Raises RunnerError when smfi_main
     fails."""
     stop = StopSignals().install()
+    runtime.skip_data = listener.family == socket.AF_UNIX
     placeholder: socket.socket | None = None
     gone = orphaned or (lambda: False)
     try:

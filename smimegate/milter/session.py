@@ -15,7 +15,8 @@ per-message state is reset at MAIL FROM (DESIGN.md "One message").
   not held in memory while it arrives; the gateway decides what the size means.
 - envrcpt asks Gateway.rcpt_check, so that a mandatory-encryption refusal known at RCPT time is
   answered there (CONTRACT.md: ``550 5.7.1`` naming the address).
-- data is answered (CONTINUE), though it decides nothing: the inet: stall of issue 5 item 12.
+- data is answered (CONTINUE) on inet:/inet6:, though it decides nothing: the inet: stall of
+  issue 5 item 12.
   Postfix buffers milter packets and flushes them when it waits for a reply. Without a reply to
   DATA, smtpd's last packets (the DATA-stage macros, which it always sends) go out unanswered
   as smtpd hands the connection to cleanup; cleanup's first write (headers, body, end of
@@ -23,6 +24,10 @@ per-message state is reset at MAIL FROM (DESIGN.md "One message").
   delays our ACK (RFC 1122 4.2.3.2) because we have nothing to send: ~40 ms per message on
   inet:, at any message size. The DATA reply carries the ACK (bench/inet_stall_bench.py: a
   no-op milter went from ~150 to ~350 msg/s with 10 KB messages, as fast as on unix:).
+  On a unix: socket there is no Nagle and no delayed ACK, so there DATA is negotiated away
+  (SMFIP_NODATA, ``Runtime.skip_data``): the MTA still sends the DATA-stage macros (Postfix
+  milter8.c sends an event's macros even when it skips the event) but neither waits for a
+  reply nor makes us call back: one round trip less per message (issue 11 item 2).
 - eom builds the Envelope, calls Gateway.process and applies the Outcome: header edits in order
   (smfi_chgheader with no value deletes, smfi_addheader appends, smfi_insheader at 0 inserts at
   the top, smfi_chgheader changes), the new body in MILTER_CHUNK_SIZE pieces
@@ -144,6 +149,9 @@ class Runtime:
         self._active = 0
         self._replies_pending = 0
         self._stopping = False
+        # Whether DATA is negotiated away (SMFIP_NODATA): set by runner.serve for a unix:
+        # listener, where no Nagle delay needs DATA's reply (see the module docstring).
+        self.skip_data = False
         # The message log lines for the store's counters (smimegate.milter.stats); recording
         # is a list append, the parsing and writing happen in the worker's flush thread.
         self.stats = MessageStats()
@@ -348,7 +356,10 @@ class Session(Milter.Base):  # type: ignore[misc]
             except milter.error:
                 # The MTA then sends its own lists; every stage still reads what it needs.
                 _LOG.debug("macro lists not set", exc_info=True)
+        offered = opts[1] if len(opts) > 1 else 0
         result: int = super().negotiate(opts)
+        if result == CONTINUE and self.runtime.skip_data and offered & Milter.P_NODATA:
+            opts[1] = self._protocol = opts[1] | Milter.P_NODATA
         return result
 
     # -- collecting callbacks ----------------------------------------------------------------
@@ -399,8 +410,8 @@ class Session(Milter.Base):  # type: ignore[misc]
 
     @_boundary("data", replies_allowed=True)
     def data(self) -> int:
-        # Answered on purpose, though there is nothing to decide: see the module docstring
-        # (the inet: stall). The reply costs one loopback round trip; its absence cost a
+        # Answered on purpose on inet:, though there is nothing to decide: see the module
+        # docstring (the inet: stall); on unix: the MTA does not send it (skip_data). The reply costs one loopback round trip; its absence cost a
         # ~40 ms delayed-ACK timer per message.
         return CONTINUE
 
