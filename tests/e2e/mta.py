@@ -662,12 +662,13 @@ def _user_exists(name: str) -> bool:
     return True
 
 
-def render_sendmail_mc(milter_port: int, submission_port: int, reinject_port: int) -> str:
-    """contrib/sendmail/smimegate.mc for a private instance: the milter, submission and
-    re-injection ports replaced; no SMTP AUTH on submission (there is no SASL server)."""
+def render_sendmail_mc(milter: str, submission_port: int, reinject_port: int) -> str:
+    """contrib/sendmail/smimegate.mc for a private instance: the milter socket (Sendmail's
+    ``S=`` value: ``inet:PORT@HOST`` or ``local:/PATH``), submission and re-injection ports
+    replaced; no SMTP AUTH on submission (there is no SASL server)."""
     text = (CONTRIB / "sendmail" / "smimegate.mc").read_text()
     replacements = {
-        CONTRIB_SENDMAIL_MILTER: f"S=inet:{milter_port}@127.0.0.1",
+        CONTRIB_SENDMAIL_MILTER: f"S={milter}",
         "`Port=submission, Name=ORIGINATING, M=Ea'":
             f"`Port={submission_port}, Addr=127.0.0.1, Name=ORIGINATING, M=E'",
         "`Port=10026, Addr=127.0.0.1,": f"`Port={reinject_port}, Addr=127.0.0.1,",
@@ -727,7 +728,7 @@ class Sendmail:
     and reinject_port (no milters); relays everything to relay_port.
     """
 
-    def __init__(self, base: Path, *, milter_port: int, relay_port: int) -> None:
+    def __init__(self, base: Path, *, milter: str, relay_port: int) -> None:
         self.tree = sendmail_tree()
         self.base = base
         self.relay_port = relay_port
@@ -738,7 +739,7 @@ class Sendmail:
             (base / d).mkdir(mode=0o700, parents=True, exist_ok=True)
         (base / "service.switch").write_text("hosts files\naliases files\n")
         mc = SENDMAIL_MC_HEAD.format(base=base, relay_port=relay_port, smtp_port=self.smtp_port)
-        mc += render_sendmail_mc(milter_port, self.submission_port, self.reinject_port)
+        mc += render_sendmail_mc(milter, self.submission_port, self.reinject_port)
         mc += SENDMAIL_MC_TAIL
         self.mc = base / "sendmail.mc"
         self.mc.write_text(mc)

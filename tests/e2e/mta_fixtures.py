@@ -21,6 +21,7 @@ import contextlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,17 +179,32 @@ class SendmailWorld:
     milter: MilterProcess
 
 
-@pytest.fixture(scope="module")
-def sendmail_world(pki: Pki, store_dir: Path) -> Iterator[SendmailWorld]:
-    """Debian's Sendmail (unpacked) with contrib/sendmail rendered in, the same store."""
+@pytest.fixture(scope="module", params=["inet", "unix"])
+def sendmail_world(request: pytest.FixtureRequest, pki: Pki, store_dir: Path
+                   ) -> Iterator[SendmailWorld]:
+    """Debian's Sendmail (unpacked) with contrib/sendmail rendered in, the same store; the
+    milter on inet: as contrib has it, and on unix:, where the milter negotiates DATA away
+    (smimegate/milter/session.py)."""
     base = open_dir("smimegate-sendmail-")
     sink = SmtpSink(base / "sink")
-    port = free_port()
-    socket = f"inet:{port}@127.0.0.1"
-    sendmail = Sendmail(base / "sendmail", milter_port=port, relay_port=sink.port)
+    run_dir: Path | None = None
+    if request.param == "unix":
+        # Not under /tmp: Sendmail refuses a local socket below a world-writable directory
+        # ("local socket name ... unsafe: World writable directory"), as an admin's would be
+        # in /run. Sendmail runs as root here (its own UTS namespace), so /run is writable.
+        run_dir = Path(tempfile.mkdtemp(prefix="smimegate-sendmail-", dir="/run"))
+        run_dir.chmod(0o755)
+        socket = f"unix:{run_dir / 'milter.sock'}"
+        sendmail_spec = f"local:{run_dir / 'milter.sock'}"
+    else:
+        port = free_port()
+        socket = sendmail_spec = f"inet:{port}@127.0.0.1"
+    sendmail = Sendmail(base / "sendmail", milter=sendmail_spec, relay_port=sink.port)
     config = milter_config(base, socket=socket, reinject_port=sendmail.reinject_port,
                            store=store_dir)
     milter = smimegate_milter(config, socket, base / "milter.log")
     with running(sink, milter, sendmail):
         yield SendmailWorld(base, pki, sendmail, sink, milter)
     shutil.rmtree(base, ignore_errors=True)
+    if run_dir is not None:
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -103,6 +103,6 @@ def test_render_keeps_contrib_text() -> None:
         if line.startswith("  -o "):
             assert line in rendered
     assert "127.0.0.1:10587 inet" in rendered and "127.0.0.1:10626 inet" in rendered
-    mc = render_sendmail_mc(18891, 10587, 10626)
+    mc = render_sendmail_mc("inet:18891@127.0.0.1", 10587, 10626)
     assert "S=inet:18891@127.0.0.1" in mc and "Name=ORIGINATING" in mc
     assert "`Port=10626, Addr=127.0.0.1, Name=REINJECT, InputMailFilters='" in mc
