@@ -94,15 +94,6 @@ _FAMILIES: tuple[tuple[type | UnionType, KeyFamily], ...] = (
 )
 
 
-def _public_der(public: object) -> bytes:
-    assert isinstance(
-        public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-    )
-    return public.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 def _digest_algorithm(name: str) -> algos.DigestAlgorithm:
     # RFC 5754 2: SHA-2 AlgorithmIdentifiers are generated with absent parameters.
     return algos.DigestAlgorithm({"algorithm": alg.DIGEST_OIDS[name], "parameters": None})

@@ -75,14 +75,6 @@ def _placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def _public_der(key: Any) -> bytes:
-    return bytes(
-        key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -475,10 +467,10 @@ class SqlStore:
                 (email, info.fingerprint),
             )
         if key is not None:
-            from smimegate.smime import mlkem512  # asn1crypto: not on a store command's path
+            from smimegate.pki import certfile  # asn1crypto: not on a store command's path
 
-            pub = mlkem512.certificate_public_key(x509.load_der_x509_certificate(info.der))
-            if _public_der(key.public_key()) != _public_der(pub):
+            own = x509.load_der_x509_certificate(info.der)
+            if certfile.key_spki(key) != certfile.certificate_spki(own):
                 raise InvalidData(
                     f"the private key does not belong to certificate {info.fingerprint}"
                 )

@@ -14,6 +14,7 @@ import pytest
 
 from smimegate.store import StoreUnavailable
 from smimegate.store.keys import MasterKey
+from tests.helpers.x509damage import cert_with_version
 from tests.unit.cli.admin_support import R9216, VECTORS, Cli, cli  # noqa: F401
 
 RFC4134 = VECTORS / "rfc4134"
@@ -131,9 +132,7 @@ def test_a_failure_part_way_leaves_whole_certificates_only(
 def test_a_certificate_with_an_unknown_version_is_named(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
     """cryptography raises InvalidVersion (not a ValueError) for a version other than v1-v3."""
     der = base64.b64decode("".join(BOB.read_text().splitlines()[1:-1]))
-    version = b"\xa0\x03\x02\x01\x02"  # [0] EXPLICIT INTEGER 2 (v3), RFC 5280 4.1
-    assert der.count(version) == 1
-    bad = base64.encodebytes(der.replace(version, b"\xa0\x03\x02\x01\x07")).decode()
+    bad = base64.encodebytes(cert_with_version(der, 7)).decode()
     bundle = tmp_path / "bad-version.pem"
     bundle.write_text(CARL.read_text()
                       + f"-----BEGIN CERTIFICATE-----\n{bad}-----END CERTIFICATE-----\n")
