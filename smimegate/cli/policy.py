@@ -65,6 +65,9 @@ def text_lines(answer: dict[str, Any]) -> list[str]:
         lines.append(f"sign: yes ({sign['mode']}) with {signers}")
     else:
         lines.append("sign: no")
+    for k in sign["keys"]:
+        state = "used" if k["used"] else f"not used: {k['why']}"
+        lines.append(f"    signing key {k['kind']} {k['subject']} serial {k['serial']}: {state}")
     if answer["subject"]["trigger"]:
         lines.append(f"subject sent: {answer['subject']['sent']} (trigger matched)")
     for copy in answer["copies"]:

@@ -35,7 +35,7 @@ import functools
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -83,6 +83,17 @@ class SigningIdentity:
     key: Any
     chain: tuple[x509.Certificate, ...]
     revocation: str = "unknown"
+
+
+@dataclass(frozen=True)
+class SigningCandidate:
+    """One of a sender's stored keys as signing_identity looks at it: its certificate, its
+    family, and the trust check for signing (None: blocked in the store, so not checked)."""
+
+    certificate: x509.Certificate
+    key: Any
+    family: SigningFamily
+    trust: trust.TrustResult | None
 
 
 @dataclass(frozen=True)
@@ -344,17 +355,28 @@ class Services:
                                  lambda: self._find_signing(address, family))
 
     def _find_signing(self, address: str, family: SigningFamily) -> SigningIdentity | None:
-        anchors = self.anchors()
-        for record, key in self.store.keys_for_email(address):
-            if record.blocked or _is_ml_dsa(key) != (family == "ml-dsa"):
-                continue
-            cert = record.certificate()
-            result = trust.check(cert, anchors, purpose="sign")
-            if result.trusted:
+        for candidate in self.signing_candidates(address, family):
+            result = candidate.trust
+            if result is not None and result.trusted:
                 # The path runs leaf ... root: send the intermediates (RFC 8551 2.4.2: include
                 # what the recipient needs to build the path), not the leaf twice nor the root.
-                return SigningIdentity(cert, key, tuple(result.path[1:-1]), result.revocation)
+                return SigningIdentity(candidate.certificate, candidate.key,
+                                       tuple(result.path[1:-1]), result.revocation)
         return None
+
+    def signing_candidates(self, address: str, family: SigningFamily | None = None
+                           ) -> Iterator[SigningCandidate]:
+        """The stored keys of ``address`` newest first (of ``family`` only, when given), as
+        signing_identity looks at them: it takes the first trusted one. Lazy: a key's trust
+        check runs when the iteration reaches it. Not cached (explain lists them all)."""
+        anchors = self.anchors()
+        for record, key in self.store.keys_for_email(address):
+            kind: SigningFamily = "ml-dsa" if _is_ml_dsa(key) else "classic"
+            if family is not None and kind != family:
+                continue
+            cert = record.certificate()
+            result = None if record.blocked else trust.check(cert, anchors, purpose="sign")
+            yield SigningCandidate(cert, key, kind, result)
 
     def encryption_certificate(self, address: str) -> EncryptionChoice:
         """The certificate to encrypt to ``address`` (pki.trust.choose_encryption_certificate

@@ -1,9 +1,10 @@
 """Policy explain: what the milter would do with a message, without a message.
 
 Sender, recipients and Subject in; out, the decision the gateway would take: the direction,
-whether it signs and with which certificate(s), per recipient whether it is encrypted and to
-which certificate, why every other certificate of the recipient was not used, and the policy
-values that decided, each with the level it came from (issue 12 point 1).
+whether it signs and with which certificate(s), why every other signing key of the sender was
+not used, per recipient whether it is encrypted and to which certificate, why every other
+certificate of the recipient was not used, and the policy values that decided, each with the
+level it came from (issue 12 point 1).
 
 It runs the gateway's own code, never a copy of its rules: Services built from the same
 configuration (smimegate.milter.services.configured_services, read-only: certificates found
@@ -154,7 +155,7 @@ def _explain(services: Services, asked: Question) -> dict[str, Any]:
         "why": [REASONS.get(r, r) for r in decision.reasons],
         "subject": {"given": asked.subject, "sent": decision.subject,
                     "trigger": decision.trigger_matched},
-        "sign": _signing(plan, decision),
+        "sign": _signing(services, asked.sender, plan, decision),
         "sender_policy": _values(sender_policy, SENDER_PROPERTIES),
         "refusal": str(decision.refusal) if decision.refusal is not None else None,
         "recipients": recipients,
@@ -180,7 +181,8 @@ def _describe(cert: x509.Certificate) -> dict[str, Any]:
             "not_after": cert.not_valid_after_utc.isoformat()}
 
 
-def _signing(plan: OutboundPlan | None, decision: Decision) -> dict[str, Any]:
+def _signing(services: Services, sender: str, plan: OutboundPlan | None, decision: Decision
+             ) -> dict[str, Any]:
     signers = []
     if plan is not None:
         for kind in decision.signers if decision.sign else ():
@@ -189,7 +191,38 @@ def _signing(plan: OutboundPlan | None, decision: Decision) -> dict[str, Any]:
                 signers.append({"family": kind, "revocation": identity.revocation,
                                 **_describe(identity.certificate)})
     return {"sign": decision.sign, "mode": decision.sign_mode,
-            "arrangement": decision.sign_arrangement, "signers": signers}
+            "arrangement": decision.sign_arrangement, "signers": signers,
+            "keys": _signing_keys(services, sender, plan, decision) if plan is not None else []}
+
+
+def _signing_keys(services: Services, sender: str, plan: OutboundPlan, decision: Decision
+                  ) -> list[dict[str, Any]]:
+    """Every stored key of the sender, newest first: whether it signs and, if not, why (the
+    way Services.signing_identity chooses: per family, the newest trusted key)."""
+    used = {_fingerprint(identity.certificate) for identity in plan.signers}
+    pqc = plan.sender.policy.value("pqc")
+    out: list[dict[str, Any]] = []
+    for candidate in services.signing_candidates(sender):
+        fingerprint = _fingerprint(candidate.certificate)
+        result = candidate.trust
+        trusted = result is not None and result.trusted
+        if fingerprint in used:
+            why = ""
+        elif result is None:
+            why = "blocked in the store"
+        elif not trusted:
+            why = f"not trusted for signing: {result.reason}"
+        elif not decision.sign:
+            why = "not signed: " + "; ".join(REASONS.get(r, r) for r in decision.reasons)
+        elif candidate.family == "classic" and pqc == "only":
+            why = "pqc is only: classic keys do not sign"
+        elif candidate.family == "ml-dsa" and pqc == "never":
+            why = "pqc is never: ML-DSA keys do not sign"
+        else:  # signing_identity takes the newest trusted key of each kind
+            why = "a newer trusted key of the same kind signs"
+        out.append({**_describe(candidate.certificate), "kind": candidate.family,
+                    "used": not why, "why": why})
+    return out
 
 
 def _action(decision: RecipientDecision) -> str:

@@ -6,7 +6,8 @@ which copies it made for whom, each copy's RecipientInfos (issuer and serial) an
 (after decrypting with the test identities' keys). That must be exactly what explain says:
 its copies, the certificates it marks used for the recipients of each copy, its signers.
 Cases: internal and external recipients, a mandatory recipient without certificate, the
-Subject trigger, expired and revoked certificates, pqc = prefer, an unauthorised client.
+Subject trigger, expired and revoked certificates, pqc = prefer, an unauthorised client; and
+for the sender's signing keys, which one signs and why each other one does not.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tests.milter.gateway_support import World, envelope, global_settings, make_
 ALICE, BOB = "alice@internal.test", "bob@internal.test"
 CAROL, DAVE, MAND = "carol@external.test", "dave@external.test", "mand@external.test"
 GRACE, RITA, QUINN = "grace@external.test", "rita@external.test", "quinn@external.test"
+HANK = "hank@internal.test"
 OUTSIDE = "198.51.100.7"
 DAY = dt.timedelta(days=1)
 
@@ -62,6 +64,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
                                    ("quinn-kem", QUINN, "ml-kem-1024", False)):
         w.ids[name] = w.ca.issue(email, kind)
         w.store.add_certificate(w.ids[name].cert, key=w.ids[name].key if key else None)
+    # hank signs: his newest key expired, the next one signs, an older one is superseded,
+    # and the oldest is blocked in the store.
+    for name, start, days in (("hank-expired", now - 10 * DAY, 5),
+                              ("hank-valid", now - 100 * DAY, 800),
+                              ("hank-old", now - 200 * DAY, 800),
+                              ("hank-blocked", now - 300 * DAY, 800)):
+        w.ids[name] = w.ca.issue(HANK, not_before=start, days=days)
+        w.store.add_certificate(w.ids[name].cert, key=w.ids[name].key)
+    w.store.set_certificate_blocked(
+        w.ids["hank-blocked"].cert.fingerprint(hashes.SHA256()).hex(), True)
     w.gateway.reload()
     return w
 
@@ -214,6 +226,38 @@ def test_pqc_prefer(world: World, setting: Any) -> None:
     classic = recipient(answer, GRACE)["certificates"][0]
     assert classic["kind"] == "classic" and classic["why"].startswith("pqc is only")
     assert agree(world, QUINN, GRACE)["copies"][1]["recipients"] == [GRACE]
+
+
+def test_every_signing_key_says_whether_it_signs_and_why_not(world: World,
+                                                              setting: Any) -> None:
+    answer = agree(world, CAROL, sender=HANK)
+    keys = {k["serial"]: k for k in answer["sign"]["keys"]}
+    assert [k["serial"] for k in answer["sign"]["keys"]] == [
+        serial(world, n) for n in ("hank-expired", "hank-valid", "hank-old", "hank-blocked")]
+    assert keys[serial(world, "hank-valid")]["used"] is True
+    assert keys[serial(world, "hank-valid")]["why"] == ""
+    assert "expired" in keys[serial(world, "hank-expired")]["why"]
+    assert keys[serial(world, "hank-expired")]["why"].startswith("not trusted for signing")
+    assert keys[serial(world, "hank-old")]["why"] == "a newer trusted key of the same kind signs"
+    assert keys[serial(world, "hank-blocked")]["why"] == "blocked in the store"
+    assert not any(k["used"] for k in answer["sign"]["keys"]
+                   if k["serial"] != serial(world, "hank-valid"))
+    # alice's ML-DSA key waits for pqc; with prefer both of her keys sign.
+    answer = agree(world, CAROL)
+    pq = next(k for k in answer["sign"]["keys"] if k["kind"] == "ml-dsa")
+    assert pq["used"] is False and pq["why"] == "pqc is never: ML-DSA keys do not sign"
+    setting(pqc="prefer")
+    answer = agree(world, CAROL)
+    assert {k["kind"] for k in answer["sign"]["keys"] if k["used"]} == {"classic", "ml-dsa"}
+    # Not signing at all: every key says why.
+    setting(sign="no")
+    answer = agree(world, CAROL, sender=HANK)
+    assert answer["sign"]["sign"] is False
+    assert keys_why(answer, serial(world, "hank-valid")).startswith("not signed: ")
+
+
+def keys_why(answer: dict[str, Any], serial_hex: str) -> str:
+    return str(next(k["why"] for k in answer["sign"]["keys"] if k["serial"] == serial_hex))
 
 
 def test_unauthorised_client_is_not_outbound(world: World) -> None:

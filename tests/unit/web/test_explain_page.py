@@ -8,6 +8,7 @@ import json
 import re
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 
 from smimegate.cli.main import main
 from smimegate.service import explain
@@ -29,13 +30,26 @@ def carol(site: Site) -> str:
     return format(cert.serial_number, "X")
 
 
+@pytest.fixture()
+def bob_keys(site: Site) -> tuple[str, str]:
+    """bob (the sender) holds a trusted signing key and a blocked one; their serials."""
+    ca = TestCA()
+    site.store.add_root(ca.cert)
+    good, blocked = ca.issue("bob@example.com"), ca.issue("bob@example.com")
+    for identity in (good, blocked):
+        site.store.add_certificate(identity.cert, key=identity.key)
+    site.store.set_certificate_blocked(blocked.cert.fingerprint(hashes.SHA256()).hex(), True)
+    return format(good.cert.serial_number, "X"), format(blocked.cert.serial_number, "X")
+
+
 def changes(site: Site) -> tuple[object, ...]:
     """What a read must leave alone: the audit log, the certificates, the settings."""
     return (accounts_of(site.store).audit(limit=1000),
             [c.fingerprint for c in site.store.list_certificates()], site.store.settings())
 
 
-def test_the_page_answers_an_auditor_and_changes_nothing(site: Site, carol: str) -> None:
+def test_the_page_answers_an_auditor_and_changes_nothing(site: Site, carol: str,
+                                                         bob_keys: tuple[str, str]) -> None:
     client = site.client()
     sign_in(client, "otto")
     before = changes(site)
@@ -49,6 +63,12 @@ def test_the_page_answers_an_auditor_and_changes_nothing(site: Site, carol: str)
     assert f"serial {carol}" in html and "used" in html
     assert "encrypt_mode" in html and ">default<" in html
     assert changes(site) == before
+    # The sender's signing keys, each with whether it signs.
+    good, blocked = bob_keys
+    keys = html.split('id="signing-keys"', 1)[1].split("</ul>", 1)[0]
+    assert re.search(rf"used \(classic\):\s+[^<]*serial {good}", keys)
+    assert re.search(rf"not used \(classic\):\s+[^<]*serial {blocked}[^<]*<span "
+                     r'class="why">— blocked in the store', keys)
     # The empty form: no answer yet, no error.
     empty = client.get("/explain")
     assert empty.status_code == 200 and 'id="answer"' not in empty.text
@@ -92,7 +112,8 @@ def test_api_explain_for_both_roles(site: Site, carol: str) -> None:
     assert "post" in paths["/api/v1/explain"]
 
 
-def test_cli_policy_explain(site: Site, carol: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_policy_explain(site: Site, carol: str, bob_keys: tuple[str, str],
+                            capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     argv = ["-c", str(site.config_path), "policy", "explain", "bob@example.com", CAROL, DAVE]
     assert main([*argv, "--json"]) == 0
@@ -102,6 +123,10 @@ def test_cli_policy_explain(site: Site, carol: str, capsys: pytest.CaptureFixtur
     text = capsys.readouterr().out
     assert "refused: 550 5.7.1 <dave@partner.test>" in text
     assert f"serial {carol}: used" in text
+    good, blocked = bob_keys
+    assert re.search(rf"\n +signing key classic .* serial {good}: used\n", text)
+    assert re.search(rf"\n +signing key classic .* serial {blocked}: not used: blocked in the "
+                     r"store\n", text)
     assert "copy:" not in text  # refused: nothing is delivered
     assert re.search(r"\n +encrypt_mode +allow +\(default\)\n", text)
     assert main([*argv[:4], "bob@example.com", "not an address"]) == 2
