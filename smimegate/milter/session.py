@@ -411,8 +411,9 @@ class Session(Milter.Base):  # type: ignore[misc]
     @_boundary("data", replies_allowed=True)
     def data(self) -> int:
         # Answered on purpose on inet:, though there is nothing to decide: see the module
-        # docstring (the inet: stall); on unix: the MTA does not send it (skip_data). The reply costs one loopback round trip; its absence cost a
-        # ~40 ms delayed-ACK timer per message.
+        # docstring (the inet: stall); on unix: the MTA does not send it (skip_data). The
+        # reply costs one loopback round trip; its absence cost a ~40 ms delayed-ACK timer
+        # per message.
         return CONTINUE
 
     @noreply
