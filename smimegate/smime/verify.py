@@ -748,13 +748,28 @@ def _frame_asn1(der: bytes) -> _Frame:
         econtent = encap["content"]
         embedded: bytes | None = None
         if not isinstance(econtent, core.Void):
-            # The octets themselves, whatever the content type, also when BER splits them in
-            # chunks (NSS writes constructed OCTET STRINGs).
-            embedded = bytes(econtent)
+            embedded = _econtent_octets(econtent, content_type)
         signer_infos = tuple(signed["signer_infos"])
         listed = frozenset(oid_dotted(d["algorithm"]) for d in signed["digest_algorithms"])
     return _Frame(content_type, embedded, signer_infos, listed,
                   functools.partial(_certificates, signed), functools.partial(_crls, signed))
+
+
+def _econtent_octets(econtent: core.Asn1Value, content_type: str) -> bytes:
+    """The octets of an eContent, also when BER splits them in chunks (NSS writes constructed
+    OCTET STRINGs). RFC 5652 5.2 makes eContent an OCTET STRING whatever its type; asn1crypto
+    reads a version 1 SignedData's by its type (PKCS #7, RFC 2315 9.1): an unknown type as Any,
+    which then holds the OCTET STRING, a known one other than id-data as that type, which is
+    not content a mail carries. bytes() of anything but an OCTET STRING is asn1crypto's repr,
+    never the content. Raises Malformed."""
+    if isinstance(econtent, core.OctetString | core.ParsableOctetString):
+        return bytes(econtent)
+    if isinstance(econtent, core.Any):
+        try:
+            return bytes(econtent.parse(core.OctetString))
+        except (ValueError, TypeError):
+            pass
+    raise Malformed(f"SignedData: the eContent of type {content_type} is not an OCTET STRING")
 
 
 def _frame_der(der: bytes) -> _Frame | None:

@@ -164,6 +164,32 @@ def test_other_content_type_is_noted(alice: Identity) -> None:
         "contentType attribute does not match eContentType")
 
 
+def test_an_unknown_content_type_gives_its_octets(alice: Identity) -> None:
+    # In a version 1 SignedData asn1crypto reads the eContent of a type it does not know as
+    # Any (PKCS #7); the content is still the OCTET STRING inside (RFC 5652 5.2), never
+    # asn1crypto's repr of the Any.
+    other = "1.2.3.4"
+    info = build_signer_info(CONTENT, alice.key, alice.cert, content_type=other)
+    signed = acms.ContentInfo.load(assemble(CONTENT, [info], [alice.cert], detached=False,
+                                            content_type=other))
+    signed["content"]["version"] = "v1"
+    content, layer = verify_der(signed.dump(force=True))
+    assert content == CONTENT
+    assert layer.signers[0].valid, layer.signers[0].reason
+
+
+def test_typed_content_is_malformed(alice: Identity) -> None:
+    # PKCS #7 style (RFC 2315 9.1): eContent as the DER of its type, here a SignedData, which
+    # no mail carries: a clear error, not content made of asn1crypto's repr.
+    inner = acms.ContentInfo.load(sign_der(CONTENT, alice.key, alice.cert, detached=False))
+    outer = acms.ContentInfo.load(sign_der(CONTENT, alice.key, alice.cert, detached=False))
+    outer["content"]["encap_content_info"] = acms.ContentInfo(
+        {"content_type": "signed_data", "content": inner["content"]})
+    with pytest.raises(Malformed, match="eContent of type 1.2.840.113549.1.7.2 is not an "
+                                        "OCTET STRING"):
+        verify_der(outer.dump(force=True))
+
+
 def test_certificates_harvested(ca: TestCA, alice: Identity) -> None:
     der = sign_der(CONTENT, alice.key, alice.cert, [ca.cert])
     certificates = verify_der(der, CONTENT)[1].certificates
