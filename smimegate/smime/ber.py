@@ -47,11 +47,23 @@ class Tlv(NamedTuple):
         return self.tag_class == tag_class and self.number == number
 
 
-def read(buf: memoryview, pos: int, limit: int, what: str, depth: int = 0) -> Tlv:
+Memo = dict[int, Tlv]
+"""Elements already read, by position: finding the end of an indefinite-length element reads
+everything inside it, so a caller that then reads the elements inside, level by level, would
+read the innermost ones once per level above them."""
+
+
+def read(buf: memoryview, pos: int, limit: int, what: str, depth: int = 0,
+         memo: Memo | None = None) -> Tlv:
     """Read the element at ``pos`` that must end by ``limit``.
 
+    memo: elements read before in the same buffer (filled as they are read).
     Raises Malformed (naming ``what``) on truncation, bad lengths or too deep nesting.
     """
+    if memo is not None:
+        known = memo.get(pos)
+        if known is not None and known.after <= limit:
+            return known
     if depth > MAX_DEPTH:
         raise Malformed(f"{what}: nesting deeper than {MAX_DEPTH}")
     if pos >= limit:
@@ -84,8 +96,11 @@ def read(buf: memoryview, pos: int, limit: int, what: str, depth: int = 0) -> Tl
         child = pos
         for _ in range(MAX_CHILDREN + 1):
             if child + 2 <= limit and buf[child] == 0 and buf[child + 1] == 0:
-                return Tlv(tag_class, constructed, number, start, pos, child, child + 2)
-            child = read(buf, child, limit, what, depth + 1).after
+                tlv = Tlv(tag_class, constructed, number, start, pos, child, child + 2)
+                if memo is not None:
+                    memo[start] = tlv
+                return tlv
+            child = read(buf, child, limit, what, depth + 1, memo).after
         raise Malformed(f"{what}: more than {MAX_CHILDREN} elements in one constructed element")
     if octet & 0x80:
         count = octet & 0x7F
@@ -101,8 +116,9 @@ def read(buf: memoryview, pos: int, limit: int, what: str, depth: int = 0) -> Tl
     return Tlv(tag_class, constructed, number, start, pos, end, end)
 
 
-def children(buf: memoryview, parent: Tlv, what: str) -> list[Tlv]:
-    """The elements inside a constructed element, in order. Raises Malformed."""
+def children(buf: memoryview, parent: Tlv, what: str, memo: Memo | None = None) -> list[Tlv]:
+    """The elements inside a constructed element, in order (memo: as for read). Raises
+    Malformed."""
     if not parent.constructed:
         raise Malformed(f"{what}: expected a constructed element")
     out: list[Tlv] = []
@@ -110,23 +126,25 @@ def children(buf: memoryview, parent: Tlv, what: str) -> list[Tlv]:
     while pos < parent.end:
         if len(out) >= MAX_CHILDREN:
             raise Malformed(f"{what}: more than {MAX_CHILDREN} elements in one constructed element")
-        tlv = read(buf, pos, parent.end, what)
+        tlv = read(buf, pos, parent.end, what, memo=memo)
         out.append(tlv)
         pos = tlv.after
     return out
 
 
-def octet_chunks(buf: memoryview, tlv: Tlv, what: str, depth: int = 0) -> list[memoryview]:
-    """The data of an OCTET STRING, primitive or constructed (X.690 8.7.3), as views without copying."""
+def octet_chunks(buf: memoryview, tlv: Tlv, what: str, depth: int = 0,
+                 memo: Memo | None = None) -> list[memoryview]:
+    """The data of an OCTET STRING, primitive or constructed (X.690 8.7.3), as views without
+    copying (memo: as for read)."""
     if not tlv.constructed:
         return [buf[tlv.body : tlv.end]]
     if depth > MAX_DEPTH:
         raise Malformed(f"{what}: nesting deeper than {MAX_DEPTH}")
     out: list[memoryview] = []
-    for child in children(buf, tlv, what):
+    for child in children(buf, tlv, what, memo):
         if not child.is_(UNIVERSAL, 4):
             raise Malformed(f"{what}: constructed OCTET STRING holds a non-OCTET STRING")
-        out.extend(octet_chunks(buf, child, what, depth + 1))
+        out.extend(octet_chunks(buf, child, what, depth + 1, memo))
         if len(out) > MAX_CHILDREN:
             raise Malformed(f"{what}: more than {MAX_CHILDREN} OCTET STRING chunks")
     return out

@@ -180,12 +180,14 @@ def read(der: bytes | memoryview) -> Envelope:
     if len(buf) > MAX_DER_BYTES:
         raise Malformed(f"CMS: {len(buf)} bytes is over the limit of {MAX_DER_BYTES}")
     what = "CMS ContentInfo"
-    top = ber.read(buf, 0, len(buf), what)
+    # Each indefinite-length element (NSS writes them) is walked once, not once per level.
+    memo: ber.Memo = {}
+    top = ber.read(buf, 0, len(buf), what, memo=memo)
     if top.after != len(buf):
         raise Malformed(f"{what}: {len(buf) - top.after} bytes of trailing data")
     if not top.is_(ber.UNIVERSAL, 16, True):
         raise Malformed(f"{what}: not a SEQUENCE")
-    parts = ber.children(buf, top, what)
+    parts = ber.children(buf, top, what, memo)
     if len(parts) != 2 or not parts[0].is_(ber.UNIVERSAL, 6, False):
         raise Malformed(f"{what}: expected contentType and content")
     if not parts[1].is_(ber.CONTEXT, 0, True):
@@ -198,14 +200,15 @@ def read(der: bytes | memoryview) -> Envelope:
     else:
         raise Malformed(f"{what}: content type {outer_oid} is not (Auth)EnvelopedData")
     what = "EnvelopedData" if kind == "enveloped" else "AuthEnvelopedData"
-    inner = ber.children(buf, parts[1], what)
+    inner = ber.children(buf, parts[1], what, memo)
     if len(inner) != 1 or not inner[0].is_(ber.UNIVERSAL, 16, True):
         raise Malformed(f"{what}: not a SEQUENCE")
-    fields = ber.children(buf, inner[0], what)
-    return _fields(buf, fields, kind, what)
+    fields = ber.children(buf, inner[0], what, memo)
+    return _fields(buf, fields, kind, what, memo)
 
 
-def _fields(buf: memoryview, fields: list[ber.Tlv], kind: EnvelopeKind, what: str) -> Envelope:
+def _fields(buf: memoryview, fields: list[ber.Tlv], kind: EnvelopeKind, what: str,
+            memo: ber.Memo) -> Envelope:
     index = 0
 
     def take() -> ber.Tlv:
@@ -229,7 +232,7 @@ def _fields(buf: memoryview, fields: list[ber.Tlv], kind: EnvelopeKind, what: st
     eci = take()
     if not eci.is_(ber.UNIVERSAL, 16, True):
         raise Malformed(f"{what}: no EncryptedContentInfo")
-    content_type, algorithm, ciphertext = _content_info(buf, eci, what)
+    content_type, algorithm, ciphertext = _content_info(buf, eci, what, memo)
     mac = auth_attrs = None
     if kind == "auth-enveloped":
         field = take()
@@ -346,10 +349,10 @@ def _force_parse(info: acms.RecipientInfo) -> None:
 
 
 def _content_info(
-    buf: memoryview, eci: ber.Tlv, what: str
+    buf: memoryview, eci: ber.Tlv, what: str, memo: ber.Memo
 ) -> tuple[str, aalgos.EncryptionAlgorithm, list[memoryview]]:
     what = f"{what} EncryptedContentInfo"
-    parts = ber.children(buf, eci, what)
+    parts = ber.children(buf, eci, what, memo)
     if len(parts) not in (2, 3) or not parts[0].is_(ber.UNIVERSAL, 6, False):
         raise Malformed(f"{what}: expected contentType, algorithm, encryptedContent")
     if not parts[1].is_(ber.UNIVERSAL, 16, True):
@@ -363,7 +366,7 @@ def _content_info(
         raise Malformed(f"{what}: no encryptedContent (detached content is not supported)")
     if not parts[2].is_(ber.CONTEXT, 0):
         raise Malformed(f"{what}: encryptedContent is not [0]")
-    return content_type, algorithm, ber.octet_chunks(buf, parts[2], what)
+    return content_type, algorithm, ber.octet_chunks(buf, parts[2], what, memo=memo)
 
 
 def _oid(buf: memoryview, tlv: ber.Tlv, what: str) -> str:

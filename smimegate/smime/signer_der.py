@@ -27,6 +27,14 @@ optionally a constructed [0] holding one primitive OCTET STRING; optionally cert
 of plain certificate SEQUENCEs; no crls; signerInfos a SET of SEQUENCEs; nothing after the
 ContentInfo.
 
+``definite_signed_data`` lets NSS's SignedData take that way too. Thunderbird writes the frame
+in BER: indefinite lengths (X.690 8.1.3.6) and eContent as a constructed OCTET STRING
+(X.690 8.7.3). It writes the same frame with definite lengths and eContent as one primitive
+OCTET STRING, and copies every element inside the frame (AlgorithmIdentifiers, certificates,
+CRLs, SignerInfos) byte for byte, so that asn1crypto reads the result exactly as it reads the
+original: the same values, the same bytes signed. NSS writes those inner elements in DER
+(they are signed, or hashed to name a certificate), so the result then has the plain shape.
+
 tests/unit/smime/test_signer_der.py feeds the corpora and mutants of them to both readers and
 requires the same results wherever this one does not decline, SignerInfo by SignerInfo and
 for whole SignedData.
@@ -35,6 +43,9 @@ for whole SignedData.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from smimegate.smime import ber
+from smimegate.smime.errors import Malformed
 
 _SEQUENCE, _SET, _INTEGER, _OCTET_STRING, _OID = 0x30, 0x31, 0x02, 0x04, 0x06
 _CONTEXT_0_PRIMITIVE, _CONTEXT_0_CONSTRUCTED = 0x80, 0xA0
@@ -67,6 +78,7 @@ class SignerFields:
 # id-data's (RFC 5652 4).
 _SIGNED_DATA_OID = bytes.fromhex("06092a864886f70d010702")
 _DATA_OID_CONTENTS = bytes.fromhex("2a864886f70d010701")
+_DATA_OID = bytes.fromhex("0609") + _DATA_OID_CONTENTS
 
 
 @dataclass(frozen=True)
@@ -240,6 +252,90 @@ def _read_signed_data(der: bytes) -> SignedDataFields:
         certificates = der[block[1] : block[3]]
     return SignedDataFields(sequences(der, digests), content_type, content, certificates,
                             certificate_list, sequences(der, infos))
+
+
+def definite_signed_data(der: bytes) -> bytes | None:
+    """The ContentInfo(SignedData) ``der`` with its frame in definite lengths and its eContent
+    one primitive OCTET STRING, the elements inside the frame copied as they are (module
+    docstring); None when ``der`` is not such a ContentInfo, also in BER, with nothing after
+    it, or when an element to copy has an indefinite length itself. Never raises."""
+    try:
+        return _definite_signed_data(memoryview(der))
+    except (Decline, Malformed):
+        return None
+
+
+def _definite_signed_data(buf: memoryview) -> bytes:
+    memo: ber.Memo = {}  # each indefinite-length element is walked once, not once per level
+    outer = ber.read(buf, 0, len(buf), "ContentInfo", memo=memo)
+    if outer.after != len(buf) or not outer.is_(ber.UNIVERSAL, 16, True):
+        raise Decline
+    parts = ber.children(buf, outer, "ContentInfo", memo)
+    if (len(parts) != 2 or _verbatim(buf, parts[0]) != _SIGNED_DATA_OID
+            or not parts[1].is_(ber.CONTEXT, 0, True)):
+        raise Decline
+    inner = ber.children(buf, parts[1], "ContentInfo content", memo)
+    if len(inner) != 1 or not inner[0].is_(ber.UNIVERSAL, 16, True):
+        raise Decline
+    fields = ber.children(buf, inner[0], "SignedData", memo)
+    if len(fields) < 4:
+        raise Decline
+    # version, digestAlgorithms, encapContentInfo, [certificates], [crls], signerInfos
+    body = [_verbatim(buf, fields[0]), _rewrapped(buf, fields[1], memo),
+            _encapsulated_definite(buf, fields[2], memo)]
+    body += [_rewrapped(buf, f, memo) for f in fields[3:]]
+    signed = ber.der_header(_SEQUENCE, sum(map(len, body))) + b"".join(body)
+    content = ber.der_header(_CONTEXT_0_CONSTRUCTED, len(signed)) + signed
+    oid = _SIGNED_DATA_OID
+    return ber.der_header(_SEQUENCE, len(oid) + len(content)) + oid + content
+
+
+def _verbatim(buf: memoryview, tlv: ber.Tlv) -> bytes:
+    """An element's bytes as they are; Decline when its own length is indefinite."""
+    if tlv.end != tlv.after:
+        raise Decline
+    return bytes(buf[tlv.start : tlv.after])
+
+
+def _identifier(buf: memoryview, tlv: ber.Tlv) -> int:
+    if buf[tlv.start] & 0x1F == 0x1F:
+        raise Decline  # high tag number form (X.690 8.1.2.4): not in a SignedData frame
+    return int(buf[tlv.start])
+
+
+def _rewrapped(buf: memoryview, tlv: ber.Tlv, memo: ber.Memo) -> bytes:
+    """A constructed element of the frame in a definite length, its elements verbatim."""
+    if not tlv.constructed:
+        raise Decline
+    inside = b"".join(_verbatim(buf, child)
+                      for child in ber.children(buf, tlv, "SignedData", memo))
+    return ber.der_header(_identifier(buf, tlv), len(inside)) + inside
+
+
+def _encapsulated_definite(buf: memoryview, tlv: ber.Tlv, memo: ber.Memo) -> bytes:
+    """EncapsulatedContentInfo in definite lengths, eContent one primitive OCTET STRING."""
+    if not tlv.is_(ber.UNIVERSAL, 16, True):
+        raise Decline
+    parts = ber.children(buf, tlv, "EncapsulatedContentInfo", memo)
+    if not parts or len(parts) > 2:
+        raise Decline
+    inside = _verbatim(buf, parts[0])
+    if len(parts) == 2:
+        wrapper = parts[1]
+        if not wrapper.is_(ber.CONTEXT, 0, True):
+            raise Decline
+        if inside != _DATA_OID:
+            # Another content type: asn1crypto may read its eContent by that type (a version 1
+            # SignedData, RFC 2315 9.1), so it stays as it is.
+            kept = inside + _verbatim(buf, wrapper)
+            return ber.der_header(_SEQUENCE, len(kept)) + kept
+        octets = ber.children(buf, wrapper, "eContent", memo)
+        if len(octets) != 1 or not octets[0].is_(ber.UNIVERSAL, 4):
+            raise Decline
+        data = b"".join(ber.octet_chunks(buf, octets[0], "eContent", memo=memo))
+        string = ber.der_header(_OCTET_STRING, len(data)) + data
+        inside += ber.der_header(_CONTEXT_0_CONSTRUCTED, len(string)) + string
+    return ber.der_header(_SEQUENCE, len(inside)) + inside
 
 
 def _encapsulated(der: bytes, encap: Element) -> tuple[bytes, bytes | None]:

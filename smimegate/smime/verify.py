@@ -717,6 +717,13 @@ def verify_der(der: bytes, detached_content: bytes | None = None) -> tuple[bytes
     neither eContent nor detached content. Bad signatures do not raise.
     """
     frame = _frame_der(der)
+    if frame is None and der[1:2] == b"\x80":
+        # NSS (Thunderbird) writes the frame in BER: the same SignedData with definite lengths
+        # reads the same, and the fast way once its certificates are known (signer_der).
+        definite = signer_der.definite_signed_data(der)
+        if definite is not None:
+            der = definite
+            frame = _frame_der(der)
     return _verify_frame(frame if frame is not None else _frame_asn1(der), detached_content)
 
 

@@ -36,9 +36,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, p
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smimegate.smime import decrypt, mime, signer_der, verify
+from smimegate.smime import ber, decrypt, mime, signer_der, verify
 from smimegate.smime.cms import definite_der, guard, load_content_info, oid_dotted
-from smimegate.smime.errors import SmimeError
+from smimegate.smime.errors import Malformed, SmimeError
 from smimegate.smime.sign import (
     Signer,
     assemble,
@@ -51,9 +51,11 @@ from tests.helpers.testpki import TestCA
 from tests.unit.smime.test_fuzz import _encode, _parse_tree, mutate, mutate_tree, world
 
 SHARED = Path("/work/shared/corpora")
-# Mutants make certificates with a serial number of zero or below, which cryptography still
-# loads with this warning: what the test compares is unchanged by it.
-pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive")
+# Mutants make certificates with a serial number of zero or below, or a name attribute of a
+# length its type forbids, which cryptography still loads with a warning: what the test
+# compares is unchanged by it.
+pytestmark = [pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive"),
+              pytest.mark.filterwarnings("ignore:Attribute's length must be")]
 CONTENT = b"Content-Type: text/plain\r\n\r\nThe quick brown fox.\r\n"
 FIELDS = ("signer_id", "digest_oid", "digest_label", "signature_oid", "signature_label",
           "signed_attrs", "signature", "signing_time", "capabilities")
@@ -481,3 +483,106 @@ def test_whole_signed_data_mutants_read_the_same(data: st.DataObject) -> None:
     else:
         mutant = mutate(data, sample.der)
     compare(mutant, sample.detached)
+
+
+# --- BER frames (NSS): definite_signed_data ----------------------------------------------------
+
+
+def _ber_samples() -> list[Sample]:
+    """The corpus's SignedData whose frame is BER (indefinite lengths: Thunderbird, NSS)."""
+    return [s for s in corpus() if s.der[1:2] == b"\x80"]
+
+
+def compare_definite(der: bytes, detached: bytes | None) -> bool:
+    """verify_der of ``der`` (which reads a BER frame as definite_signed_data rewrites it) gives
+    what asn1crypto's reading of ``der`` itself gives, answer or error; whether it rewrote."""
+    assert _outcome(verify.verify_der, der, detached) == _outcome(_verify_asn1, der, detached)
+    return signer_der.definite_signed_data(der) is not None
+
+
+def test_ber_frames_read_the_same_and_take_the_fast_way() -> None:
+    samples = _ber_samples()
+    assert len(samples) >= 20, len(samples)  # Thunderbird's messages are there
+    fast = 0
+    for sample in samples:
+        definite = signer_der.definite_signed_data(sample.der)
+        assert definite is not None, sample.name
+        assert definite != sample.der and definite[1] != 0x80
+        # asn1crypto reads the rewritten SignedData exactly as the original.
+        assert _outcome(_verify_asn1, definite, sample.detached) == _outcome(
+            _verify_asn1, sample.der, sample.detached), sample.name
+        assert compare_definite(sample.der, sample.detached)
+        # Its certificates known (the line above), the rewritten frame reads the fast way.
+        fast += compare_frame(definite, sample.detached)
+    assert fast >= len(samples) // 2, (fast, len(samples))
+
+
+def test_definite_signed_data_leaves_der_as_it_is() -> None:
+    for sample in (*made(), *(s for s in corpus() if s.der[1:2] != b"\x80")):
+        definite = signer_der.definite_signed_data(sample.der)
+        if definite is not None:  # None: not a SignedData frame it can read (fuzz seeds)
+            assert definite == sample.der, sample.name
+
+
+def test_definite_signed_data_declines_what_is_not_a_ber_signed_data() -> None:
+    sample = _ber_samples()[0]
+    der = sample.der
+    for bad in (b"", b"\x30\x80", der[:-2], der[:-1], der + b"\x00",
+                b"\x31" + der[1:], der[:2] + b"\x06\x03\x2a\x03\x04" + der[13:]):
+        assert signer_der.definite_signed_data(bad) is None
+        assert compare_definite(bad, sample.detached) is False
+
+
+@pytest.mark.parametrize("index", [0, 7])
+def test_every_single_byte_mutant_of_a_ber_frame_reads_the_same(index: int) -> None:
+    samples = _ber_samples()
+    sample = samples[index % len(samples)]
+    rewritten = 0
+    for pos in range(len(sample.der)):
+        original = sample.der[pos]
+        for value in {0x00, 0x04, 0x24, 0x30, 0x80, 0xA0, original ^ 0x01}:
+            if value != original:
+                mutant = sample.der[:pos] + bytes((value,)) + sample.der[pos + 1:]
+                rewritten += compare_definite(mutant, sample.detached)
+    assert rewritten > 100, rewritten
+
+
+@FUZZ
+@given(st.data())
+def test_ber_frame_mutants_read_the_same(data: st.DataObject) -> None:
+    samples = _ber_samples()
+    sample = samples[data.draw(st.integers(0, len(samples) - 1), label="sample")]
+    mutant = (mutate_tree(data, sample.der) if data.draw(st.booleans(), label="tree")
+              else mutate(data, sample.der))
+    compare_definite(mutant, sample.detached)
+
+
+def _walk(der: bytes, memo: ber.Memo | None) -> list[object]:
+    """Every element of ``der`` down to six levels, as ber reads it (or the error it raises)."""
+    buf = memoryview(der)
+    out: list[object] = []
+
+    def down(tlv: ber.Tlv, level: int) -> None:
+        out.append(tlv)
+        if tlv.constructed and level < 6:
+            for child in ber.children(buf, tlv, "walk", memo):
+                down(child, level + 1)
+
+    try:
+        down(ber.read(buf, 0, len(buf), "walk", memo=memo), 0)
+    except Malformed as exc:
+        out.append(str(exc))
+    return out
+
+
+def test_a_memo_changes_nothing_ber_reads() -> None:
+    """ber's memo (each indefinite-length element walked once) gives the elements, and the
+    errors, that reading without it gives: the BER samples and single-byte mutants of one."""
+    samples = _ber_samples()
+    for sample in samples:
+        assert _walk(sample.der, {}) == _walk(sample.der, None), sample.name
+    der = samples[0].der
+    for pos in range(len(der)):
+        for value in (0x00, 0x80, der[pos] ^ 0x01):
+            mutant = der[:pos] + bytes((value,)) + der[pos + 1:]
+            assert _walk(mutant, {}) == _walk(mutant, None), pos
