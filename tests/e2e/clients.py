@@ -390,13 +390,28 @@ class Gpgsm:
         self.env = {"GNUPGHOME": str(home)}
         self._gpgsm("--import", pki.ca_crt)
         for party in parties:
-            self._gpgsm(
-                "--pinentry-mode", "loopback", "--passphrase-fd", "0", "--import", party.p12,
-                input=P12_PASSWORD.encode() + b"\n",
-            )
+            self._import_p12(party)
         # "S relax": trust the root for S/MIME and do not insist on every X.509 nicety.
         fingerprint = pki.ca.cert.fingerprint(hashes.SHA1()).hex().upper()
         (home / "trustlist.txt").write_text(f"{fingerprint} S relax\n")
+
+    def _import_p12(self, party: Party) -> None:
+        """Import the party's PKCS#12. gpgsm 2.2.40 refuses about one file in 60 of those
+        cryptography writes ("decryption failed", "possibly bad passphrase"), always the same
+        file, which OpenSSL and NSS read: which one depends on the random salts. The same key
+        and certificates written again, with new salts, then import; the file the other
+        clients read stays as it is."""
+        path = party.p12
+        for _ in range(5):
+            done = self._gpgsm("--pinentry-mode", "loopback", "--passphrase-fd", "0",
+                               "--import", path, input=P12_PASSWORD.encode() + b"\n",
+                               check=False)
+            if done.returncode == 0:
+                return
+            path = self._file("again.p12", legacy_p12(party.identity, self.pki.ca.cert,
+                                                      P12_PASSWORD))
+        raise ClientError(f"gpgsm --import {party.p12} failed five times with new salts:\n"
+                          f"{done.stderr.decode(errors='replace')}")
 
     def _gpgsm(
         self, *args: str | Path, input: bytes | None = None, check: bool = True
