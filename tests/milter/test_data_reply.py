@@ -11,12 +11,12 @@ daemon asks the MTA not to send DATA at all (SMFIP_NODATA), when the MTA offers 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.mta import wait_for
 from tests.milter import client as mc
 from tests.milter.client import MilterClient
 from tests.milter.daemon import Daemon, fake_argv, free_port, start, write_config
@@ -101,10 +101,8 @@ def test_unix_socket_negotiates_data_away(unix_daemon: tuple[Daemon, str]) -> No
     assert result.reply.cmd == mc.SMFIR_CONTINUE
     assert result.new_body == b"REPLACED\r\nhello\r\n"
     # The message's log line carries the queue id the end-of-message macros gave.
-    deadline = time.monotonic() + 10
-    while "4DATAU1" not in daemon.output():
-        assert time.monotonic() < deadline, daemon.output()
-        time.sleep(0.05)
+    wait_for(lambda: "4DATAU1" in daemon.output(), "the message's log line", timeout=10,
+             log=daemon.output())
 
 
 def test_unix_socket_answers_data_when_the_mta_cannot_skip_it(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -463,14 +463,17 @@ def _relength(der: bytes, start: int, end: int, replacement: bytes) -> list[Any]
 def test_every_single_byte_mutant_of_a_whole_signed_data_reads_the_same(name: str) -> None:
     sample = next(s for s in made() if s.name == name)
     compare_frame(sample.der, sample.detached)  # its certificates are known from here on
-    taken = 0
-    for pos in range(len(sample.der)):
-        original = sample.der[pos]
-        for value in {0x00, 0x30, 0xA0, 0xFF, original ^ 0x01, original ^ 0x80}:
-            if value != original:
-                mutant = sample.der[:pos] + bytes((value,)) + sample.der[pos + 1:]
-                taken += compare_frame(mutant, sample.detached)
+    taken = sum(compare_frame(mutant, sample.detached) for mutant in _byte_mutants(
+        sample.der, lambda original: {0x00, 0x30, 0xA0, 0xFF, original ^ 0x01, original ^ 0x80}))
     assert taken > 100, taken
+
+
+def _byte_mutants(der: bytes, values: Callable[[int], set[int]]) -> Iterator[bytes]:
+    """``der`` with one byte changed, at every position, to each of values(original byte)
+    other than the original."""
+    for pos, original in enumerate(der):
+        for value in values(original) - {original}:
+            yield der[:pos] + bytes((value,)) + der[pos + 1:]
 
 
 @FUZZ
@@ -537,13 +540,8 @@ def test_definite_signed_data_declines_what_is_not_a_ber_signed_data() -> None:
 def test_every_single_byte_mutant_of_a_ber_frame_reads_the_same(index: int) -> None:
     samples = _ber_samples()
     sample = samples[index % len(samples)]
-    rewritten = 0
-    for pos in range(len(sample.der)):
-        original = sample.der[pos]
-        for value in {0x00, 0x04, 0x24, 0x30, 0x80, 0xA0, original ^ 0x01}:
-            if value != original:
-                mutant = sample.der[:pos] + bytes((value,)) + sample.der[pos + 1:]
-                rewritten += compare_definite(mutant, sample.detached)
+    rewritten = sum(compare_definite(mutant, sample.detached) for mutant in _byte_mutants(
+        sample.der, lambda original: {0x00, 0x04, 0x24, 0x30, 0x80, 0xA0, original ^ 0x01}))
     assert rewritten > 100, rewritten
 
 
@@ -581,8 +579,5 @@ def test_a_memo_changes_nothing_ber_reads() -> None:
     samples = _ber_samples()
     for sample in samples:
         assert _walk(sample.der, {}) == _walk(sample.der, None), sample.name
-    der = samples[0].der
-    for pos in range(len(der)):
-        for value in (0x00, 0x80, der[pos] ^ 0x01):
-            mutant = der[:pos] + bytes((value,)) + der[pos + 1:]
-            assert _walk(mutant, {}) == _walk(mutant, None), pos
+    for mutant in _byte_mutants(samples[0].der, lambda original: {0x00, 0x80, original ^ 0x01}):
+        assert _walk(mutant, {}) == _walk(mutant, None), mutant.hex()
