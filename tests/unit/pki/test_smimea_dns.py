@@ -3,6 +3,7 @@ zone signed by ldns-signzone, unbound validating with that zone's key as trust a
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from cryptography import x509
 
 from smimegate.pki.smimea import zone_line
 from smimegate.pki.smimealookup import SmimeaResolver, parse_resolver
-from tests.fixtures.dnssec import DnssecSetup, free_port
+from tests.fixtures.dnssec import DnssecSetup, DnsSetupError, free_port
 from tests.unit.pki import pkibuild
 
 
@@ -111,3 +112,36 @@ def test_resolver_must_be_an_ip_and_port(bad: str) -> None:
     with pytest.raises(ValueError, match="expected IP:PORT of a resolver"):
         SmimeaResolver(bad)
     assert parse_resolver("[::1]:5353") == ("::1", 5353)
+
+
+def test_the_setup_moves_to_another_port_when_its_port_was_taken() -> None:
+    """The fixture's own start-up race (free_port, then the server binds): a port taken in
+    between makes the server exit at once, and the setup starts it again on a new port."""
+    cert = pkibuild.ee(pkibuild.root(), "alice@signed.example").cert
+    setup = DnssecSetup()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as nsd_squatter, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as unbound_squatter:
+        nsd_squatter.bind(("127.0.0.1", setup.nsd_port))
+        unbound_squatter.bind(("127.0.0.1", setup.unbound_port))
+        taken = (setup.nsd_port, setup.unbound_port)
+        try:
+            setup.start([zone_line("alice@signed.example", cert)])
+            assert setup.nsd_port != taken[0] and setup.unbound_port != taken[1]
+            answer = SmimeaResolver(setup.resolver).lookup("alice@signed.example")
+            assert answer.status == "secure"
+            assert answer.certificates() == [(3, cert)]
+            said = "".join(p.read_text(errors="replace") for p in setup.dir.glob("*.1.*")
+                           if p.suffix in (".out", ".log"))
+            assert said.lower().count("already in use") >= 2  # both first tries failed so
+        finally:
+            setup.stop()
+
+
+def test_a_server_that_exits_for_another_reason_fails_the_setup_at_once() -> None:
+    setup = DnssecSetup()
+    try:
+        with pytest.raises(DnsSetupError, match=r"(?s)exited with .* at start-up \(attempt 1"):
+            setup._launch("false", lambda port, tag: ["false"], setup.nsd_port, "x.example",
+                          want_ad=False)
+    finally:
+        setup.stop()
