@@ -158,8 +158,9 @@ def main() -> None:
         return
     args = parser.parse_args()
 
-    from tests.e2e.mta import MilterProcess, Postfix, SmtpSink, free_port, open_dir
+    from tests.e2e.mta import MilterProcess, Postfix, SmtpSink, open_dir
     from tests.e2e.mta_fixtures import ALICE, BOB
+    from tests.helpers.ports import free_port
 
     sizes = [int(s) for s in args.sizes.split(",")]
     variants = args.variants.split(",")

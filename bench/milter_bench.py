@@ -58,7 +58,8 @@ from bench.milter_load import Kind, Load  # noqa: E402
 from tests.e2e.clients import make_pki  # noqa: E402
 from tests.e2e.mta import open_dir  # noqa: E402
 from tests.e2e.mta_fixtures import ALICE, BOB, PREFIX, milter_config, provision  # noqa: E402
-from tests.milter.daemon import PYTHON, Daemon, free_port, start  # noqa: E402
+from tests.helpers.ports import free_port  # noqa: E402
+from tests.milter.daemon import PYTHON, Daemon, start  # noqa: E402
 
 
 @dataclass(frozen=True)

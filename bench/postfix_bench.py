@@ -56,7 +56,6 @@ from tests.e2e.mta import (  # noqa: E402
     MilterProcess,
     Postfix,
     SmtpSink,
-    free_port,
     noop_milter,
     open_dir,
     postfix_milter_spec,
@@ -69,6 +68,7 @@ from tests.e2e.mta_fixtures import (  # noqa: E402
     provision,
     smimegate_milter,
 )
+from tests.helpers.ports import free_port  # noqa: E402
 
 SENT = re.compile(r" ([0-9A-F]+): to=<[^>]*>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, "
                   r"(?:conn_use=\d+, )?delay=[0-9.]+, delays=([0-9.]+)/[0-9.]+/[0-9.]+/[0-9.]+, "

@@ -41,6 +41,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.helpers.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 CONTRIB = ROOT / "contrib"
 SINK_USER = "postfix"
@@ -54,13 +56,6 @@ CONTRIB_REINJECT = "127.0.0.1:10026"
 class MtaError(AssertionError):
     """An MTA command failed or a wait timed out; the message says which and shows the log."""
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def open_dir(prefix: str) -> Path:

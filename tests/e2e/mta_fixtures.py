@@ -29,15 +29,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.clients import P12_PASSWORD, Pki
-from tests.e2e.mta import (
-    MilterProcess,
-    MtaError,
-    Postfix,
-    Sendmail,
-    SmtpSink,
-    free_port,
-    open_dir,
-)
+from tests.e2e.mta import MilterProcess, MtaError, Postfix, Sendmail, SmtpSink, open_dir
+from tests.helpers.ports import free_port
 
 SMIMEGATE = str(Path(sys.executable).with_name("smimegate"))
 PREFIX = "X-Smimegate-Info-"

@@ -26,7 +26,8 @@ from smimegate.cli import main as main_mod
 from smimegate.pki.passwords import ALPHABET
 from smimegate.store import SqlStore
 from smimegate.store.keys import ensure_master_key
-from tests.unit.delivery.servers import HttpBehaviour, free_port, http_server
+from tests.helpers.ports import free_port
+from tests.unit.delivery.servers import HttpBehaviour, http_server
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,6 @@ from tests.e2e.mta import (
     MilterProcess,
     Postfix,
     SmtpSink,
-    free_port,
     header_values,
     noop_milter,
     open_dir,
@@ -25,6 +24,7 @@ from tests.e2e.mta import (
     render_sendmail_mc,
     run,
 )
+from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -30,6 +30,7 @@ from smimegate.milter.entity import message_entity
 from smimegate.milter.inbound import first_recipients
 from smimegate.milter.services import POLICY_CHECK
 from tests.conftest import ROOT
+from tests.helpers.ports import free_port
 from tests.milter import client as mc
 from tests.milter.client import MilterClient
 from tests.milter.daemon import milter_argv, start
@@ -58,11 +59,6 @@ class Server:
         return done.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def _wait_listening(port: int, process: subprocess.Popen[str], deadline: float) -> None:
     while time.monotonic() < deadline:
@@ -78,13 +74,13 @@ def _wait_listening(port: int, process: subprocess.Popen[str], deadline: float) 
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("web")
     config = tmp / "smimegate.toml"
-    spec = f"inet:{_free_port()}@127.0.0.1"
+    spec = f"inet:{free_port()}@127.0.0.1"
     config.write_text(f'[store]\nurl = "sqlite:///{tmp}/store.db"\n'
                       f'master_key_file = "{tmp}/master.key"\n'
                       f'[milter]\nsocket = "{spec}"\nworkers = 1\nlog = "stdout"\n'
                       f'reinject_secret_file = "{tmp}/reinject.key"\n', encoding="utf-8")
     (tmp / "pw").write_text(PASSWORD + "\n", encoding="utf-8")
-    port = _free_port()
+    port = free_port()
     site = Server(f"http://127.0.0.1:{port}", config, spec)
     site.cli("db", "init")
     site.cli("ca", "create", "--root-cn", "Browser Test Root", "--intermediate-cn",

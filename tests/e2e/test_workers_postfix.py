@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.mta import MilterProcess, Postfix, SmtpSink, free_port, open_dir, wait_for
+from tests.e2e.mta import MilterProcess, Postfix, SmtpSink, open_dir, wait_for
 from tests.e2e.mta_fixtures import (  # noqa: F401 - fixtures
     ALICE,
     BOB,
@@ -34,6 +34,7 @@ from tests.e2e.mta_fixtures import (  # noqa: F401 - fixtures
     store_dir,
 )
 from tests.e2e.test_postfix_flow import is_enveloped, plain
+from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

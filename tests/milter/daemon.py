@@ -25,11 +25,6 @@ if not Path(PYTHON).exists():
     PYTHON = sys.executable
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def write_config(
     directory: Path, socket_spec: str, *, store_url: str = "", tables: str = "", **milter: object

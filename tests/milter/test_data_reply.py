@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.mta import wait_for
+from tests.helpers.ports import free_port
 from tests.milter import client as mc
 from tests.milter.client import MilterClient
-from tests.milter.daemon import Daemon, fake_argv, free_port, start, write_config
+from tests.milter.daemon import Daemon, fake_argv, start, write_config
 
 
 @pytest.fixture()

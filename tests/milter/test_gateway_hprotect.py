@@ -389,8 +389,9 @@ def test_forged_protected_headers_result_headers_are_stripped(sites: Sites) -> N
 
 # -- the real `smimegate milter` over the milter protocol ------------------------------------------
 def test_real_milter_restores_corpus_and_protects_outbound(sites: Sites) -> None:
+    from tests.helpers.ports import free_port
     from tests.milter import client as mc
-    from tests.milter.daemon import free_port, milter_argv, start, write_config
+    from tests.milter.daemon import milter_argv, start, write_config
 
     root = sites.there.root
     spec = f"inet:{free_port()}@127.0.0.1"

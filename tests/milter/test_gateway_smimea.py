@@ -24,7 +24,8 @@ from smimegate.milter.edit import apply_outcome_to_message
 from smimegate.milter.gateway import Gateway
 from smimegate.milter.transaction import Outcome
 from smimegate.pki.smimea import owner_name, zone_line
-from tests.fixtures.dnssec import DnssecSetup, free_port
+from tests.fixtures.dnssec import DnssecSetup
+from tests.helpers.ports import free_port
 from tests.helpers.testpki import Identity, TestCA
 from tests.milter.gateway_support import World, envelope, make_world, parse, plain
 

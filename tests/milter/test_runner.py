@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from smimegate.milter import runner
+from tests.helpers.ports import free_port
 from tests.milter import client as mc
 from tests.milter.client import MilterClient
 from tests.milter.daemon import (
@@ -27,7 +28,6 @@ from tests.milter.daemon import (
     Daemon,
     SmtpSink,
     fake_argv,
-    free_port,
     milter_argv,
     start,
     write_config,

@@ -21,7 +21,8 @@ from smimegate.milter.runner import start_jobs
 from smimegate.milter.session import Runtime
 from smimegate.store import SqlStore
 from smimegate.store.base import Store, StoreUnavailable
-from tests.milter.daemon import PYTHON, ROOT, free_port, milter_argv, start, write_config
+from tests.helpers.ports import free_port
+from tests.milter.daemon import PYTHON, ROOT, milter_argv, start, write_config
 from tests.unit.pki import fetch_support as fs
 from tests.unit.pki.ca_support import ca_pair
 

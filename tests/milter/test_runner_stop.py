@@ -15,17 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.ports import free_port
 from tests.milter import client as mc
 from tests.milter.client import MessageResult, MilterClient
-from tests.milter.daemon import (
-    Daemon,
-    fake_argv,
-    free_port,
-    refuses_connections,
-    session,
-    start,
-    write_config,
-)
+from tests.milter.daemon import Daemon, fake_argv, refuses_connections, session, start, write_config
 
 HEADERS = [("From", "alice@inside.test"), ("To", "bob@outside.test"), ("Subject", "hi")]
 

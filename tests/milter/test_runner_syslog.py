@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.ports import free_port
 from tests.milter import client as mc
 from tests.milter.client import MilterClient
-from tests.milter.daemon import PYTHON, ROOT, Daemon, free_port, milter_argv, start, write_config
+from tests.milter.daemon import PYTHON, ROOT, Daemon, milter_argv, start, write_config
 
 HEADERS = [("From", "a@x.test"), ("To", "b@y.test"), ("Subject", "hello")]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.ports import free_port
 from tests.milter import client as mc
 from tests.milter.client import MessageResult, MilterClient
 from tests.milter.daemon import (
@@ -26,7 +27,6 @@ from tests.milter.daemon import (
     ROOT,
     Daemon,
     fake_argv,
-    free_port,
     milter_argv,
     refuses_connections,
     session,

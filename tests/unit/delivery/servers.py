@@ -8,19 +8,11 @@ started on that very port (the relay comes back).
 from __future__ import annotations
 
 import http.server
-import socket
 import socketserver
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (nothing listens on it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

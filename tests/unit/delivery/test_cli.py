@@ -12,8 +12,9 @@ import pytest
 from smimegate.cli import main as main_mod
 from smimegate.delivery.queue import PFX_MAIL, SMS, PfxMailJob, SmsJob
 from smimegate.store import SqlStore
+from tests.helpers.ports import free_port
 from tests.unit.delivery.conftest import EMAIL, PASSWORD, PHONE, MakeConfig
-from tests.unit.delivery.servers import free_port, smtp_server
+from tests.unit.delivery.servers import smtp_server
 
 Cli = Callable[..., tuple[int, str, str]]
 

@@ -11,8 +11,9 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from smimegate.delivery import DeliveryError
 from smimegate.delivery.pfxmail import build_pfx_mail, parse_relay, send_mail
+from tests.helpers.ports import free_port
 from tests.unit.delivery.conftest import EMAIL, PASSWORD
-from tests.unit.delivery.servers import SmtpBehaviour, free_port, smtp_server
+from tests.unit.delivery.servers import SmtpBehaviour, smtp_server
 
 
 def parse(raw: bytes) -> EmailMessage:

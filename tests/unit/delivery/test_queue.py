@@ -28,8 +28,9 @@ from smimegate.delivery.queue import (
 from smimegate.store import SqlStore
 from smimegate.store.base import QueueItem
 from smimegate.store.keys import ensure_master_key
+from tests.helpers.ports import free_port
 from tests.unit.delivery.conftest import EMAIL, PASSWORD, PHONE, MakeConfig, load
-from tests.unit.delivery.servers import free_port, http_server, smtp_server
+from tests.unit.delivery.servers import http_server, smtp_server
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 

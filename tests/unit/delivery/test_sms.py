@@ -15,8 +15,9 @@ import pytest
 from smimegate.config import SmsConfig
 from smimegate.delivery import DeliveryError
 from smimegate.delivery.sms import command_argv, render_body, send_sms, sms_text
+from tests.helpers.ports import free_port
 from tests.unit.delivery.conftest import EMAIL, PASSWORD, PHONE
-from tests.unit.delivery.servers import HttpBehaviour, free_port, http_server
+from tests.unit.delivery.servers import HttpBehaviour, http_server
 
 TEXT = sms_text(EMAIL, PASSWORD)
 TOKEN = "Bearer s3cr3t-api-token"

@@ -301,10 +301,10 @@ def test_restart_in_the_middle_and_down(
 
 
 def test_second_url_used_when_first_is_down(tree: Tree) -> None:
-    from tests.fixtures.slapd import _free_port
+    from tests.helpers.ports import free_port
 
     tree.add_user("pia", "pia@example.com")
-    dead = f"ldap://127.0.0.1:{_free_port()}"
+    dead = f"ldap://127.0.0.1:{free_port()}"
     users = DirectoryUsers(tree.config(urls=[dead, tree.slapd.url]).ldap)
     assert users.lookup("pia@example.com") is not None
     users.close()

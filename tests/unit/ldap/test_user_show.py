@@ -12,7 +12,7 @@ import pytest
 
 from smimegate.cli.main import main
 from smimegate.store import SqlStore
-from tests.fixtures.slapd import _free_port
+from tests.helpers.ports import free_port
 from tests.unit.ldap.conftest import Tree
 
 
@@ -64,7 +64,7 @@ def test_user_show_includes_directory_values(
 
     # The directory down: one warning line on stderr, then the store's values.
     down = tree.folder / "down.toml"
-    down.write_text(tree.config_text(urls=[f"ldap://127.0.0.1:{_free_port()}"]))
+    down.write_text(tree.config_text(urls=[f"ldap://127.0.0.1:{free_port()}"]))
     shown, err = _show(capsys, down, "uma@example.com")
     assert shown["encrypt_mode"] == {"value": "allow", "from": "user"}
     assert shown["phone"]["from"] != "ldap"

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from smimegate.pki.ca import CaPair
 from smimegate.pki.crl import Entry, build_crl
 from smimegate.pki.issue import IssueRequest, Subject, issue_certificate
+from tests.helpers.ports import free_port
 from tests.unit.pki.ca_support import ca_pair
 
 
@@ -61,11 +62,6 @@ def crl(
 def der(value: x509.CertificateRevocationList) -> bytes:
     return value.public_bytes(Encoding.DER)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

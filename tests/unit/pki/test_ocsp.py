@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp as xocsp
 
 from smimegate.pki.ocsp import OcspCache, OcspClient, OcspResult, responder_url
+from tests.helpers.ports import free_port
 from tests.helpers.x509damage import with_an_extension_twice
 from tests.unit.pki import pkibuild
-from tests.unit.pki.fetch_support import free_port
 from tests.unit.pki.ocsp_support import (
     NOW,
     OcspServer,

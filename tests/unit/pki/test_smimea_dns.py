@@ -12,7 +12,8 @@ from cryptography import x509
 
 from smimegate.pki.smimea import zone_line
 from smimegate.pki.smimealookup import SmimeaResolver, parse_resolver
-from tests.fixtures.dnssec import DnssecSetup, DnsSetupError, free_port
+from tests.fixtures.dnssec import DnssecSetup, DnsSetupError
+from tests.helpers.ports import free_port
 from tests.unit.pki import pkibuild
 
 

@@ -19,8 +19,8 @@ from smimegate.pki import trust
 from smimegate.pki.ocsp import OcspClient
 from smimegate.smime.sign import sign
 from smimegate.store import SqlStore
+from tests.helpers.ports import free_port
 from tests.unit.pki import pkibuild
-from tests.unit.pki.fetch_support import free_port
 from tests.unit.pki.ocsp_support import NOW, OcspServer, index_line, leaf, openssl_responder, serve
 from tests.unit.pki.pkibuild import Issued
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from smimegate.store import SqlStore, StoreUnavailable
-from tests.fixtures.pgcluster import PgCluster, create_database, free_port
+from tests.fixtures.pgcluster import PgCluster, create_database
+from tests.helpers.ports import free_port
 
 TIMEOUT = 1.5
 SLACK = 2.0  # scheduling, the pool's own bookkeeping

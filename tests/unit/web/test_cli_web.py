@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from smimegate import config as cfg
 from smimegate.cli.main import main
 from smimegate.cli.web import split_listen
-from tests.fixtures.pgcluster import free_port
+from tests.helpers.ports import free_port
 
 
 def test_listen_forms() -> None:

@@ -80,14 +80,12 @@ def test_chart_geometry_stacks_within_the_plot() -> None:
 
 
 def test_directory_unreachable_is_named(tmp_path: object) -> None:
-    import socket
 
     from smimegate.config import Config, LdapConfig
     from smimegate.service.monitoring import directory_status
+    from tests.helpers.ports import free_port
 
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens on it
     config = Config(ldap=LdapConfig(enabled=True, urls=(f"ldap://127.0.0.1:{port}",),
                                     base_dn="dc=example,dc=com"))
     status = directory_status(config)
