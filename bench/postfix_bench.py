@@ -1,7 +1,7 @@
 """Postfix throughput with and without the smimegate milter (issue 5 item 12).
 
     .venv/bin/python bench/postfix_bench.py [--messages 1000] [--sessions 8] [--size 10240]
-        [--noop] [--minimal] [--rounds 3]
+        [--noop] [--minimal] [--engines] [--rounds 3]
 
 One run, several configurations of the same private Postfix (tests/e2e/mta.py, contrib/postfix
 rendered in), each loaded by ``smtp-source`` and relaying to ``smtp-sink``:
@@ -14,6 +14,10 @@ rendered in), each loaded by ``smtp-source`` and relaying to ``smtp-sink``:
   --noop     also the harness's no-op pymilter milter (tests/e2e/noop_milter.py), both sockets
   --minimal  also bench/minimal_milter.py (cryptography's PKCS7 builders, no store, no policy:
              the "minimal milter" of the issue), both sockets
+  --engines  also the floor milter (header edits and body replaced, no S/MIME) on unix: on
+             three protocol engines: pymilter on libmilter (minimal_milter.py --floor), and
+             Python speaking the protocol itself (engine_floor.py) with a thread per
+             connection or on one selector loop
   --rounds   how many times every configuration runs, in turn; each round has its own
              baseline and ratios are taken within a round (the median and range are printed)
 
@@ -167,6 +171,12 @@ def main() -> None:
     parser.add_argument("--minimal", action="store_true",
                         help="also measure bench/minimal_milter.py, cryptography's PKCS7 "
                              "builders with no store or policy (unix:, inet:)")
+    parser.add_argument("--engines", action="store_true",
+                        help="also measure the floor milter (header edits and body replaced, "
+                             "no S/MIME) on three protocol engines, unix:: pymilter on "
+                             "libmilter (bench/minimal_milter.py --floor), and Python "
+                             "reading the packets itself with a thread per connection or one "
+                             "selector loop (bench/engine_floor.py)")
     args = parser.parse_args()
 
     base = open_dir("smimegate-bench-")
@@ -194,6 +204,14 @@ def main() -> None:
                 [sys.executable, str(ROOT / "bench" / "minimal_milter.py"), spec,
                  str(pki.alice.key), str(pki.alice.crt), str(pki.bob.crt)],
                 spec, base / "minimal.log")))
+    if args.engines:
+        floor_argv = {"floor pymilter": [str(ROOT / "bench" / "minimal_milter.py"), "--floor"],
+                      "floor threads": [str(ROOT / "bench" / "engine_floor.py"), "--threads"],
+                      "floor loop": [str(ROOT / "bench" / "engine_floor.py"), "--loop"]}
+        for name, (script, *mode) in floor_argv.items():
+            spec = f"unix:{sock_dir}/{name.split()[1]}.sock"
+            configs.append((f"{name} unix:", MilterProcess(
+                [sys.executable, script, spec, *mode], spec, base / "floor.log")))
     counts = [int(w) for w in args.workers.split(",")]
     for workers in counts:
         for kind, spec in (("unix:", f"unix:{sock_dir}/milter.sock"),
@@ -236,7 +254,7 @@ def main() -> None:
     print(f"\nPostfix -> smtp-sink, {args.messages} messages of {args.size} bytes, "
           f"{args.sessions} sessions, outbound sign + encrypt (RSA 2048, AES-256-CBC), "
           f"median of {args.rounds} rounds")
-    print(f"{'config':<14} {'msg/s':>8} {'ratio':>6} {'ratio range':>12} {'p50 ms':>7} "
+    print(f"{'config':<21} {'msg/s':>8} {'ratio':>6} {'ratio range':>12} {'p50 ms':>7} "
           f"{'p99 ms':>7} {'added p50':>10} {'added p99':>10} {'host cpu':>9} {'milter cpu':>11}")
     for name, _ in configs:
         runs = [results[name] for results in rounds]
@@ -252,7 +270,7 @@ def main() -> None:
         cpus = [r.milter_cpu for r in runs if r.milter_cpu is not None]
         cpu = f"{median(cpus) * 1000:>8.2f} ms" if cpus else ""
         spread = f"{ratios[0]:.2f}-{ratios[-1]:.2f}"
-        print(f"{name:<14} {median(r.rate for r in runs):>8.1f} {median(ratios):>6.2f} "
+        print(f"{name:<21} {median(r.rate for r in runs):>8.1f} {median(ratios):>6.2f} "
               f"{spread:>12} {p50:>7.0f} {p99:>7.0f} {added} "
               f"{median(r.busy for r in runs) * 100:>8.0f}% {cpu:>11}")
     print("(ratio: to the same round's baseline, median and range over the rounds; latency:"
