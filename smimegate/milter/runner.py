@@ -701,7 +701,14 @@ def serve(runtime: Runtime, listener: Listener,
         while not stop.received and thread.is_alive() and not gone():
             thread.join(POLL)
         in_progress = runtime.stop()
-        reason = stop.first if stop.received or orphaned is None or not gone() else "orphaned"
+        if stop.received:
+            reason = stop.first
+        elif orphaned is not None and gone():
+            reason = "orphaned"
+        else:
+            # smfi_main returned by itself: libmilter's signal thread took the stop signal
+            # before our handler (see the module docstring), or it failed (thread.error).
+            reason = "libmilter"
         _LOG.info(f"{log.TAG}: stopping; " + log.format_fields(
             {"signal": reason, "in_progress": in_progress}))
         if thread.is_alive():
