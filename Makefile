@@ -55,6 +55,8 @@ bench: system-deps-test venv
 	$(BIN)/python bench/smime_bench.py
 	$(BIN)/python bench/pqc_bench.py
 	$(BIN)/python bench/cost_bench.py
+	$(BIN)/python bench/gateway_bench.py
+	$(BIN)/python bench/milter_bench.py
 	$(BIN)/python bench/store_bench.py
 	$(BIN)/python bench/startup_bench.py
 	$(BIN)/python bench/trust_bench.py
