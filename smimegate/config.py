@@ -393,8 +393,8 @@ class MilterConfig:
         "Milter worker processes serving the socket (one Python process uses about one core); "
         "0: one per CPU core this process may run on. With more than one, a supervisor process "
         "holds the socket, starts the workers after the privilege drop, restarts one that dies "
-        "and passes SIGTERM/SIGINT/SIGHUP and SIGUSR1 on to every worker; the background jobs "
-        "run in one worker. 1: a single process, no supervisor.",
+        "and passes SIGTERM/SIGINT/SIGHUP (as SIGRTMIN+1/+2/+3) and SIGUSR1 on to every "
+        "worker; the background jobs run in one worker. 1: a single process, no supervisor.",
         check=_at_least(0),
     )
     cpu_affinity: bool = opt(

@@ -34,8 +34,16 @@ for a NULL interpreter. So the stop signals are taken before libmilter sees them
   Linux gives a process-directed signal to the thread the sender named (the main thread: its
   id is the process id) whenever that thread does not block it (kernel/signal.c
   complete_signal), so our handler gets SIGTERM/SIGINT/SIGHUP, not libmilter. Should
-  libmilter's thread win anyway (a second signal while the first is delivered), smfi_main
-  returns by itself and the stop below still runs, with libmilter's semantics for SIGINT.
+  libmilter's thread win anyway (the main thread had a signal pending already: a second
+  signal while the first is delivered), smfi_main returns by itself and the stop below still
+  runs, with libmilter's semantics for SIGINT, and is logged as ``signal=libmilter``. Then
+  libmilter has already torn down its listener under the transactions still open, and their
+  ends touch memory it freed: glibc aborted the process at its exit ("free(): corrupted
+  unsorted chunks", 5 of 8 runs of tests/milter/test_runner_stop.py's test of this path)
+  after every transaction had finished. So after the drain such a process ends with
+  os._exit, as workers always do, and no interpreter shutdown runs over libmilter's
+  remaining threads. Workers never get these signals as themselves: their supervisor
+  passes a stop on as a real-time signal (FORWARDED_STOP), which libmilter does not wait for.
 - On the first signal: new transactions on open connections are refused (Runtime.stop:
   ``451 4.3.2`` at RCPT); no new connections are taken: a listening socket nobody can reach
   (non-blocking, so libmilter's accept() cannot hang) is dup2()ed over libmilter's listening
@@ -121,7 +129,15 @@ _LOG = logging.getLogger("smimegate.milter.runner")
 MILTER_NAME = "smimegate"
 # Signals libmilter's signal thread sigwaits (stop / abort); ours stop gracefully instead.
 LIBMILTER_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGTERM})
-STOP_SIGNALS = LIBMILTER_SIGNALS
+# What a supervisor sends its workers for each stop signal (smimegate.milter.supervisor):
+# real-time signals, which libmilter's signal thread does not sigwait(), so a stop passed on
+# can only reach our handler (see "Stopping" above: libmilter's thread taking the signal
+# ends smfi_main with transactions still open).
+FORWARDED_STOP: dict[int, int] = {signal.SIGTERM: signal.SIGRTMIN + 1,
+                                  signal.SIGINT: signal.SIGRTMIN + 2,
+                                  signal.SIGHUP: signal.SIGRTMIN + 3}
+_FORWARDED_NAMES = {forwarded: signal.Signals(sig).name for sig, forwarded in FORWARDED_STOP.items()}
+STOP_SIGNALS = LIBMILTER_SIGNALS | frozenset(FORWARDED_STOP.values())
 RELOAD_SIGNAL = signal.SIGUSR1
 # How often the main thread looks at the stop signals and libmilter's thread (seconds).
 POLL = 0.2
@@ -475,7 +491,7 @@ class Reloader:
 def block_signals() -> None:
     """Block libmilter's signals and ours in this thread, so every thread started later
     inherits the mask (libmilter and our reload thread sigwait them)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, set(LIBMILTER_SIGNALS) | {RELOAD_SIGNAL})
+    signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS) | {RELOAD_SIGNAL})
 
 
 def _register() -> None:
@@ -585,7 +601,12 @@ class StopSignals:
 
     @property
     def first(self) -> str:
-        return signal.Signals(self.received[0]).name if self.received else "none"
+        """The first signal's name; a stop passed on by the supervisor by the signal the
+        supervisor got (SIGTERM for its SIGRTMIN+1 ...)."""
+        if not self.received:
+            return "none"
+        signo = self.received[0]
+        return _FORWARDED_NAMES.get(signo) or signal.Signals(signo).name
 
 
 class LibmilterThread:
@@ -687,11 +708,12 @@ def drain(runtime: Runtime, stop: StopSignals, timeout: float) -> bool:
 
 
 def serve(runtime: Runtime, listener: Listener,
-          orphaned: Callable[[], bool] | None = None) -> None:
+          orphaned: Callable[[], bool] | None = None) -> bool:
     """Run smfi_main until a stop signal (or until it returns by itself, or ``orphaned``
     says the worker's supervisor is gone), then stop as the module docstring says (waiting up
-    to ``[milter] stop_timeout`` as configured then). Raises RunnerError when smfi_main
-    fails."""
+    to ``[milter] stop_timeout`` as configured then). Returns whether smfi_main returned by
+    itself (libmilter took the signal: the process must not run an interpreter shutdown).
+    Raises RunnerError when smfi_main fails."""
     stop = StopSignals().install()
     runtime.skip_data = listener.family == socket.AF_UNIX
     placeholder: socket.socket | None = None
@@ -726,6 +748,7 @@ def serve(runtime: Runtime, listener: Listener,
             stop_libmilter(thread, placeholder)
         if thread.error is not None:
             raise RunnerError(f"libmilter: {thread.error}")
+        return reason == "libmilter"
     finally:
         stop.restore()
         if placeholder is not None:
@@ -789,7 +812,7 @@ def run(
         stats = start_stats(gateway, runtime)
         _LOG.info(f"{log.TAG}: starting; " + log.format_fields(
             {"socket": spec.spec, "pid": os.getpid(), "uid": os.getuid()}))
-        serve(runtime, listener)
+        libmilter_stopped = serve(runtime, listener)
     finally:
         if jobs is not None:
             jobs.stop()
@@ -804,4 +827,7 @@ def run(
     for handler in logging.getLogger(log.LOGGER_NAME).handlers:
         handler.flush()
     sys.stdout.flush()
+    if libmilter_stopped:  # see the module docstring, "Stopping"
+        sys.stderr.flush()
+        os._exit(0)
     return 0

@@ -38,7 +38,11 @@ Signals (the supervisor takes them synchronously with sigtimedwait, all blocked)
   to every worker, and each drains as one process does (runner.py "Stopping"); once every
   worker has stopped accepting, the socket is closed and peers get ECONNREFUSED. A second
   signal is passed on too (it cuts the workers' wait short, as with one process). A worker
-  still running ``stop_timeout`` + KILL_GRACE seconds later is killed.
+  still running ``stop_timeout`` + KILL_GRACE seconds later is killed. The signal is passed
+  on as a real-time signal (runner.FORWARDED_STOP: SIGRTMIN+1 for SIGTERM, +2 for SIGINT, +3
+  for SIGHUP), which libmilter's own signal thread in the worker does not wait for: sent as
+  itself, now and then it reached that thread instead of our handler, and libmilter then
+  ended smfi_main with transactions still open (runner.py "Stopping").
 - SIGUSR1: passed to every worker (each reloads its configuration, caches and logging); a
   worker started later reloads once at start, so that it runs what the others run.
 - A worker that exits while the supervisor is not stopping is logged and started again after
@@ -81,7 +85,7 @@ from smimegate.milter.session import GatewayLike, Runtime, factory
 
 _LOG = logging.getLogger("smimegate.milter.supervisor")
 
-SUPERVISOR_SIGNALS = frozenset(runner.STOP_SIGNALS | {runner.RELOAD_SIGNAL, signal.SIGCHLD})
+SUPERVISOR_SIGNALS = frozenset(runner.LIBMILTER_SIGNALS | {runner.RELOAD_SIGNAL, signal.SIGCHLD})
 BACKOFF_FIRST = 0.5
 """Seconds before a worker that died is started again (doubled for each quick death)."""
 BACKOFF_MAX = 60.0
@@ -477,7 +481,7 @@ class Supervisor:
                 slot.restart_at = None
             self._close_socket()  # the workers close theirs as they stop accepting
         _LOG.info(f"{log.TAG}: stopping workers; " + log.format_fields(
-            {"signal": name, "workers": self._forward(signo)}))
+            {"signal": name, "workers": self._forward(runner.FORWARDED_STOP[signo])}))
 
     def _forward(self, signo: int) -> int:
         sent = 0

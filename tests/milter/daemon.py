@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import re
 import signal
 import socket
@@ -209,3 +211,41 @@ class SmtpSink:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+# tgkill(2)'s system call number: x86_64, aarch64.
+SYS_TGKILL = {"x86_64": 234, "aarch64": 131}[platform.machine()]
+
+
+def thread_signals(pid: int) -> dict[int, tuple[int, int]]:
+    """Thread id -> (blocked, caught) signal masks of every thread of a process, from
+    /proc/PID/task/TID/status (bit n-1 for signal n)."""
+    masks = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = dict(line.split(":\t", 1) for line in (task / "status").read_text().splitlines()
+                      if ":\t" in line)
+        masks[int(task.name)] = (int(fields["SigBlk"], 16), int(fields["SigCgt"], 16))
+    return masks
+
+
+def has(mask: int, signo: int) -> bool:
+    return bool(mask & (1 << (signo - 1)))
+
+
+def libmilter_signal_thread(pid: int) -> int:
+    """The thread id of libmilter's signal thread (mi_signal_thread): while it sigwait()s for
+    SIGHUP/SIGTERM/SIGINT the kernel shows them unblocked in its SigBlk, and the only other
+    thread with SIGTERM unblocked is the main thread (runner.py StopSignals), whose id is the
+    process id."""
+    found = [tid for tid, (blocked, _) in thread_signals(pid).items()
+             if tid != pid and not has(blocked, signal.SIGTERM)]
+    assert len(found) == 1, f"threads with SIGTERM unblocked besides the main one: {found}"
+    return found[0]
+
+
+def tgkill(pid: int, tid: int, sig: signal.Signals) -> None:
+    """tgkill(2): a signal to one thread of another process, which os.kill and
+    signal.pthread_kill (threads of this process only) cannot do."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(SYS_TGKILL, pid, tid, int(sig)) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill {pid} {tid} {sig.name}")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from smimegate.milter.runner import FORWARDED_STOP
 from tests.helpers.ports import free_port
 from tests.milter import client as mc
 from tests.milter.client import MessageResult, MilterClient
@@ -27,10 +28,13 @@ from tests.milter.daemon import (
     ROOT,
     Daemon,
     fake_argv,
+    has,
+    libmilter_signal_thread,
     milter_argv,
     refuses_connections,
     session,
     start,
+    thread_signals,
     write_config,
 )
 
@@ -219,12 +223,22 @@ def test_two_workers_serve_one_socket_and_stop_cleanly(tmp_path: Path, kind: str
                 assert all(cpus == mine for cpus in _thread_cpus(pid)), (index, mine)
                 assert f"worker={index} pid={pid} uid={os.getuid()} jobs=no cpu={min(mine)}" \
                     in daemon.output()
+            # The stop the supervisor passes on (SIGRTMIN+1 for SIGTERM) is caught by the
+            # worker's main thread alone; libmilter's signal thread, which sigwait()s for
+            # SIGTERM itself, has it blocked, so it can never take a passed-on stop.
+            forwarded = FORWARDED_STOP[signal.SIGTERM]
+            for pid in pids.values():
+                masks = thread_signals(pid)
+                blocked, caught = masks[pid]
+                assert has(caught, forwarded) and not has(blocked, forwarded)
+                assert has(masks[libmilter_signal_thread(pid)][0], forwarded)
         assert daemon.stop(signal.SIGTERM, timeout=30) == 0
     finally:
         daemon.stop()
     out = daemon.output()
     assert f"socket={spec} pid={daemon.proc.pid}" in out and "workers=2" in out
     assert out.count("worker stopped;") == 2 and "status=0" in out
+    assert out.count("smimegate: stopping; signal=SIGTERM in_progress=0") == 2, out
     assert "smimegate: stopped; workers_failed=0" in out
     assert "warning" not in out.replace("warning: running as root", "")
     if kind == "unix":
@@ -537,3 +551,36 @@ def test_wait_status_as_a_log_field() -> None:
         os._exit(0)
     os.kill(pid, signal.SIGKILL)
     assert describe_status(os.waitpid(pid, 0)[1]) == ("signal", "SIGKILL")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
+                         ids=lambda sig: sig.name)
+def test_the_supervisor_passes_a_stop_on_as_a_real_time_signal(sig: signal.Signals) -> None:
+    """What a worker is sent for each stop signal: the real-time signal of
+    runner.FORWARDED_STOP (never the signal itself, which libmilter's own signal thread in the
+    worker sigwait()s for), received here by a stand-in worker that waits for either."""
+    from smimegate.config import Config
+    from smimegate.milter.runner import parse_socket
+    from smimegate.milter.supervisor import Supervisor
+
+    waited = {sig, *FORWARDED_STOP.values()}
+    stand_in = subprocess.Popen(
+        [PYTHON, "-c",
+         "import signal, sys; s = set(map(int, sys.argv[1:])); "
+         "signal.pthread_sigmask(signal.SIG_BLOCK, s); print('ready', flush=True); "
+         "print(signal.sigtimedwait(s, 30).si_signo, flush=True)",
+         *map(str, sorted(waited))],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert stand_in.stdout is not None and stand_in.stdout.readline() == "ready\n"
+        supervisor = Supervisor(Config(), parse_socket("inet:1@127.0.0.1"), None,
+                                lambda config: None, workers=1, config_path=None,
+                                explicit=False)
+        supervisor.slots[0].pid = stand_in.pid
+        supervisor._on_signal(sig)
+        assert supervisor.stopping == sig.name
+        assert int(stand_in.stdout.readline()) == FORWARDED_STOP[sig]
+        assert stand_in.wait(10) == 0
+    finally:
+        stand_in.kill()
+        stand_in.wait()
