@@ -40,10 +40,13 @@ for a NULL interpreter. So the stop signals are taken before libmilter sees them
   libmilter has already torn down its listener under the transactions still open, and their
   ends touch memory it freed: glibc aborted the process at its exit ("free(): corrupted
   unsorted chunks", 5 of 8 runs of tests/milter/test_runner_stop.py's test of this path)
-  after every transaction had finished. So after the drain such a process ends with
-  os._exit, as workers always do, and no interpreter shutdown runs over libmilter's
-  remaining threads. Workers never get these signals as themselves: their supervisor
-  passes a stop on as a real-time signal (FORWARDED_STOP), which libmilter does not wait for.
+  after every transaction had finished. Workers never get these signals as themselves:
+  their supervisor passes a stop on as a real-time signal (FORWARDED_STOP), which libmilter
+  does not wait for.
+- The process ends with os._exit once it has logged ``stopped`` and flushed its logs, as
+  workers always did: libmilter's session threads outlive smfi_main (a connection the MTA
+  keeps open between transactions, or one libmilter left running as above) and call into
+  Python when their connection ends, so no interpreter shutdown may run under them.
 - On the first signal: new transactions on open connections are refused (Runtime.stop:
   ``451 4.3.2`` at RCPT); no new connections are taken: a listening socket nobody can reach
   (non-blocking, so libmilter's accept() cannot hang) is dup2()ed over libmilter's listening
@@ -708,12 +711,11 @@ def drain(runtime: Runtime, stop: StopSignals, timeout: float) -> bool:
 
 
 def serve(runtime: Runtime, listener: Listener,
-          orphaned: Callable[[], bool] | None = None) -> bool:
+          orphaned: Callable[[], bool] | None = None) -> None:
     """Run smfi_main until a stop signal (or until it returns by itself, or ``orphaned``
     says the worker's supervisor is gone), then stop as the module docstring says (waiting up
-    to ``[milter] stop_timeout`` as configured then). Returns whether smfi_main returned by
-    itself (libmilter took the signal: the process must not run an interpreter shutdown).
-    Raises RunnerError when smfi_main fails."""
+    to ``[milter] stop_timeout`` as configured then). Raises RunnerError when smfi_main
+    fails."""
     stop = StopSignals().install()
     runtime.skip_data = listener.family == socket.AF_UNIX
     placeholder: socket.socket | None = None
@@ -748,7 +750,6 @@ def serve(runtime: Runtime, listener: Listener,
             stop_libmilter(thread, placeholder)
         if thread.error is not None:
             raise RunnerError(f"libmilter: {thread.error}")
-        return reason == "libmilter"
     finally:
         stop.restore()
         if placeholder is not None:
@@ -769,9 +770,10 @@ def run(
     socket_spec: str | None = None,
     make_gateway: Callable[[Config], GatewayLike] | None = None,
 ) -> int:
-    """Run the milter in the foreground until SIGTERM/SIGHUP/SIGINT; returns the exit code.
-    With ``[milter] workers`` other than 1 this process supervises that many workers
-    (smimegate.milter.supervisor).
+    """Run the milter in the foreground until SIGTERM/SIGHUP/SIGINT. With ``[milter]
+    workers`` other than 1 this process supervises that many workers
+    (smimegate.milter.supervisor) and returns the exit code; as one process it ends the process
+    itself after a clean stop (exit status 0, os._exit: the module docstring, "Stopping").
 
     ``config_path``/``explicit`` say where SIGUSR1 re-reads the configuration.
     ``make_gateway`` replaces the real gateway (tests). Must be called from the main thread.
@@ -812,7 +814,7 @@ def run(
         stats = start_stats(gateway, runtime)
         _LOG.info(f"{log.TAG}: starting; " + log.format_fields(
             {"socket": spec.spec, "pid": os.getpid(), "uid": os.getuid()}))
-        libmilter_stopped = serve(runtime, listener)
+        serve(runtime, listener)
     finally:
         if jobs is not None:
             jobs.stop()
@@ -827,7 +829,5 @@ def run(
     for handler in logging.getLogger(log.LOGGER_NAME).handlers:
         handler.flush()
     sys.stdout.flush()
-    if libmilter_stopped:  # see the module docstring, "Stopping"
-        sys.stderr.flush()
-        os._exit(0)
-    return 0
+    sys.stderr.flush()
+    os._exit(0)  # no interpreter shutdown under libmilter's threads: module docstring, "Stopping"
