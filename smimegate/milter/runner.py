@@ -139,7 +139,8 @@ LIBMILTER_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGTERM})
 FORWARDED_STOP: dict[int, int] = {signal.SIGTERM: signal.SIGRTMIN + 1,
                                   signal.SIGINT: signal.SIGRTMIN + 2,
                                   signal.SIGHUP: signal.SIGRTMIN + 3}
-_FORWARDED_NAMES = {forwarded: signal.Signals(sig).name for sig, forwarded in FORWARDED_STOP.items()}
+_FORWARDED_NAMES = {forwarded: signal.Signals(sig).name
+                    for sig, forwarded in FORWARDED_STOP.items()}
 STOP_SIGNALS = LIBMILTER_SIGNALS | frozenset(FORWARDED_STOP.values())
 RELOAD_SIGNAL = signal.SIGUSR1
 # How often the main thread looks at the stop signals and libmilter's thread (seconds).

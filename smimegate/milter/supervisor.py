@@ -14,8 +14,8 @@ supervisor (single-threaded, it never runs libmilter or a store query itself):
    one restarted later.
 3. Each worker, pinned first to a CPU of its own when ``[milter] cpu_affinity`` (pin_cpu: a
    worker's libmilter threads hand its GIL over at every callback, cheaply on one core,
-   expensively across cores), then: new store connections (SqlStore.reconnect: a child must not use its parent's
-   connections), at most ``ceil([store] pool_max / workers)`` and at least
+   expensively across cores), then: new store connections (SqlStore.reconnect: a child must
+   not use its parent's connections), at most ``ceil([store] pool_max / workers)`` and at least
    jobs.JOB_POOL_MIN of them; libmilter is given the inherited socket as runner.py does for
    ``fd:N`` (a placeholder of the same family, the socket dup2()ed over it); then runner.serve,
    exactly as one process serves. Worker 0 also runs the background jobs (CRL download,
