@@ -50,6 +50,22 @@ def _wait_for(daemon: Daemon, text: str, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def _send_in_background(spec: str, recipient: str,
+                        queue_id: str) -> tuple[threading.Thread, list[MessageResult]]:
+    """One message to ``recipient`` (``slowN@``: N tenths of a second) on a connection of its
+    own, from a thread this starts; its result lands in the list."""
+    results: list[MessageResult] = []
+
+    def send() -> None:
+        with session(spec) as c:
+            results.append(c.message("a@inside.test", [recipient], HEADERS, b"x\r\n",
+                                     queue_id=queue_id))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    return sender, results
+
+
 # workers 0 (the default, one per core: a supervisor passes the signal on) and 1 (one process).
 @pytest.mark.parametrize(("sig", "kind", "workers"), [
     (signal.SIGTERM, "inet", 0), (signal.SIGINT, "unix", 0), (signal.SIGHUP, "inet", 0),
@@ -61,16 +77,8 @@ def test_stop_signal_lets_the_message_in_flight_finish(
             else f"unix:{tmp_path}/milter.sock")
     daemon = start(fake_argv(write_config(tmp_path, spec, workers=workers)),
                    tmp_path / "milter.log", spec)
-    results: list[MessageResult] = []
-
-    def send() -> None:
-        with session(spec) as c:
-            results.append(c.message("a@inside.test", ["slow40@outside.test"], HEADERS,
-                                     b"x\r\n", queue_id="QSLOW"))
-
-    sender = threading.Thread(target=send)
+    sender, results = _send_in_background(spec, "slow40@outside.test", "QSLOW")
     try:
-        sender.start()
         _wait_for(daemon, "QSLOW: smimegate: fake slow start")
         daemon.proc.send_signal(sig)
         # No new connections from the moment the stop begins, while the message is in flight.
@@ -207,16 +215,8 @@ def test_a_stop_signal_taken_by_libmilters_own_thread_still_drains(tmp_path: Pat
     spec = f"inet:{free_port()}@127.0.0.1"
     daemon = start(fake_argv(write_config(tmp_path, spec, workers=1)),
                    tmp_path / "milter.log", spec)
-    results: list[MessageResult] = []
-
-    def send() -> None:
-        with session(spec) as c:
-            results.append(c.message("a@inside.test", ["slow80@outside.test"], HEADERS,
-                                     b"x\r\n", queue_id="QLIB"))
-
-    sender = threading.Thread(target=send)
+    sender, results = _send_in_background(spec, "slow80@outside.test", "QLIB")
     try:
-        sender.start()
         _wait_for(daemon, "QLIB: smimegate: fake slow start")
         tgkill(daemon.proc.pid, libmilter_signal_thread(daemon.proc.pid), signal.SIGTERM)
         sender.join(20)
